@@ -1,0 +1,94 @@
+"""Trainer events and the Callback base class that debugger, profiler, tracking and tuning implement.
+
+The trainer calls `CallbackRunner.fire(event, state)` at each event; a callback that raises is logged and
+disabled so that an auxiliary tool can never kill a training run.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+log = logging.getLogger(__name__)
+
+EVENTS = (
+    "fit_start",
+    "epoch_start",
+    "batch_start",
+    "after_forward",
+    "after_backward",
+    "batch_end",
+    "eval_end",
+    "epoch_end",
+    "fit_end",
+)
+
+
+@dataclass
+class TrainState:
+    """What the trainer exposes to callbacks; callbacks may set `should_stop` / `stop_reason`.
+
+    Fields that are not meaningful at an event are None (e.g. `loss` outside batch events).
+    """
+
+    spec: Any
+    job_dir: Any
+    model: Any = None
+    optimizer: Any = None
+    scheduler: Any = None
+    device: Any = None
+    epoch: int = 0  # 0-based index of the current epoch
+    global_step: int = 0  # optimizer steps done so far, across epochs
+    batch_index: int = 0
+    mode: str = "train"  # "train" | "eval" | "predict"
+    split: str | None = None  # split being evaluated at eval_end ("valid", "test")
+    inputs: Any = None
+    targets: Any = None
+    outputs: Any = None
+    loss: Any = None
+    batch_size: int = 0
+    metrics: dict[str, float] = field(default_factory=dict)  # latest metrics, e.g. valid_accuracy
+    history: list[dict[str, Any]] = field(default_factory=list)  # per-epoch records
+    status: str = "InProgress"  # InProgress | Completed | Failed | Stopped
+    should_stop: bool = False
+    stop_reason: str | None = None
+    result: dict[str, Any] | None = None  # result.json content, set before fit_end
+
+    def request_stop(self, reason: str) -> None:
+        """Ask the trainer to stop after the current step; the job ends with status Stopped."""
+        self.should_stop = True
+        self.stop_reason = reason
+
+
+class Callback:
+    """Base class with a no-op method per event; override the ones you need."""
+
+    def fit_start(self, state: TrainState) -> None: ...
+    def epoch_start(self, state: TrainState) -> None: ...
+    def batch_start(self, state: TrainState) -> None: ...
+    def after_forward(self, state: TrainState) -> None: ...
+    def after_backward(self, state: TrainState) -> None: ...
+    def batch_end(self, state: TrainState) -> None: ...
+    def eval_end(self, state: TrainState) -> None: ...
+    def epoch_end(self, state: TrainState) -> None: ...
+    def fit_end(self, state: TrainState) -> None: ...
+
+
+class CallbackRunner:
+    """Dispatches events to callbacks, disabling any callback that raises."""
+
+    def __init__(self, callbacks: Iterable[Callback] = ()) -> None:
+        self.callbacks: list[Callback] = list(callbacks)
+        self.disabled: dict[str, str] = {}  # callback class name -> error message
+
+    def fire(self, event: str, state: TrainState) -> None:
+        for callback in list(self.callbacks):
+            try:
+                getattr(callback, event)(state)
+            except Exception as exc:  # noqa: BLE001 - a callback must never kill training
+                name = type(callback).__name__
+                log.error("callback %s failed at %s and is disabled: %r", name, event, exc, exc_info=True)
+                self.disabled[name] = f"{event}: {exc!r}"
+                self.callbacks.remove(callback)

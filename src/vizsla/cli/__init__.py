@@ -1,0 +1,1 @@
+"""The `vizsla` command line."""

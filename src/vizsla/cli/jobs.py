@@ -1,0 +1,375 @@
+"""`vizsla jobs`: list, describe and report training jobs from their directories, like SageMaker's console.
+
+Everything shown is read from the job directories (spec.yaml, result.json, metrics.jsonl), so the
+commands work without MLflow and on jobs copied from another machine.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from datetime import datetime
+from enum import StrEnum
+from pathlib import Path
+from typing import Any
+
+import typer
+import yaml
+from rich import box
+from rich.console import Console
+from rich.table import Table
+from rich.text import Text
+
+from vizsla.errors import UserError
+from vizsla.jobdir import JobDir
+from vizsla.training.report import format_duration, format_number, format_time
+
+app = typer.Typer(no_args_is_help=True, help="List, describe and report training jobs.")
+
+MAX_DEPTH = 3  # runs/job, runs/group/job and runs/tune-001/trials/trial-7
+SKIPPED_DIRS = {"mlartifacts", "mlruns"}  # MLflow keeps copies of spec.yaml there: not jobs
+MAX_CLASSES_IN_FULL = 10  # above this, describe shows the 5 best and 5 worst classes by f1
+STATUS_STYLE = {"Completed": "green", "InProgress": "cyan", "Failed": "red", "Stopped": "yellow"}
+
+
+class Status(StrEnum):
+    Completed = "Completed"
+    InProgress = "InProgress"
+    Failed = "Failed"
+    Stopped = "Stopped"
+    Unknown = "Unknown"
+
+
+class SortKey(StrEnum):
+    start = "start"
+    duration = "duration"
+    name = "name"
+
+
+@dataclass(frozen=True)
+class JobSummary:
+    """One row of `vizsla jobs list`, read from a job directory."""
+
+    path: Path
+    name: str
+    status: str
+    start: datetime | None
+    duration_s: float | None
+    model: str | None
+    epochs: str
+    valid_accuracy: float | None
+    test_accuracy: float | None
+
+
+def find_job_dirs(runs_dir: Path, max_depth: int = MAX_DEPTH) -> list[Path]:
+    """Folders holding a spec.yaml, up to `max_depth` levels below `runs_dir` (not inside a job's outputs)."""
+    if JobDir(runs_dir).exists():
+        return [runs_dir]
+    found: list[Path] = []
+    level = [runs_dir]
+    for _ in range(max_depth):
+        children = [c for d in level for c in _subdirs(d)]
+        found += [c for c in children if JobDir(c).exists()]
+        level = [c for c in children if not JobDir(c).exists()]
+    return sorted(found)
+
+
+def _subdirs(folder: Path) -> Iterator[Path]:
+    try:
+        entries = list(folder.iterdir())
+    except OSError:  # unreadable or vanished while listing
+        return
+    for entry in entries:
+        if entry.is_dir() and not entry.name.startswith(".") and entry.name not in SKIPPED_DIRS:
+            yield entry
+
+
+def _read_spec(job: JobDir) -> dict[str, Any]:
+    try:
+        spec = yaml.safe_load(job.spec.read_text())
+    except (OSError, yaml.YAMLError):
+        return {}
+    return spec if isinstance(spec, dict) else {}
+
+
+def _read_result(job: JobDir) -> dict[str, Any]:
+    try:
+        return job.read_result() or {}
+    except (OSError, ValueError):  # torn or unreadable result.json: show the job as Unknown
+        return {}
+
+
+def _parse_time(iso: str | None) -> datetime | None:
+    try:
+        return datetime.fromisoformat(iso).astimezone() if iso else None
+    except ValueError:
+        return None
+
+
+def _last_epoch(job: JobDir) -> dict[str, Any]:
+    epochs = [r for r in job.read_metrics() if r.get("kind") == "epoch"]
+    return epochs[-1] if epochs else {}
+
+
+def summarize_job(path: Path) -> JobSummary:
+    """Status, times, model and accuracies of one job; a job without result.json is Unknown."""
+    job = JobDir(path)
+    spec, result = _read_spec(job), _read_result(job)
+    metrics = result.get("metrics") or {}
+    last = {} if "valid_accuracy" in metrics else _last_epoch(job)  # a running job: its latest epoch
+    start = _parse_time(result.get("start_time"))
+    if start is None:
+        start = datetime.fromtimestamp(job.spec.stat().st_mtime).astimezone()
+    planned = (spec.get("train") or {}).get("epochs")
+    done = result.get("epochs_completed")
+    return JobSummary(
+        path=path,
+        name=result.get("job_name") or spec.get("name") or path.name,
+        status=result.get("status") or Status.Unknown.value,
+        start=start,
+        duration_s=result.get("duration_s"),
+        model=(spec.get("model") or {}).get("name"),
+        epochs=f"{'?' if done is None else done}/{'?' if planned is None else planned}",
+        valid_accuracy=metrics.get("valid_accuracy", last.get("valid_accuracy")),
+        test_accuracy=metrics.get("test_accuracy"),
+    )
+
+
+def sort_jobs(jobs: list[JobSummary], key: SortKey) -> list[JobSummary]:
+    """Newest first, longest first, or by name; jobs missing the value go last."""
+    if key is SortKey.name:
+        return sorted(jobs, key=lambda j: (j.name.lower(), str(j.path)))
+    if key is SortKey.duration:
+        return sorted(jobs, key=lambda j: (j.duration_s is None, -(j.duration_s or 0.0)))
+    return sorted(jobs, key=lambda j: (j.start is None, -(j.start.timestamp() if j.start else 0.0)))
+
+
+def _status_text(status: str) -> Text:
+    return Text(status, style=STATUS_STYLE.get(status, "dim"))
+
+
+def _job_row(job: JobSummary, runs_dir: Path) -> dict[str, Text | str]:
+    # the folder path is what `describe` takes; the job's own name only when it differs
+    relative = job.path.relative_to(runs_dir).as_posix() if job.path != runs_dir else job.path.name
+    name = Text(relative)
+    if job.name != job.path.name:
+        name.append(f" ({job.name})", style="dim")
+    return {
+        "Name": name,
+        "Status": _status_text(job.status),
+        "Start time": job.start.strftime("%Y-%m-%d %H:%M") if job.start else "—",
+        "Duration": format_duration(job.duration_s),
+        "Model": Text(job.model or "—"),
+        "Epochs": job.epochs,
+        "Valid acc": format_number(job.valid_accuracy),
+        "Test acc": format_number(job.test_accuracy),
+    }
+
+
+def _jobs_table(jobs: list[JobSummary], runs_dir: Path, width: int) -> Table:
+    """SageMaker-like job table; narrow terminals lose Model (< 110 columns), then Start time (< 90)."""
+    dropped = {"Model"} if width < 110 else set()
+    dropped |= {"Start time"} if width < 90 else set()
+    rows = [_job_row(job, runs_dir) for job in jobs]
+    columns = [c for c in rows[0] if c not in dropped] if rows else []
+    table = Table(title=f"Training jobs in {runs_dir}", title_justify="left", box=box.SIMPLE_HEAD,
+                  pad_edge=False)
+    for column in columns:
+        free = column in ("Name", "Model")  # only names fold; times, statuses and numbers keep one line
+        numeric = column in ("Duration", "Epochs", "Valid acc", "Test acc")
+        table.add_column(column, justify="right" if numeric else "left", overflow="fold", no_wrap=not free,
+                         min_width=10 if free else None)
+    for row in rows:
+        table.add_row(*[row[c] for c in columns])
+    return table
+
+
+def _console() -> Console:
+    """A console that does not crop tables when output goes to a pipe or file (unless COLUMNS says so)."""
+    console = Console()
+    if not console.is_terminal and "COLUMNS" not in os.environ:
+        console = Console(width=160)
+    return console
+
+
+@app.command("list")
+def list_jobs(
+    runs_dir: Path = typer.Argument(Path("runs"), help="Folder holding job directories."),
+    status: Status | None = typer.Option(None, "--status", case_sensitive=False,
+                                         help="Only jobs in this state."),
+    sort: SortKey = typer.Option(SortKey.start, "--sort", help="start (newest first), duration or name."),
+) -> None:
+    """List the jobs under RUNS_DIR with status, times, model and accuracies."""
+    if not runs_dir.is_dir():
+        raise UserError(f"runs folder not found: {runs_dir}", hint="Pass the folder your jobs write to.")
+    jobs = [summarize_job(path) for path in find_job_dirs(runs_dir)]
+    if status is not None:
+        jobs = [job for job in jobs if job.status == status.value]
+    console = _console()
+    if not jobs:
+        which = f" with status {status.value}" if status else ""
+        console.print(f"No training jobs{which} in {runs_dir}; start one with `vizsla train`.",
+                      highlight=False)
+        return
+    console.print(_jobs_table(sort_jobs(jobs, sort), runs_dir, console.width))
+
+
+def _require_job(job_dir: Path) -> JobDir:
+    job = JobDir(job_dir)
+    if not job.exists():
+        raise UserError(f"{job_dir} is not a vizsla job directory (no spec.yaml)",
+                        hint="Run `vizsla jobs list RUNS_DIR` to see the job directories.")
+    return job
+
+
+def _key_value_table(title: str, rows: list[tuple[str, Any]]) -> Table | None:
+    """A titled two-column table of the rows that have a value; None when none has."""
+    rows = [(key, value) for key, value in rows if value is not None and value != ""]
+    if not rows:
+        return None
+    table = Table(title=title, title_justify="left", title_style="bold", show_header=False, box=None,
+                  padding=(0, 2, 0, 0))
+    table.add_column(style="bold", no_wrap=True)
+    table.add_column()
+    for key, value in rows:
+        table.add_row(key, value if isinstance(value, Text) else Text(str(value)))
+    return table
+
+
+def _flatten(tree: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
+    flat: dict[str, Any] = {}
+    for key, value in tree.items():
+        if isinstance(value, Mapping) and value:
+            flat.update(_flatten(value, f"{prefix}{key}."))
+        else:
+            flat[f"{prefix}{key}"] = value
+    return flat
+
+
+def _last_activity(job: JobDir) -> str | None:
+    """When the job last wrote progress: a running job that stopped writing long ago was probably killed."""
+    times = [p.stat().st_mtime for p in (job.metrics, job.last_checkpoint, job.result) if p.is_file()]
+    if not times:
+        return None
+    latest = max(times)
+    stamp = datetime.fromtimestamp(latest).astimezone().strftime("%Y-%m-%d %H:%M:%S")
+    return f"{stamp} ({format_duration(time.time() - latest)} ago)"
+
+
+def _summary_rows(job: JobDir, result: dict[str, Any], spec: dict[str, Any]) -> list[tuple[str, Any]]:
+    status = result.get("status") or Status.Unknown.value
+    best = result.get("best_metric") or {}
+    best_epoch = result.get("best_epoch")
+    planned = (spec.get("train") or {}).get("epochs", "?")
+    return [
+        ("Name", result.get("job_name") or spec.get("name") or job.root.name),
+        ("Directory", str(job.root.resolve())),
+        ("Status", _status_text(status)),
+        ("Failure reason", result.get("failure_reason")),
+        ("Stop reason", result.get("stop_reason")),
+        ("Start", format_time(result.get("start_time")) if result else None),
+        ("End", format_time(result.get("end_time")) if result.get("end_time") else None),
+        ("Duration", None if result.get("duration_s") is None else format_duration(result["duration_s"])),
+        ("Last activity", _last_activity(job) if status in ("InProgress", "Unknown") else None),
+        ("Epochs", f"{result.get('epochs_completed', 0)} of {planned}"),
+        ("Best epoch", None if best_epoch is None else f"{best_epoch + 1} (1-based)"),
+        ("Best metric", f"{best.get('name')} = {format_number(best.get('value'))}" if best else None),
+        ("Test metrics from", result.get("test_source")),
+    ]
+
+
+def _per_class_table(per_class: Mapping[str, Any]) -> Table | None:
+    """All classes, or the 5 best and 5 worst by f1 when there are many."""
+    labels = per_class.get("labels") or []
+    if not labels:
+        return None
+    columns = ("precision", "recall", "f1", "support")
+    rows = [(str(label), *[(per_class.get(c) or [None] * len(labels))[i] for c in columns])
+            for i, label in enumerate(labels)]
+    title = f"Per-class metrics ({per_class.get('split', 'test')})"
+    if len(rows) > MAX_CLASSES_IN_FULL:
+        rows = sorted(rows, key=lambda r: -(r[3] or 0.0))
+        rows = rows[:5] + [("…", None, None, None, None)] + rows[-5:]
+        title += f", 5 best and 5 worst of {len(labels)} by f1"
+    table = Table(title=title, title_justify="left", title_style="bold", min_width=len(title))
+    table.add_column("class")
+    for column in columns:
+        table.add_column(column, justify="right")
+    for label, *values in rows:
+        table.add_row(Text(label), *[format_number(v) if v is not None else "" for v in values])
+    return table
+
+
+def _data_rows(job: JobDir, data: Mapping[str, Any]) -> list[tuple[str, Any]]:
+    images = data.get("images") or {}
+    bad = data.get("bad_files")
+    listed = f" (listed in {job.bad_files.resolve()})" if bad and job.bad_files.is_file() else ""
+    bad_text = None if bad is None else f"{bad}{listed}"
+    return [("Classes", data.get("classes")),
+            *[(f"{split.capitalize()} images", count) for split, count in images.items()],
+            ("Bad files", bad_text)]
+
+
+def _output_rows(job: JobDir, result: Mapping[str, Any]) -> list[tuple[str, Any]]:
+    model = Path(result.get("best_model_path") or job.model_dir)
+    paths = [("Model", model), ("Loss plot", job.loss_plot), ("Confusion matrix", job.confusion_matrix_plot),
+             ("Report", job.training_report)]
+    rows: list[tuple[str, Any]] = [(label, str(path.resolve())) for label, path in paths if path.exists()]
+    mlflow = result.get("mlflow") or _tracking_info(job)
+    if mlflow.get("run_id"):
+        rows += [("MLflow run id", mlflow["run_id"]), ("MLflow experiment", mlflow.get("experiment")),
+                 ("MLflow tracking URI", mlflow.get("tracking_uri"))]
+    return rows
+
+
+def _tracking_info(job: JobDir) -> dict[str, Any]:
+    try:
+        info = json.loads(job.tracking.read_text())
+    except (OSError, ValueError):
+        return {}
+    return info if isinstance(info, dict) else {}
+
+
+@app.command("describe")
+def describe_job(
+    job_dir: Path = typer.Argument(..., help="A job directory (holds spec.yaml)."),
+    as_json: bool = typer.Option(False, "--json", help="Print result.json as it is."),
+) -> None:
+    """Show a job's status, times, hyperparameters, metrics, per-class results, data and outputs."""
+    job = _require_job(job_dir)
+    if as_json:
+        if not job.result.is_file():
+            raise UserError(f"{job_dir} has no result.json yet (the job has not started or was killed early)")
+        typer.echo(job.result.read_text().rstrip("\n"))
+        return
+    spec, result = _read_spec(job), _read_result(job)
+    hyperparameters = result.get("hyperparameters") or _flatten(spec)
+    metrics = result.get("metrics") or {}
+    sections = [
+        _key_value_table("Job", _summary_rows(job, result, spec)),
+        _key_value_table("Hyperparameters", sorted(hyperparameters.items())),
+        _key_value_table("Final metrics", [(k, format_number(v)) for k, v in metrics.items()]),
+        _per_class_table(result.get("per_class") or {}),
+        _key_value_table("Data", _data_rows(job, result.get("data") or {})),
+        _key_value_table("Outputs", _output_rows(job, result)),
+    ]
+    console = _console()
+    for section in sections:
+        if section is not None:
+            console.print(section)
+            console.print()
+
+
+@app.command("report")
+def report_job(job_dir: Path = typer.Argument(..., help="A job directory (holds spec.yaml).")) -> None:
+    """Rebuild the job's plots and its self-contained HTML report (reports/training.html)."""
+    from vizsla.training.plots import write_job_plots
+    from vizsla.training.report import write_training_report
+
+    job = _require_job(job_dir)
+    write_job_plots(job)
+    path = write_training_report(job)
+    Console().print(f"Wrote {path}", highlight=False)

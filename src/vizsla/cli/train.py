@@ -1,0 +1,252 @@
+"""`vizsla train`: run a training job from CLI flags and/or a YAML job spec."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+from typing import Any
+
+import typer
+from rich.console import Console
+
+from vizsla.errors import SpecError, UserError
+
+DATA = "Data"
+MODEL = "Model"
+OPTIM = "Optimisation"
+RUN = "Run"
+
+
+def _parse_head(value: str | None) -> list[int] | None:
+    """'256,128' -> [256, 128]; '' or 'linear' -> []."""
+    if value is None:
+        return None
+    if value.strip().lower() in ("", "linear", "none"):
+        return []
+    try:
+        sizes = [int(part) for part in value.split(",") if part.strip()]
+    except ValueError:
+        raise SpecError(f"--head must be comma-separated layer sizes like 256,128 (got '{value}')") from None
+    if any(size <= 0 for size in sizes):
+        raise SpecError(f"--head sizes must be positive (got '{value}')")
+    return sizes
+
+
+def _overrides(values: dict[str, Any]) -> dict[str, Any]:
+    """Nest the CLI values that were given ('section.field' -> value) into a spec mapping."""
+    nested: dict[str, Any] = {}
+    for dotted, value in values.items():
+        if value is None:
+            continue
+        node = nested
+        *parents, leaf = dotted.split(".")
+        for part in parents:
+            node = node.setdefault(part, {})
+        node[leaf] = value
+    return nested
+
+
+def train(
+    data: str = typer.Option(
+        None,
+        "--data",
+        help="Image folder: ROOT/{train,valid,test}/<class>/*.jpg, or "
+        "ROOT/<class>/*.jpg to split for you; a local path or s3:// / gs:// URI.",
+        rich_help_panel=DATA,
+    ),
+    output: Path = typer.Option(
+        None, "--output", "-o", help="Job directory to write everything into.", rich_help_panel=RUN
+    ),
+    config: Path = typer.Option(
+        None, "--config", "-c", help="YAML job spec; flags override its values.", rich_help_panel=RUN
+    ),
+    resume: Path = typer.Option(
+        None,
+        "--resume",
+        help="Continue the killed or stopped job in this directory "
+        "from its last checkpoint (its saved spec is used).",
+        rich_help_panel=RUN,
+    ),
+    overwrite: bool = typer.Option(
+        False, "--overwrite", help="Delete an existing job in --output first.", rich_help_panel=RUN
+    ),
+    name: str = typer.Option(
+        None, "--name", help="Job name (default: the output folder's name).", rich_help_panel=RUN
+    ),
+    model: str = typer.Option(
+        None,
+        "--model",
+        "-m",
+        help="timm model name, e.g. resnet34, efficientnet_lite0 (default). `vizsla models list` shows them.",
+        rich_help_panel=MODEL,
+    ),
+    weights: str = typer.Option(
+        None,
+        "--weights",
+        help="Pretrained weights: auto (installed package, else hub), "
+        "hub, package, none, or a path to a .pth/.safetensors file.",
+        rich_help_panel=MODEL,
+    ),
+    head: str = typer.Option(
+        None,
+        "--head",
+        help="Hidden sizes of the MLP head, e.g. 256,128 (ResNet + 3 fully "
+        "connected layers); 'linear' for one layer.",
+        rich_help_panel=MODEL,
+    ),
+    head_dropout: float = typer.Option(
+        None, "--head-dropout", help="Dropout in the head (0-1).", rich_help_panel=MODEL
+    ),
+    head_activation: str = typer.Option(
+        None, "--head-activation", help="relu, gelu, silu or tanh.", rich_help_panel=MODEL
+    ),
+    image_size: int = typer.Option(
+        None, "--image-size", help="Input size in pixels (default: the model's).", rich_help_panel=MODEL
+    ),
+    finetune: str = typer.Option(
+        None,
+        "--finetune",
+        help="head: train the head on a frozen backbone; full: "
+        "train everything; staged: head first, then all with a lower backbone LR.",
+        rich_help_panel=OPTIM,
+    ),
+    epochs: int = typer.Option(None, "--epochs", help="Number of epochs.", rich_help_panel=OPTIM),
+    lr: float = typer.Option(None, "--lr", help="Peak learning rate of the head.", rich_help_panel=OPTIM),
+    backbone_lr_scale: float = typer.Option(
+        None, "--backbone-lr-scale", help="Backbone LR = lr x this (full/staged).", rich_help_panel=OPTIM
+    ),
+    batch_size: int = typer.Option(
+        None, "--batch-size", "-b", help="Images per step.", rich_help_panel=OPTIM
+    ),
+    optimizer: str = typer.Option(None, "--optimizer", help="adamw or sgd.", rich_help_panel=OPTIM),
+    weight_decay: float = typer.Option(None, "--weight-decay", help="Weight decay.", rich_help_panel=OPTIM),
+    schedule: str = typer.Option(
+        None, "--schedule", help="cosine, onecycle or constant.", rich_help_panel=OPTIM
+    ),
+    warmup_epochs: float = typer.Option(
+        None, "--warmup-epochs", help="Linear LR warmup, in epochs.", rich_help_panel=OPTIM
+    ),
+    label_smoothing: float = typer.Option(
+        None, "--label-smoothing", help="Label smoothing (0-1).", rich_help_panel=OPTIM
+    ),
+    grad_clip: float = typer.Option(
+        None, "--grad-clip", help="Clip the gradient norm to this value.", rich_help_panel=OPTIM
+    ),
+    early_stopping: int = typer.Option(
+        None, "--early-stopping", help="Stop after N epochs without valid improvement.", rich_help_panel=OPTIM
+    ),
+    augment: bool = typer.Option(
+        None, "--augment/--no-augment", help="Random crops and flips on train.", rich_help_panel=DATA
+    ),
+    hflip: bool = typer.Option(
+        None, "--hflip/--no-hflip", help="Horizontal flips when augmenting.", rich_help_panel=DATA
+    ),
+    workers: int = typer.Option(
+        None, "--workers", help="Data loader worker processes (default: by cores).", rich_help_panel=DATA
+    ),
+    precision: str = typer.Option(
+        None, "--precision", help="auto, fp32, bf16 or fp16 (CUDA).", rich_help_panel=RUN
+    ),
+    device: str = typer.Option(None, "--device", help="auto, cpu, cuda or cuda:N.", rich_help_panel=RUN),
+    seed: int = typer.Option(
+        None, "--seed", help="Seed of init, data order and augmentation.", rich_help_panel=RUN
+    ),
+    tracking_uri: str = typer.Option(
+        None,
+        "--tracking-uri",
+        help="MLflow tracking URI (default: sqlite file next to the job directory).",
+        rich_help_panel=RUN,
+    ),
+    experiment: str = typer.Option(None, "--experiment", help="MLflow experiment name.", rich_help_panel=RUN),
+    no_tracking: bool = typer.Option(
+        False, "--no-tracking", help="Do not record the job in MLflow.", rich_help_panel=RUN
+    ),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bars.", rich_help_panel=RUN),
+) -> None:
+    """Fine-tune a pretrained image classifier on a folder of images (a training job)."""
+    from vizsla.spec import build_spec, load_spec, read_yaml
+    from vizsla.training import run_job
+
+    console = Console(stderr=True)
+    if resume is not None:
+        spec = load_spec(_job_spec_path(resume))
+        console.print(f"resuming [bold]{spec.job_name}[/bold] in {resume}")
+    else:
+        values = {
+            "name": name,
+            "output": str(output) if output else None,
+            "data.root": data,
+            "data.augment": augment,
+            "data.hflip": hflip,
+            "data.num_workers": workers,
+            "model.name": model,
+            "model.weights": weights,
+            "model.head": _parse_head(head),
+            "model.head_dropout": head_dropout,
+            "model.head_activation": head_activation,
+            "model.image_size": image_size,
+            "train.finetune": finetune,
+            "train.epochs": epochs,
+            "train.lr": lr,
+            "train.backbone_lr_scale": backbone_lr_scale,
+            "train.batch_size": batch_size,
+            "train.optimizer": optimizer,
+            "train.weight_decay": weight_decay,
+            "train.schedule": schedule,
+            "train.warmup_epochs": warmup_epochs,
+            "train.label_smoothing": label_smoothing,
+            "train.grad_clip_norm": grad_clip,
+            "train.early_stopping_patience": early_stopping,
+            "train.precision": precision,
+            "train.device": device,
+            "train.seed": seed,
+            "tracking.uri": tracking_uri,
+            "tracking.experiment": experiment,
+            "tracking.enabled": False if no_tracking else None,
+        }
+        base = read_yaml(config) if config else {}
+        merged = _overrides(values)
+        if not (merged.get("data", {}).get("root") or base.get("data", {}).get("root")):
+            raise UserError("no data given: pass --data ROOT (or data.root in --config)")
+        if not (merged.get("output") or base.get("output")):
+            raise UserError("no job directory given: pass --output DIR")
+        spec = build_spec(base, merged, source=str(config) if config else "command line")
+        _prepare_output(Path(spec.output), overwrite)
+    result = run_job(spec, resume=resume is not None, progress=not quiet)
+    _print_summary(console, result)
+    if result.get("status") == "Failed":
+        raise typer.Exit(1)
+
+
+def _job_spec_path(job_dir: Path) -> Path:
+    spec_path = job_dir / "spec.yaml"
+    if not spec_path.is_file():
+        raise UserError(f"cannot resume {job_dir}: no spec.yaml there (is it a vizsla job directory?)")
+    return spec_path
+
+
+def _prepare_output(output: Path, overwrite: bool) -> None:
+    if overwrite and output.exists():
+        if output.is_dir() and ((output / "spec.yaml").is_file() or not any(output.iterdir())):
+            shutil.rmtree(output)
+        else:
+            raise UserError(f"--overwrite refuses to delete {output}: it is not a vizsla job directory")
+
+
+def _print_summary(console: Console, result: dict[str, Any]) -> None:
+    metrics = result.get("metrics", {})
+    status = result.get("status", "?")
+    colour = {"Completed": "green", "Stopped": "yellow", "Failed": "red"}.get(status, "white")
+    console.print(
+        f"[bold {colour}]{status}[/] {result.get('job_name')} in {result.get('duration_s', 0):.0f} s"
+    )
+    shown = [f"{k} {v:.4f}" for k, v in metrics.items() if k.endswith(("accuracy", "loss"))]
+    if shown:
+        console.print("  " + "  ".join(shown))
+    if result.get("test_source") == "valid":
+        console.print("  (no test split: test metrics are on the validation split)")
+    if result.get("stop_reason"):
+        console.print(f"  {result['stop_reason']}")
+    if result.get("failure_reason"):
+        console.print(f"  [red]{result['failure_reason']}[/]")
+    console.print(f"  job directory: {result.get('job_dir')}")

@@ -1,0 +1,147 @@
+"""prepare_data: a DataSpec in, validated samples per split out, with the data report on disk.
+
+Runs once per job before training: finds the layout, decodes every file once, drops bad files and
+classes without train images, and writes data/report.json, data/bad_files.csv and data/split.csv.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import Counter
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from vizsla.data.layout import SPLITS, Entry, Layout, Sample, discover_layout
+from vizsla.data.validate import (
+    BadFile,
+    ValidationResult,
+    validate_files,
+    write_bad_files,
+    write_report,
+    write_split_manifest,
+)
+from vizsla.errors import DataError
+from vizsla.jobdir import JobDir
+from vizsla.spec import DataSpec
+
+log = logging.getLogger("vizsla.data")
+
+IMBALANCE_RATIO = 10.0  # warn when the largest train class has more than this times the smallest's images
+_DEFAULT_INPUT_SIDE = 224
+
+
+@dataclass(frozen=True)
+class PreparedData:
+    """Validated, labelled samples of a job's data, passed from data preparation to training.
+
+    `splits` always has train, valid and test (test holds the valid samples when `test_source` is "valid").
+    `split_dirs` maps the logical splits that exist to folders relative to `root` ("." = the root itself,
+    split by seed; valid -> the train folder when it was carved from train).
+    """
+
+    root: Path
+    classes: list[str]
+    splits: dict[str, list[Sample]]
+    test_source: str
+    split_dirs: dict[str, str]
+    bad_files: list[BadFile]
+    warnings: list[str]
+    report_path: Path
+
+
+def _local_root(spec: DataSpec, cache_root: Path | None, progress: bool) -> Path:
+    """Local folder of the data: remote URIs (s3://, gs://, ...) are copied to the cache first."""
+    from vizsla.data.sources import materialize  # fsspec: only when data is prepared
+
+    return Path(materialize(spec.root, spec.storage_options, cache_root, progress=progress))
+
+
+def _validation_draft_size(preprocessing: dict[str, Any] | None) -> int:
+    """Decode JPEGs at about twice the model input: enough to check them, much faster than full size."""
+    if not preprocessing:
+        return 2 * _DEFAULT_INPUT_SIDE
+    size = preprocessing.get("input_size") or (3, _DEFAULT_INPUT_SIDE, _DEFAULT_INPUT_SIDE)
+    return 2 * max(int(size[1]), int(size[2]))
+
+
+def _labelled(entries: list[Entry], labels: dict[str, int]) -> list[Sample]:
+    return [(str(path), labels[cls]) for path, cls in entries if cls in labels]
+
+
+def _assemble(layout: Layout, result: ValidationResult, warns: list[str]) -> tuple[list[str], dict, str]:
+    """Classes with readable train images, labelled samples per split and the split giving test metrics."""
+    train_counts = Counter(cls for _, cls in result.good["train"])
+    classes = [c for c in layout.classes if train_counts[c] > 0]
+    dropped = [c for c in layout.classes if train_counts[c] == 0]
+    if dropped:
+        warns.append(f"classes with no readable train image dropped (and their valid/test files): "
+                     f"{', '.join(dropped)}")
+    labels = {cls: i for i, cls in enumerate(classes)}
+    splits = {name: _labelled(result.good.get(name, []), labels) for name in SPLITS}
+    test_source = "test" if splits["test"] else "valid"
+    if test_source == "valid" and "test" in layout.split_dirs:
+        warns.append("the test split has no readable images: test metrics are reported on valid")
+    if test_source == "valid":
+        splits["test"] = splits["valid"]
+    counts = [train_counts[c] for c in classes]
+    if counts and max(counts) > IMBALANCE_RATIO * min(counts):
+        big, small = classes[counts.index(max(counts))], classes[counts.index(min(counts))]
+        warns.append(f"strong class imbalance in train: {big!r} has {max(counts)} images, "
+                     f"{small!r} has {min(counts)}")
+    return classes, splits, test_source
+
+
+def _per_class(samples: list[Sample], classes: list[str]) -> dict[str, int]:
+    counts = Counter(label for _, label in samples)
+    return {cls: counts[i] for i, cls in enumerate(classes)}
+
+
+def _report(spec: DataSpec, layout: Layout, data: PreparedData, seconds: float) -> dict[str, Any]:
+    real = [s for s in SPLITS if s != "test" or data.test_source == "test"]
+    splits = {s: {"folder": data.split_dirs.get(s), "images": len(data.splits[s]),
+                  "per_class": _per_class(data.splits[s], data.classes)} for s in real}
+    bad_by_split = Counter(b.split for b in data.bad_files)
+    return {
+        "source": spec.root, "root": str(data.root), "classes": data.classes,
+        "num_classes": len(data.classes), "splits": splits, "test_source": data.test_source,
+        "split": layout.split_info, "num_bad_files": len(data.bad_files),
+        "bad_files_per_split": dict(bad_by_split), "max_image_pixels": spec.max_image_pixels,
+        "validation_seconds": round(seconds, 3), "warnings": data.warnings,
+        "files": {"bad_files": "bad_files.csv", "split_manifest": "split.csv"},
+    }
+
+
+def _check_usable(data: PreparedData, job_dir: JobDir) -> None:
+    hint = f"see {job_dir.data_report} and {job_dir.bad_files}"
+    if len(data.classes) < 2:
+        raise DataError(f"fewer than 2 classes with readable train images in {data.root}: "
+                        f"{data.classes or 'none'}", hint=hint)
+    if not data.splits["valid"]:
+        raise DataError(f"no readable validation images in {data.root} (valid split: "
+                        f"{data.split_dirs.get('valid')})", hint=f"add a valid/ folder or raise "
+                        f"data.split_fractions' valid share; {hint}")
+
+
+def prepare_data(spec: DataSpec, job_dir: JobDir, *, preprocessing: dict[str, Any] | None = None,
+                 progress: bool = True, cache_root: Path | None = None) -> PreparedData:
+    """Find, check and split the images of SPEC; write the data report; DataError if unusable."""
+    root = _local_root(spec, cache_root, progress)
+    layout = discover_layout(root, spec)
+    result = validate_files(layout.files, max_pixels=spec.max_image_pixels,
+                            draft_size=_validation_draft_size(preprocessing), progress=progress)
+    warns = list(layout.warnings)
+    classes, splits, test_source = _assemble(layout, result, warns)
+    if result.bad:
+        warns.append(f"{len(result.bad)} unreadable file(s) left out, listed in {job_dir.bad_files}")
+    split_dirs = {k: v for k, v in layout.split_dirs.items() if k != "test" or test_source == "test"}
+    data = PreparedData(root, classes, splits, test_source, split_dirs, result.bad, warns,
+                        job_dir.data_report)
+    for message in warns:
+        log.warning(message)
+    write_bad_files(job_dir, result.bad, root)
+    real = {k: v for k, v in splits.items() if k != "test" or test_source == "test"}
+    write_split_manifest(job_dir, real, classes, root)
+    write_report(job_dir, _report(spec, layout, data, result.seconds))
+    _check_usable(data, job_dir)
+    return data

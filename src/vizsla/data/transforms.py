@@ -1,0 +1,80 @@
+"""The one place image transforms are built: train, evaluation and serving all derive them from the model's
+preprocessing record, so the pixels a model sees never differ between training and serving.
+
+A preprocessing record is timm's data config: {"input_size": [3, H, W], "mean": [3 floats],
+"std": [3 floats], "interpolation": "bicubic" | "bilinear" | "nearest", "crop_pct": 0.875}.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from typing import Any
+
+# Random-resized-crop area range for training: milder than ImageNet-from-scratch (0.08, 1.0) because
+# fine-tuning runs are short and small datasets lose their subject in tiny crops.
+TRAIN_CROP_SCALE = (0.5, 1.0)
+TRAIN_CROP_RATIO = (3.0 / 4.0, 4.0 / 3.0)
+DEFAULT_CROP_PCT = 0.875
+
+
+def _input_hw(preprocessing: dict[str, Any]) -> tuple[int, int]:
+    size = list(preprocessing["input_size"])
+    if len(size) != 3 or int(size[0]) != 3:
+        raise ValueError(f"preprocessing input_size must be [3, H, W] (RGB), got {size}")
+    return int(size[1]), int(size[2])
+
+
+def _interpolation(name: str) -> Any:
+    from torchvision.transforms import InterpolationMode
+
+    try:
+        return InterpolationMode(name.lower())
+    except ValueError:
+        known = ", ".join(m.value for m in InterpolationMode)
+        raise ValueError(f"unknown interpolation {name!r} in preprocessing; use one of {known}") from None
+
+
+def _norm_stats(preprocessing: dict[str, Any]) -> tuple[list[float], list[float]]:
+    mean, std = [float(v) for v in preprocessing["mean"]], [float(v) for v in preprocessing["std"]]
+    if len(mean) != 3 or len(std) != 3 or min(std) <= 0:
+        raise ValueError(f"preprocessing mean/std must be 3 values (std > 0), got {mean} / {std}")
+    return mean, std
+
+
+def eval_resize_size(preprocessing: dict[str, Any]) -> int | tuple[int, int]:
+    """Resize target before the center crop: H / crop_pct on the shorter side (timm's rule)."""
+    height, width = _input_hw(preprocessing)
+    crop_pct = float(preprocessing.get("crop_pct") or DEFAULT_CROP_PCT)
+    scaled = (math.floor(height / crop_pct), math.floor(width / crop_pct))
+    return scaled[0] if height == width else scaled
+
+
+def draft_size_for(preprocessing: dict[str, Any]) -> int:
+    """Smallest shorter side a decoded JPEG needs so neither the train crop nor the eval resize upsamples."""
+    height, width = _input_hw(preprocessing)
+    resize = eval_resize_size(preprocessing)
+    eval_side = max(resize) if isinstance(resize, tuple) else resize
+    return max(eval_side, math.ceil(max(height, width) / math.sqrt(TRAIN_CROP_SCALE[0])))
+
+
+def create_transform(preprocessing: dict[str, Any], *, train: bool, augment: bool,
+                     hflip: bool) -> Callable[[Any], Any]:
+    """PIL RGB image -> normalized float32 CHW tensor; random crop/flip only for train with augment."""
+    import torch
+    from torchvision.transforms import v2
+
+    height, width = _input_hw(preprocessing)
+    mean, std = _norm_stats(preprocessing)
+    interpolation = _interpolation(str(preprocessing.get("interpolation", "bilinear")))
+    if train and augment:
+        crop = v2.RandomResizedCrop((height, width), scale=TRAIN_CROP_SCALE, ratio=TRAIN_CROP_RATIO,
+                                    interpolation=interpolation, antialias=True)
+        steps: list[Any] = [crop]
+        if hflip:
+            steps.append(v2.RandomHorizontalFlip(p=0.5))
+    else:
+        steps = [v2.Resize(eval_resize_size(preprocessing), interpolation=interpolation, antialias=True),
+                 v2.CenterCrop((height, width))]
+    steps += [v2.ToImage(), v2.ToDtype(torch.float32, scale=True), v2.Normalize(mean, std), v2.ToPureTensor()]
+    return v2.Compose(steps)

@@ -1,0 +1,26 @@
+"""User-facing errors: the CLI prints their message and exits with code 2, no traceback."""
+
+from __future__ import annotations
+
+
+class UserError(Exception):
+    """A problem the user can fix (bad path, bad option, unusable data); never a bug."""
+
+    exit_code = 2
+
+    def __init__(self, message: str, *, hint: str | None = None) -> None:
+        self.message = message
+        self.hint = hint
+        super().__init__(message if hint is None else f"{message}\n{hint}")
+
+
+class DataError(UserError):
+    """The dataset cannot be used as it is (missing folder, one class, no readable images)."""
+
+
+class ModelError(UserError):
+    """The model cannot be created (unknown name, weights not found offline, bad head)."""
+
+
+class SpecError(UserError):
+    """A job spec value or file is invalid."""

@@ -1,0 +1,136 @@
+"""JobDir: the one place that names every output path of a job."""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+
+def atomic_write_bytes(path: Path, data: bytes) -> None:
+    """Write via a temp file in the same folder + rename, so readers never see a partial file."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def atomic_write_text(path: Path, text: str) -> None:
+    atomic_write_bytes(path, text.encode("utf-8"))
+
+
+def atomic_write_json(path: Path, obj: Any) -> None:
+    atomic_write_text(path, json.dumps(obj, indent=2, sort_keys=False, default=str) + "\n")
+
+
+@dataclass(frozen=True)
+class JobDir:
+    """Paths of everything a job writes. Creating a JobDir creates nothing on disk."""
+
+    root: Path
+
+    def __init__(self, root: str | os.PathLike[str]) -> None:
+        object.__setattr__(self, "root", Path(root))
+
+    # inputs and bookkeeping
+    @property
+    def spec(self) -> Path:
+        return self.root / "spec.yaml"
+
+    @property
+    def result(self) -> Path:
+        return self.root / "result.json"
+
+    @property
+    def metrics(self) -> Path:
+        return self.root / "metrics.jsonl"
+
+    @property
+    def tracking(self) -> Path:
+        return self.root / "tracking.json"
+
+    @property
+    def log(self) -> Path:
+        return self.root / "train.log"
+
+    # data validation
+    @property
+    def data_report(self) -> Path:
+        return self.root / "data" / "report.json"
+
+    @property
+    def bad_files(self) -> Path:
+        return self.root / "data" / "bad_files.csv"
+
+    @property
+    def split_manifest(self) -> Path:
+        return self.root / "data" / "split.csv"
+
+    # training state
+    @property
+    def checkpoints(self) -> Path:
+        return self.root / "checkpoints"
+
+    @property
+    def last_checkpoint(self) -> Path:
+        return self.checkpoints / "last.pt"
+
+    # outputs
+    @property
+    def model_dir(self) -> Path:
+        return self.root / "model"
+
+    @property
+    def reports(self) -> Path:
+        return self.root / "reports"
+
+    @property
+    def loss_plot(self) -> Path:
+        return self.root / "Loss_plot.png"
+
+    @property
+    def confusion_matrix_plot(self) -> Path:
+        return self.root / "confusion_matrix.png"
+
+    @property
+    def training_report(self) -> Path:
+        return self.reports / "training.html"
+
+    # later subpackages
+    @property
+    def debug(self) -> Path:
+        return self.root / "debug"
+
+    @property
+    def profile(self) -> Path:
+        return self.root / "profile"
+
+    def exists(self) -> bool:
+        return self.spec.is_file()
+
+    def read_result(self) -> dict[str, Any] | None:
+        if not self.result.is_file():
+            return None
+        return json.loads(self.result.read_text())
+
+    def read_metrics(self) -> list[dict[str, Any]]:
+        """All records of metrics.jsonl; a torn last line (killed writer) is ignored."""
+        if not self.metrics.is_file():
+            return []
+        records = []
+        for line in self.metrics.read_text().splitlines():
+            try:
+                records.append(json.loads(line))
+            except json.JSONDecodeError:
+                continue
+        return records

@@ -1,0 +1,170 @@
+"""Pydantic job specs: the one description of a job, filled from YAML and CLI flags, saved resolved.
+
+Every field has a default a user can rely on; `JobSpec.resolved()` fills the values that depend on the
+machine or the data (device, precision, split names) so the saved `spec.yaml` reproduces the run.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from vizsla.errors import SpecError
+
+
+class _Spec(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+class DataSpec(_Spec):
+    """Where the images are and how to split and load them."""
+
+    root: str = Field(description="Image folder: local path or fsspec URI (s3://, gs://, ...).")
+    train_split: str | None = Field(None, description="Train split folder name; auto: train/training.")
+    valid_split: str | None = Field(None, description="Validation split folder; auto: valid/val/validation.")
+    test_split: str | None = Field(None, description="Test split folder; auto: test/testing.")
+    split_fractions: tuple[float, float, float] = Field(
+        (0.8, 0.1, 0.1), description="train/valid/test fractions when ROOT is a single class folder."
+    )
+    split_seed: int = Field(0, description="Seed of the stratified split of a single folder.")
+    num_workers: int | None = Field(None, ge=0, description="Data loader workers; auto: sized to the cores.")
+    max_image_pixels: int = Field(
+        89_478_485, gt=0, description="Decompression-bomb guard: larger images are rejected as bad files."
+    )
+    augment: bool = Field(True, description="Random resized crop + horizontal flip on the train split.")
+    hflip: bool = Field(True, description="Use horizontal flips when augmenting (turn off for digits/text).")
+    storage_options: dict[str, Any] = Field(
+        default_factory=dict, description="fsspec storage options for remote roots (e.g. endpoint_url)."
+    )
+
+    @field_validator("split_fractions")
+    @classmethod
+    def _fractions_sum_to_one(cls, value: tuple[float, float, float]) -> tuple[float, float, float]:
+        if any(f < 0 for f in value) or abs(sum(value) - 1.0) > 1e-6 or value[0] <= 0:
+            raise ValueError("split_fractions must be >= 0, sum to 1 and give train a share")
+        return value
+
+
+class ModelSpec(_Spec):
+    """Backbone, pretrained weights and head."""
+
+    name: str = Field("efficientnet_lite0", description="Any timm model name.")
+    weights: str = Field(
+        "auto",
+        description="auto (installed package, else hub), hub, package, none, or a path to a weights file.",
+    )
+    head: list[int] = Field(default_factory=list, description="Hidden sizes of the MLP head; [] = linear.")
+    head_dropout: float = Field(0.2, ge=0.0, lt=1.0, description="Dropout before each head layer.")
+    head_activation: Literal["relu", "gelu", "silu", "tanh"] = Field("relu", description="Head activation.")
+    image_size: int | None = Field(None, gt=0, description="Input size in pixels; default: the model's own.")
+
+
+class TrainSpec(_Spec):
+    """Optimisation settings of the training loop."""
+
+    epochs: int = Field(5, ge=1, description="Number of epochs.")
+    batch_size: int = Field(32, ge=1, description="Images per optimizer step.")
+    lr: float = Field(1e-3, gt=0, description="Peak learning rate of the head.")
+    backbone_lr_scale: float = Field(
+        0.1, gt=0, le=1, description="Backbone LR = lr * this, for full and staged fine-tuning."
+    )
+    weight_decay: float = Field(1e-4, ge=0, description="Decoupled weight decay (AdamW) or L2 (SGD).")
+    optimizer: Literal["adamw", "sgd"] = Field("adamw", description="Optimizer.")
+    momentum: float = Field(0.9, ge=0, lt=1, description="SGD momentum.")
+    schedule: Literal["cosine", "onecycle", "constant"] = Field("cosine", description="LR schedule.")
+    warmup_epochs: float = Field(0.0, ge=0, description="Linear warmup length in epochs (cosine/constant).")
+    label_smoothing: float = Field(0.0, ge=0, lt=1, description="Label smoothing of the cross-entropy.")
+    grad_clip_norm: float | None = Field(None, gt=0, description="Clip the gradient L2 norm to this value.")
+    finetune: Literal["head", "full", "staged"] = Field(
+        "head", description="head: frozen backbone; full: train all; staged: head first, then all."
+    )
+    staged_head_epochs: int = Field(1, ge=1, description="Head-only epochs before unfreezing (staged).")
+    early_stopping_patience: int | None = Field(
+        None, ge=1, description="Stop after this many epochs without improvement of the valid metric."
+    )
+    early_stopping_metric: str = Field("valid_accuracy", description="Metric watched by early stopping.")
+    precision: Literal["auto", "fp32", "bf16", "fp16"] = Field(
+        "auto", description="auto: bf16 autocast on CPUs with bf16 support, fp16 AMP on CUDA, else fp32."
+    )
+    channels_last: bool | None = Field(None, description="Memory format; auto: on where it helps.")
+    device: str = Field("auto", description="auto, cpu, cuda, cuda:N.")
+    seed: int = Field(0, description="Seed of model init, data order and augmentation.")
+    deterministic: bool = Field(True, description="Ask the backend for deterministic algorithms.")
+    log_every_n_steps: int = Field(10, ge=1, description="Write a train step record every N steps.")
+
+
+class TrackingSpec(_Spec):
+    """Where the job records itself in MLflow."""
+
+    enabled: bool = Field(True, description="Record the job as an MLflow run.")
+    uri: str | None = Field(None, description="MLflow tracking URI; default: sqlite file in the runs folder.")
+    experiment: str = Field("vizsla", description="MLflow experiment name.")
+
+
+class JobSpec(_Spec):
+    """A whole training job: data, model, training, tracking and where it writes."""
+
+    name: str | None = Field(None, description="Job name; default: the output folder's name.")
+    output: str = Field(description="Job directory.")
+    data: DataSpec
+    model: ModelSpec = Field(default_factory=ModelSpec)
+    train: TrainSpec = Field(default_factory=TrainSpec)
+    tracking: TrackingSpec = Field(default_factory=TrackingSpec)
+
+    @property
+    def job_name(self) -> str:
+        return self.name or Path(self.output).name
+
+    def to_yaml(self) -> str:
+        return yaml.safe_dump(self.model_dump(mode="json"), sort_keys=False)
+
+
+def _deep_merge(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:
+    merged = dict(base)
+    for key, value in override.items():
+        if isinstance(value, dict) and isinstance(merged.get(key), dict):
+            merged[key] = _deep_merge(merged[key], value)
+        else:
+            merged[key] = value
+    return merged
+
+
+def _format_validation_error(exc: ValidationError, source: str) -> str:
+    lines = [f"invalid job spec ({source}):"]
+    for err in exc.errors():
+        where = ".".join(str(p) for p in err["loc"]) or "(root)"
+        lines.append(f"  {where}: {err['msg']}")
+    return "\n".join(lines)
+
+
+def read_yaml(path: str | Path) -> dict[str, Any]:
+    """Read a spec YAML file into a dict, with errors that name the file."""
+    path = Path(path)
+    if not path.is_file():
+        raise SpecError(f"config file not found: {path}")
+    try:
+        content = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as exc:
+        raise SpecError(f"config file {path} is not valid YAML: {exc}") from None
+    if not isinstance(content, dict):
+        raise SpecError(f"config file {path} must hold a mapping (data:, model:, train:, ...)")
+    return content
+
+
+def build_spec(
+    config: dict[str, Any] | None = None, overrides: dict[str, Any] | None = None, source: str = "options"
+) -> JobSpec:
+    """Build a JobSpec from a YAML mapping and CLI overrides (overrides win), as a user error on failure."""
+    merged = _deep_merge(config or {}, overrides or {})
+    try:
+        return JobSpec.model_validate(merged)
+    except ValidationError as exc:
+        raise SpecError(_format_validation_error(exc, source)) from None
+
+
+def load_spec(path: str | Path) -> JobSpec:
+    """Load a JobSpec from a YAML file (e.g. a job directory's resolved spec.yaml)."""
+    return build_spec(read_yaml(path), source=str(path))

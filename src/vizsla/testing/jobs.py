@@ -1,0 +1,17 @@
+"""Tiny job specs for tests: a ~100k-parameter timm test model at 32 px trains a whole job in seconds."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+
+def tiny_spec_dict(data: Path, output: Path, **train: Any) -> dict[str, Any]:
+    """A JobSpec mapping for `test_efficientnet` with random init, fp32, no loader workers, no tracking."""
+    return {
+        "output": str(output),
+        "data": {"root": str(data), "num_workers": 0},
+        "model": {"name": "test_efficientnet", "weights": "none", "image_size": 32},
+        "train": {"epochs": 2, "batch_size": 8, "lr": 0.01, "finetune": "full", "precision": "fp32", **train},
+        "tracking": {"enabled": False},
+    }

@@ -1,0 +1,160 @@
+"""What a job writes as it goes: metrics lines, best model, epoch checkpoints and the final result."""
+
+from __future__ import annotations
+
+import json
+import logging
+from datetime import UTC, datetime
+from typing import Any
+
+from vizsla.callbacks import TrainState
+from vizsla.jobdir import JobDir, atomic_write_json
+from vizsla.training.checkpoint import rng_state, save_checkpoint
+from vizsla.training.metrics import ClassificationMeter
+from vizsla.training.setup import Job
+
+log = logging.getLogger("vizsla.train")
+
+
+def append_metrics(job_dir: JobDir, record: dict[str, Any]) -> None:
+    """Append one JSON line; flushed at once so `tail -f` and other processes see it."""
+    with job_dir.metrics.open("a", encoding="utf-8") as handle:
+        handle.write(json.dumps(record) + "\n")
+
+
+def _better(metric: str, value: float, best: float | None) -> bool:
+    if best is None:
+        return True
+    return value < best if "loss" in metric else value > best
+
+
+def track_best(job: Job, state: TrainState, record: dict[str, Any]) -> bool:
+    """Export the model to model/ when the watched valid metric improves; returns whether it did."""
+    from vizsla.models import save_model
+
+    metric = job.spec.train.early_stopping_metric
+    if metric not in record:
+        raise KeyError(
+            f"early_stopping_metric '{metric}' is not recorded; choose one of "
+            f"{sorted(k for k in record if k.startswith(('valid_', 'train_')))}"
+        )
+    value = float(record[metric])
+    if not _better(metric, value, job.best.get("value")):
+        job.epochs_without_improvement += 1
+        return False
+    job.best = {"name": metric, "value": value, "epoch": record["epoch"]}
+    job.epochs_without_improvement = 0
+    save_model(job.model, job.job_dir.model_dir)
+    return True
+
+
+def early_stopping_triggered(job: Job, state: TrainState) -> bool:
+    patience = job.spec.train.early_stopping_patience
+    return patience is not None and job.epochs_without_improvement >= patience
+
+
+def save_epoch_checkpoint(job: Job, state: TrainState, *, next_epoch: int) -> None:
+    """Write checkpoints/last.pt atomically: a job killed later resumes at `next_epoch`."""
+    payload = {
+        "model": job.model.state_dict(),
+        "optimizer": job.optimizer.state_dict(),
+        "scheduler": job.scheduler.state_dict(),
+        "scaler": job.scaler.state_dict(),
+        "next_epoch": next_epoch,
+        "global_step": state.global_step,
+        "history": state.history,
+        "best": job.best,
+        "epochs_without_improvement": job.epochs_without_improvement,
+        "rng": rng_state(),
+        "spec": job.spec.model_dump(mode="json"),
+        "started_at": job.started_at,
+    }
+    save_checkpoint(job.job_dir.last_checkpoint, payload)
+
+
+def flat_hyperparameters(job: Job) -> dict[str, Any]:
+    """Dotted keys of the resolved spec that define the training (model.*, train.*, data.*)."""
+    dumped = job.spec.model_dump(mode="json")
+    flat: dict[str, Any] = {}
+    for section in ("model", "train", "data"):
+        for key, value in dumped[section].items():
+            if section == "data" and key == "storage_options":
+                continue  # may hold credentials
+            flat[f"{section}.{key}"] = value
+    return flat
+
+
+def build_result(
+    job: Job, state: TrainState, *, status: str, failure: str | None, final: dict[str, ClassificationMeter]
+) -> dict[str, Any]:
+    """The result.json record (see README): status, times, hyperparameters, final metrics, per-class."""
+    now = datetime.now(UTC)
+    started = datetime.fromisoformat(job.started_at)
+    metrics: dict[str, float] = {}
+    best_epoch = job.best.get("epoch")
+    if state.history:
+        best_record = next((r for r in state.history if r["epoch"] == best_epoch), state.history[-1])
+        metrics.update({k: best_record[k] for k in ("train_loss", "train_accuracy") if k in best_record})
+    for split, meter in final.items():
+        metrics.update(meter.summary(split))
+    result: dict[str, Any] = {
+        "job_name": job.spec.job_name,
+        "job_dir": str(job.job_dir.root.resolve()),
+        "status": status,
+        "failure_reason": failure,
+        "stop_reason": state.stop_reason,
+        "start_time": job.started_at,
+        "end_time": now.isoformat(timespec="seconds"),
+        "duration_s": round((now - started).total_seconds(), 3),
+        "hyperparameters": flat_hyperparameters(job),
+        "metrics": {k: round(float(v), 6) for k, v in metrics.items()},
+        "test_source": job.data.test_source,
+        "epochs_completed": len(state.history),
+        "best_epoch": best_epoch,
+        "best_metric": {"name": job.best["name"], "value": job.best["value"]} if job.best else None,
+        "best_model_path": str(job.job_dir.model_dir.resolve()) if job.job_dir.model_dir.is_dir() else None,
+        "data": {
+            "classes": len(job.data.classes),
+            "images": {split: len(samples) for split, samples in job.data.splits.items()},
+            "bad_files": len(job.data.bad_files),
+        },
+        "weights": job.model.config.get("weights"),
+        "runtime": {
+            "device": str(job.runtime.device),
+            "precision": job.runtime.precision,
+            "channels_last": job.runtime.channels_last,
+            "num_workers": job.runtime.num_workers,
+        },
+    }
+    if "test" in final:
+        matrix = final["test"].confusion
+        result["per_class"] = {"split": "test", **final["test"].per_class(job.data.classes)}
+        result["confusion_matrix"] = {
+            "split": "test",
+            "labels": list(job.data.classes),
+            "matrix": matrix.tolist(),
+        }
+    return result
+
+
+def write_outputs(job: Job, state: TrainState) -> None:
+    """Plots and the HTML report; a failure here is logged, never turns a finished job into a failed one."""
+    from vizsla.training.plots import plot_confusion_matrix, plot_loss
+    from vizsla.training.report import write_training_report
+
+    result = state.result or {}
+    try:
+        if state.history:
+            plot_loss(state.history, job.job_dir.loss_plot)
+        if "confusion_matrix" in result:
+            cm = result["confusion_matrix"]
+            plot_confusion_matrix(cm["matrix"], cm["labels"], job.job_dir.confusion_matrix_plot)
+        write_result(job.job_dir, result)
+        write_training_report(job.job_dir)
+    except Exception:  # noqa: BLE001 - outputs are a convenience on top of result.json
+        log.exception("could not write plots or the training report")
+
+
+def write_result(job_dir: JobDir, result: dict[str, Any] | None) -> None:
+    if result is not None:
+        atomic_write_json(job_dir.result, result)

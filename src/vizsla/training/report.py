@@ -1,0 +1,197 @@
+"""The job's training report: one self-contained HTML file built from its directory alone.
+
+It reads result.json, metrics.jsonl, spec.yaml and the data validation outputs, embeds the PNG plots as
+base64 and links nothing external, so it opens offline and can be mailed or archived as one file.
+"""
+
+from __future__ import annotations
+
+import base64
+import csv
+import json
+import math
+from collections.abc import Mapping, Sequence
+from datetime import datetime
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+from vizsla.jobdir import JobDir, atomic_write_text
+
+TEMPLATE = "training_report.html.j2"
+MAX_BAD_FILE_ROWS = 500  # the rest stays in data/bad_files.csv, which the report names
+EPOCH_COLUMNS = ("train_loss", "train_accuracy", "valid_loss", "valid_accuracy", "valid_top5_accuracy", "lr",
+                 "epoch_time_s")
+SHOWN_DATA_KEYS = ("warnings", "classes", "images", "bad_files")  # shown from result.json's "data" already
+METRIC_ORDER = ("train_loss", "train_accuracy", "valid_loss", "valid_accuracy", "valid_top5_accuracy",
+                "test_loss", "test_accuracy", "test_top5_accuracy")
+
+
+def format_duration(seconds: float | None) -> str:
+    """Durations as people read them: 45.2s, 12m 03s, 2h 05m 09s."""
+    if seconds is None or not math.isfinite(seconds):
+        return "—"
+    if seconds < 60:
+        return f"{seconds:.1f}s"
+    minutes, secs = divmod(int(round(seconds)), 60)
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours}h {minutes:02d}m {secs:02d}s" if hours else f"{minutes}m {secs:02d}s"
+
+
+def format_number(value: Any) -> str:
+    """Metrics with 4 decimals, tiny values (learning rates) in scientific notation, the rest as text."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return "—" if value is None else str(value)
+    if isinstance(value, int):
+        return str(value)
+    if value != 0 and abs(value) < 1e-3:
+        return f"{value:.2e}"
+    return f"{value:.4f}"
+
+
+def format_time(iso: str | None) -> str:
+    """An ISO-8601 timestamp as local 'YYYY-MM-DD HH:MM:SS'; unparsable text is shown as it is."""
+    if not iso:
+        return "—"
+    try:
+        return datetime.fromisoformat(iso).astimezone().strftime("%Y-%m-%d %H:%M:%S")
+    except ValueError:
+        return iso
+
+
+def _png_data_uri(path: Path) -> str | None:
+    if not path.is_file():
+        return None
+    return "data:image/png;base64," + base64.b64encode(path.read_bytes()).decode("ascii")
+
+
+def _ordered_metrics(metrics: Mapping[str, Any]) -> list[tuple[str, str]]:
+    keys = [k for k in METRIC_ORDER if k in metrics] + sorted(k for k in metrics if k not in METRIC_ORDER)
+    return [(key, format_number(metrics[key])) for key in keys]
+
+
+def _per_class_rows(per_class: Mapping[str, Any]) -> list[dict[str, str]]:
+    labels = per_class.get("labels") or []
+    columns = {c: list(per_class.get(c) or []) for c in ("precision", "recall", "f1", "support")}
+    return [
+        {"label": str(label), **{c: format_number(v[i] if i < len(v) else None) for c, v in columns.items()}}
+        for i, label in enumerate(labels)
+    ]
+
+
+def _bad_files(path: Path) -> tuple[list[str], list[list[str]], int]:
+    """Header, first rows and total row count of data/bad_files.csv (empty when absent)."""
+    if not path.is_file():
+        return [], [], 0
+    with path.open(newline="", encoding="utf-8", errors="replace") as handle:
+        rows = list(csv.reader(handle))
+    if not rows:
+        return [], [], 0
+    return rows[0], rows[1 : MAX_BAD_FILE_ROWS + 1], len(rows) - 1
+
+
+def _data_report(path: Path) -> tuple[list[str], list[tuple[str, str]]]:
+    """Warnings and the other scalar facts (source, counts, timings) of data/report.json."""
+    if not path.is_file():
+        return [], []
+    try:
+        report = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return [f"data/report.json could not be read: {path}"], []
+    if not isinstance(report, dict):
+        return [], []
+    warnings = report.get("warnings") or []
+    texts = [w if isinstance(w, str) else json.dumps(w) for w in warnings]
+    # scalars only: nested entries (per-file listings, per-class counts) can be thousands of lines long
+    facts = [(k, str(v)) for k, v in report.items()
+             if k not in SHOWN_DATA_KEYS and isinstance(v, str | int | float | bool)]
+    return texts, facts
+
+
+def _epoch_rows(metrics: Sequence[Mapping[str, Any]]) -> tuple[list[str], list[list[str]]]:
+    records = [r for r in metrics if r.get("kind") == "epoch"]
+    columns = [c for c in EPOCH_COLUMNS if any(c in r for r in records)]
+    rows = [[str(r.get("epoch", 0) + 1)] + [format_number(r.get(c)) for c in columns] for r in records]
+    return ["epoch", *columns], rows
+
+
+def _summary(result: Mapping[str, Any], spec: Mapping[str, Any]) -> list[tuple[str, str]]:
+    best = result.get("best_metric") or {}
+    planned = (spec.get("train") or {}).get("epochs", "?")
+    mlflow = result.get("mlflow") or {}
+    rows = [
+        ("Status", result.get("status") or "Unknown"),
+        ("Failure reason", result.get("failure_reason")),
+        ("Stop reason", result.get("stop_reason")),
+        ("Start", format_time(result.get("start_time"))),
+        ("End", format_time(result.get("end_time"))),
+        ("Duration", format_duration(result.get("duration_s"))),
+        ("Epochs", f"{result.get('epochs_completed', 0)} of {planned}"),
+        ("Best epoch", None if result.get("best_epoch") is None else str(result["best_epoch"] + 1)),
+        ("Best metric", f"{best.get('name')} = {format_number(best.get('value'))}" if best else None),
+        ("Test metrics from", result.get("test_source")),
+        ("Model", (spec.get("model") or {}).get("name")),
+        ("Weights", (result.get("weights") or {}).get("source")),
+        ("Model folder", result.get("best_model_path")),
+        ("MLflow run", f"{mlflow.get('run_id')} ({mlflow.get('experiment')}, {mlflow.get('tracking_uri')})"
+         if mlflow.get("run_id") else None),
+    ]
+    return [(label, str(value)) for label, value in rows if value not in (None, "")]
+
+
+def _read_spec(job_dir: JobDir) -> tuple[str, dict[str, Any]]:
+    import yaml
+
+    text = job_dir.spec.read_text() if job_dir.spec.is_file() else ""
+    try:
+        loaded = yaml.safe_load(text) or {}
+    except yaml.YAMLError:
+        loaded = {}
+    return text, loaded if isinstance(loaded, dict) else {}
+
+
+def build_report_context(job_dir: JobDir, result: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """Everything the template shows, as plain strings and lists (the template does no formatting)."""
+    result = result if result is not None else job_dir.read_result() or {}
+    spec_text, spec = _read_spec(job_dir)
+    data = result.get("data") or {}
+    bad_header, bad_rows, bad_total = _bad_files(job_dir.bad_files)
+    warnings, facts = _data_report(job_dir.data_report)
+    epoch_header, epoch_rows = _epoch_rows(job_dir.read_metrics())
+    return {
+        "name": result.get("job_name") or spec.get("name") or job_dir.root.name,
+        "status": result.get("status") or "Unknown",
+        "summary": _summary(result, spec),
+        "hyperparameters": sorted((k, str(v)) for k, v in (result.get("hyperparameters") or {}).items()),
+        "metrics": _ordered_metrics(result.get("metrics") or {}),
+        "epoch_header": epoch_header, "epoch_rows": epoch_rows,
+        "per_class_split": (result.get("per_class") or {}).get("split", "test"),
+        "per_class": _per_class_rows(result.get("per_class") or {}),
+        "data": {"classes": data.get("classes"), "images": data.get("images") or {},
+                 "bad_files": data.get("bad_files", bad_total)},
+        "bad_header": bad_header, "bad_rows": bad_rows, "bad_total": bad_total,
+        "bad_files_path": str(job_dir.bad_files.resolve()) if bad_total else None,
+        "data_warnings": warnings, "data_facts": facts,
+        "loss_plot": _png_data_uri(job_dir.loss_plot),
+        "confusion_plot": _png_data_uri(job_dir.confusion_matrix_plot),
+        "spec_yaml": spec_text,
+        "job_dir": str(job_dir.root.resolve()),
+        "generated": datetime.now().astimezone().strftime("%Y-%m-%d %H:%M:%S %Z"),
+    }
+
+
+def render_training_report(context: Mapping[str, Any]) -> str:
+    """Render the packaged Jinja template with autoescaping on (class names and paths are user text)."""
+    from jinja2 import Environment, StrictUndefined
+
+    template = resources.files("vizsla.training").joinpath("templates").joinpath(TEMPLATE).read_text("utf-8")
+    environment = Environment(autoescape=True, undefined=StrictUndefined, trim_blocks=True,
+                              lstrip_blocks=True)
+    return environment.from_string(template).render(**context)
+
+
+def write_training_report(job_dir: JobDir, *, result: Mapping[str, Any] | None = None) -> Path:
+    """Write reports/training.html for a job; `result` overrides result.json (the trainer's in-memory one)."""
+    html = render_training_report(build_report_context(job_dir, result))
+    atomic_write_text(job_dir.training_report, html)
+    return job_dir.training_report

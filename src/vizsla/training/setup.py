@@ -1,0 +1,255 @@
+"""Everything the loop needs, created once: job directory, data, model, optimizer, loaders, resume state."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import math
+import signal
+import threading
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+import torch
+
+from vizsla.callbacks import Callback, TrainState
+from vizsla.errors import UserError
+from vizsla.jobdir import JobDir, atomic_write_text
+from vizsla.spec import JobSpec
+from vizsla.training.checkpoint import load_checkpoint, restore_rng_state
+from vizsla.training.progress import EpochProgress
+from vizsla.training.runtime import Runtime, resolve_runtime, resolved_spec, seed_everything
+from vizsla.training.schedules import create_scheduler
+
+log = logging.getLogger("vizsla.train")
+
+
+class Loaders:
+    """Builds the per-epoch train loader (seeded by epoch) and the eval loaders of each split."""
+
+    def __init__(self, job_spec: JobSpec, data: Any, preprocessing: dict, runtime: Runtime) -> None:
+        from vizsla.data import ImageFolderDataset, create_transform
+
+        data_spec = job_spec.data
+        draft = 2 * preprocessing["input_size"][-1]
+        train_tf = create_transform(
+            preprocessing, train=True, augment=data_spec.augment, hflip=data_spec.hflip
+        )
+        eval_tf = create_transform(preprocessing, train=False, augment=False, hflip=False)
+        self.datasets = {
+            split: ImageFolderDataset(
+                samples,
+                train_tf if split == "train" else eval_tf,
+                max_pixels=data_spec.max_image_pixels,
+                draft_size=draft,
+            )
+            for split, samples in data.splits.items()
+        }
+        self.batch_size = job_spec.train.batch_size
+        self.seed = job_spec.train.seed
+        self.runtime = runtime
+        # BatchNorm cannot train on a last batch of one image; drop it in that case only.
+        self.drop_last = len(data.splits["train"]) % self.batch_size == 1
+
+    @property
+    def steps_per_epoch(self) -> int:
+        n = len(self.datasets["train"])
+        return n // self.batch_size if self.drop_last else math.ceil(n / self.batch_size)
+
+    def _loader(self, split: str, *, shuffle: bool, epoch: int, batch_size: int) -> Any:
+        from vizsla.data import create_loader
+
+        return create_loader(
+            self.datasets[split],
+            batch_size=batch_size,
+            shuffle=shuffle,
+            num_workers=self.runtime.num_workers,
+            seed=self.seed,
+            epoch=epoch,
+            drop_last=shuffle and self.drop_last,
+            pin_memory=self.runtime.device.type == "cuda",
+        )
+
+    def train(self, epoch: int) -> Any:
+        return self._loader("train", shuffle=True, epoch=epoch, batch_size=self.batch_size)
+
+    def eval(self, split: str) -> Any:
+        return self._loader(split, shuffle=False, epoch=0, batch_size=2 * self.batch_size)
+
+
+@dataclass
+class Job:
+    """The objects of one running job; `trainer.fit` reads them, bookkeeping updates `best`."""
+
+    spec: JobSpec
+    job_dir: JobDir
+    runtime: Runtime
+    data: Any
+    model: Any
+    optimizer: torch.optim.Optimizer
+    scheduler: Any
+    scaler: Any
+    loaders: Loaders
+    progress: EpochProgress
+    started_at: str
+    checkpoint: dict[str, Any] | None = None
+    best: dict[str, Any] = field(default_factory=dict)
+    epochs_without_improvement: int = 0
+
+
+def _check_job_dir(job_dir: JobDir, resume: bool) -> None:
+    if not resume and job_dir.exists():
+        raise UserError(
+            f"{job_dir.root} already holds a job",
+            hint=f"continue it with `vizsla train --resume {job_dir.root}`, or pass --overwrite",
+        )
+    if resume:
+        result = job_dir.read_result() or {}
+        if result.get("status") == "Completed":
+            raise UserError(f"{job_dir.root} is already Completed; nothing to resume")
+
+
+def create_optimizer(model: Any, spec: JobSpec) -> torch.optim.Optimizer:
+    from vizsla.models import param_groups
+
+    train = spec.train
+    groups = param_groups(
+        model, lr=train.lr, backbone_lr_scale=train.backbone_lr_scale, weight_decay=train.weight_decay
+    )
+    if train.optimizer == "sgd":
+        return torch.optim.SGD(groups, lr=train.lr, momentum=train.momentum, nesterov=True)
+    return torch.optim.AdamW(groups, lr=train.lr)
+
+
+def create_job(spec: JobSpec, *, resume: bool = False, progress: bool = True) -> Job:
+    """Validate data, build model, optimizer and loaders, and load the checkpoint when resuming."""
+    from vizsla.data import prepare_data
+    from vizsla.models import create_classifier
+
+    job_dir = JobDir(spec.output)
+    _check_job_dir(job_dir, resume)
+    runtime = resolve_runtime(spec)
+    spec = resolved_spec(spec, runtime)
+    job_dir.root.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(job_dir.spec, spec.to_yaml())
+    size = spec.model.image_size or 224
+    data = prepare_data(spec.data, job_dir, preprocessing={"input_size": [3, size, size]}, progress=progress)
+    seed_everything(spec.train.seed, spec.train.deterministic)
+    model = create_classifier(spec.model, data.classes).to(runtime.device)
+    if runtime.channels_last:
+        model = model.to(memory_format=torch.channels_last)
+    optimizer = create_optimizer(model, spec)
+    loaders = Loaders(spec, data, model.preprocessing, runtime)
+    scheduler = create_scheduler(optimizer, spec.train, loaders.steps_per_epoch)
+    scaler = torch.amp.GradScaler(runtime.device.type, enabled=runtime.precision == "fp16")
+    checkpoint = (
+        load_checkpoint(job_dir.last_checkpoint) if resume and job_dir.last_checkpoint.is_file() else None
+    )
+    started_at = checkpoint["started_at"] if checkpoint else datetime.now(UTC).isoformat(timespec="seconds")
+    return Job(
+        spec=spec,
+        job_dir=job_dir,
+        runtime=runtime,
+        data=data,
+        model=model,
+        optimizer=optimizer,
+        scheduler=scheduler,
+        scaler=scaler,
+        loaders=loaders,
+        progress=EpochProgress(spec.train.epochs, enabled=progress),
+        started_at=started_at,
+        checkpoint=checkpoint,
+    )
+
+
+def restore_state(job: Job, state: TrainState) -> None:
+    """Continue from the checkpoint: weights, optimizer, schedule, counters, history and RNG streams."""
+    state.spec = job.spec
+    ckpt = job.checkpoint
+    if ckpt is None:
+        return
+    job.model.load_state_dict(ckpt["model"])
+    job.optimizer.load_state_dict(ckpt["optimizer"])
+    job.scheduler.load_state_dict(ckpt["scheduler"])
+    job.scaler.load_state_dict(ckpt["scaler"])
+    state.epoch, state.global_step = ckpt["next_epoch"], ckpt["global_step"]
+    state.history = list(ckpt["history"])
+    job.best = dict(ckpt["best"])
+    job.epochs_without_improvement = ckpt["epochs_without_improvement"]
+    restore_rng_state(ckpt["rng"])
+    log.info("resumed %s at epoch %d (step %d)", job.job_dir.root, state.epoch, state.global_step)
+
+
+def default_callbacks(job: Job) -> list[Callback]:
+    """Callbacks every job gets: MLflow tracking unless turned off."""
+    tracking = job.spec.tracking
+    if not tracking.enabled:
+        return []
+    from vizsla.tracking import MlflowTracker
+
+    return [MlflowTracker(tracking.uri, tracking.experiment)]
+
+
+def apply_finetune_policy(job: Job, epoch: int) -> None:
+    """Freeze or unfreeze the backbone for this epoch according to --finetune."""
+    from vizsla.models import set_backbone_trainable
+
+    policy = job.spec.train.finetune
+    trainable = policy == "full" or (policy == "staged" and epoch >= job.spec.train.staged_head_epochs)
+    if trainable and policy == "staged" and backbone_frozen(job):
+        log.info("epoch %d: unfreezing the backbone (staged fine-tuning)", epoch + 1)
+    set_backbone_trainable(job.model, trainable)
+
+
+def backbone_frozen(job: Job) -> bool:
+    from vizsla.models import backbone_is_frozen
+
+    return backbone_is_frozen(job.model)
+
+
+def to_device(
+    batch: tuple[torch.Tensor, torch.Tensor], runtime: Runtime
+) -> tuple[torch.Tensor, torch.Tensor]:
+    inputs, targets = batch
+    non_blocking = runtime.device.type == "cuda"
+    memory_format = torch.channels_last if runtime.channels_last else torch.contiguous_format
+    inputs = inputs.to(runtime.device, non_blocking=non_blocking, memory_format=memory_format)
+    return inputs, targets.to(runtime.device, non_blocking=non_blocking)
+
+
+@contextlib.contextmanager
+def stop_on_signals(state: TrainState) -> Iterator[None]:
+    """SIGTERM / first Ctrl-C end the job gracefully (status Stopped, checkpoint and result written)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def handler(signum: int, _frame: Any) -> None:
+        if state.should_stop and signum == signal.SIGINT:
+            raise KeyboardInterrupt
+        state.request_stop(f"received {signal.Signals(signum).name}")
+
+    previous = {sig: signal.signal(sig, handler) for sig in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        yield
+    finally:
+        for sig, old in previous.items():
+            signal.signal(sig, old)
+
+
+@contextlib.contextmanager
+def job_logging(job_dir: JobDir) -> Iterator[None]:
+    """Copy the project's log records into the job's train.log."""
+    handler = logging.FileHandler(job_dir.log, encoding="utf-8")
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    logger = logging.getLogger("vizsla")
+    logger.addHandler(handler)
+    if logger.level == logging.NOTSET or logger.level > logging.INFO:
+        logger.setLevel(logging.INFO)
+    try:
+        yield
+    finally:
+        logger.removeHandler(handler)
+        handler.close()

@@ -1,0 +1,201 @@
+"""The training loop: read it top to bottom. Setup lives in `setup.py`, everything optional is a callback."""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from collections.abc import Iterable
+
+import torch
+import torch.nn.functional as F
+
+from vizsla.callbacks import Callback, CallbackRunner, TrainState
+from vizsla.spec import JobSpec
+from vizsla.training import bookkeeping, setup
+from vizsla.training.metrics import ClassificationMeter
+
+log = logging.getLogger("vizsla.train")
+
+
+def run_job(
+    spec: JobSpec, *, callbacks: Iterable[Callback] = (), resume: bool = False, progress: bool = True
+) -> dict:
+    """Run a whole training job into `spec.output` and return its result (also written as result.json)."""
+    job = setup.create_job(spec, resume=resume, progress=progress)
+    runner = CallbackRunner([*setup.default_callbacks(job), *callbacks])
+    state = TrainState(
+        spec=job.spec,
+        job_dir=job.job_dir,
+        model=job.model,
+        optimizer=job.optimizer,
+        scheduler=job.scheduler,
+        device=job.runtime.device,
+    )
+    setup.restore_state(job, state)
+    with setup.stop_on_signals(state), setup.job_logging(job.job_dir), job.progress:
+        try:
+            runner.fire("fit_start", state)
+            fit(job, state, runner)
+            final = evaluate_best(job, state, runner)
+            finish(job, state, runner, "Stopped" if state.should_stop else "Completed", final=final)
+        except Exception as exc:
+            log.exception("training failed")
+            finish(job, state, runner, "Failed", failure=f"{type(exc).__name__}: {exc}")
+            raise
+    return state.result or {}
+
+
+def finish(
+    job: setup.Job,
+    state: TrainState,
+    runner: CallbackRunner,
+    status: str,
+    *,
+    failure: str | None = None,
+    final: dict[str, ClassificationMeter] | None = None,
+) -> None:
+    """Write result.json, plots and report, then let callbacks (tracking) see the final state."""
+    state.status = status
+    state.result = bookkeeping.build_result(job, state, status=status, failure=failure, final=final or {})
+    bookkeeping.write_outputs(job, state)
+    runner.fire("fit_end", state)
+    bookkeeping.write_result(job.job_dir, state.result)
+
+
+def evaluate_best(
+    job: setup.Job, state: TrainState, runner: CallbackRunner
+) -> dict[str, ClassificationMeter]:
+    """Evaluate the best epoch's weights (exported in model/) on valid and test."""
+    if not job.best:
+        return {}
+    from vizsla.models import load_model
+
+    job.model.load_state_dict(load_model(job.job_dir.model_dir).state_dict())
+    return {split: evaluate(job, state, runner, split) for split in ("valid", "test")}
+
+
+def fit(job: setup.Job, state: TrainState, runner: CallbackRunner) -> None:
+    """Train epochs from `state.epoch`, evaluating on valid and checkpointing after each."""
+    spec = job.spec.train
+    for epoch in range(state.epoch, spec.epochs):
+        state.epoch = epoch
+        setup.apply_finetune_policy(job, epoch)
+        runner.fire("epoch_start", state)
+        started = time.perf_counter()
+        train_metrics = train_one_epoch(job, state, runner)
+        if state.should_stop and train_metrics is None:
+            break
+        valid = evaluate(job, state, runner, "valid")
+        record = {
+            "kind": "epoch",
+            "epoch": epoch,
+            **train_metrics,
+            **valid.summary("valid"),
+            "lr": job.optimizer.param_groups[-1]["lr"],
+            "epoch_time_s": time.perf_counter() - started,
+            "time": time.time(),
+        }
+        state.history.append(record)
+        state.metrics = dict(record)
+        bookkeeping.append_metrics(job.job_dir, record)
+        improved = bookkeeping.track_best(job, state, record)
+        runner.fire("epoch_end", state)
+        bookkeeping.save_epoch_checkpoint(job, state, next_epoch=epoch + 1)
+        job.progress.epoch_done(record, improved)
+        if bookkeeping.early_stopping_triggered(job, state):
+            # A normal end (status Completed), unlike a stop requested by a signal or a callback.
+            state.stop_reason = (
+                f"early stopping: no improvement of {spec.early_stopping_metric} "
+                f"for {spec.early_stopping_patience} epochs"
+            )
+            break
+        if state.should_stop:
+            break
+
+
+def train_one_epoch(job: setup.Job, state: TrainState, runner: CallbackRunner) -> dict | None:
+    """One pass over the train split; returns running train loss/accuracy, or None if stopped early."""
+    model, optimizer, runtime = job.model, job.optimizer, job.runtime
+    frozen = setup.backbone_frozen(job)
+    model.train()
+    if frozen:
+        model.backbone.eval()  # frozen BatchNorm statistics stay the pretrained ones
+    loader = job.loaders.train(state.epoch)
+    meter = ClassificationMeter(len(job.data.classes))
+    job.progress.start_epoch(state.epoch, len(loader))
+    state.mode = "train"
+    for batch_index, batch in enumerate(loader):
+        if batch is None:  # every image of the batch failed to decode
+            continue
+        inputs, targets = setup.to_device(batch, runtime)
+        state.batch_index, state.inputs, state.targets = batch_index, inputs, targets
+        state.batch_size = int(targets.numel())
+        runner.fire("batch_start", state)
+        with runtime.autocast():
+            if frozen:
+                with torch.no_grad():
+                    features = model.backbone(inputs)
+                logits = model.head(features.float())
+            else:
+                logits = model(inputs)
+            loss = F.cross_entropy(logits.float(), targets, label_smoothing=job.spec.train.label_smoothing)
+        state.outputs, state.loss = logits, loss
+        runner.fire("after_forward", state)
+        if not math.isfinite(loss.item()):
+            raise FloatingPointError(
+                f"loss is {loss.item()} at epoch {state.epoch} step {state.global_step}; "
+                "lower the learning rate or turn on gradient clipping"
+            )
+        optimizer.zero_grad(set_to_none=True)
+        job.scaler.scale(loss).backward()
+        runner.fire("after_backward", state)
+        if job.spec.train.grad_clip_norm:
+            job.scaler.unscale_(optimizer)
+            torch.nn.utils.clip_grad_norm_(model.parameters(), job.spec.train.grad_clip_norm)
+        job.scaler.step(optimizer)
+        job.scaler.update()
+        job.scheduler.step()
+        state.global_step += 1
+        meter.update(logits, targets, loss.item() * state.batch_size)
+        runner.fire("batch_end", state)
+        job.progress.step(loss.item())
+        if state.global_step % job.spec.train.log_every_n_steps == 0:
+            bookkeeping.append_metrics(
+                job.job_dir,
+                {
+                    "kind": "step",
+                    "epoch": state.epoch,
+                    "step": state.global_step,
+                    "train_loss": loss.item(),
+                    "lr": optimizer.param_groups[-1]["lr"],
+                    "time": time.time(),
+                },
+            )
+        if state.should_stop:
+            return None
+    state.inputs = state.targets = state.outputs = state.loss = None
+    summary = meter.summary("train")
+    summary.pop("train_top5_accuracy")
+    return summary
+
+
+@torch.inference_mode()
+def evaluate(job: setup.Job, state: TrainState, runner: CallbackRunner, split: str) -> ClassificationMeter:
+    """Loss, accuracy and confusion matrix of the current weights on a split (no augmentation)."""
+    model, runtime = job.model, job.runtime
+    model.eval()
+    meter = ClassificationMeter(len(job.data.classes))
+    previous_mode, state.mode, state.split = state.mode, "eval", split
+    for batch in job.loaders.eval(split):
+        if batch is None:
+            continue
+        inputs, targets = setup.to_device(batch, runtime)
+        with runtime.autocast():
+            logits = model(inputs).float()
+        loss_sum = F.cross_entropy(logits, targets, reduction="sum").item()
+        meter.update(logits, targets, loss_sum)
+    state.metrics = {**state.metrics, **meter.summary(split)}
+    runner.fire("eval_end", state)
+    state.mode = previous_mode
+    return meter

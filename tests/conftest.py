@@ -1,0 +1,36 @@
+"""Shared fixtures: tiny generated image folders and job specs that train in seconds on a CPU."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+SHARED_DATASETS = REPO_ROOT.parent / "shared" / "datasets"
+
+# Never reach for a model hub from tests: weights come from installed packages or files.
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+
+def shared_dataset(name: str) -> Path:
+    """Path of a real-photo dataset in ../shared/datasets, or skip the test when this checkout has none."""
+    path = SHARED_DATASETS / name
+    if not path.is_dir():
+        pytest.skip(f"real photos not available: {path} (only on the project's own machines)")
+    return path
+
+
+@pytest.fixture
+def tiny_folder(tmp_path: Path) -> Path:
+    """Three classes x 10 images per split of small distinguishable images."""
+    from vizsla.testing.images import make_image_folder
+
+    return make_image_folder(tmp_path / "data", classes=("cat", "dog", "fox"), per_class=10, seed=0)
+
+
+@pytest.fixture(scope="session")
+def hymenoptera() -> Path:
+    """The ants-vs-bees photos (train/val, no test split, one GIF placeholder)."""
+    return shared_dataset("hymenoptera")

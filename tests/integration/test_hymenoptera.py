@@ -1,0 +1,53 @@
+"""Real photos (ants vs bees, from ImageNet): head-only and full fine-tunes of the offline default model."""
+
+from __future__ import annotations
+
+import pytest
+
+from vizsla.spec import build_spec
+from vizsla.training import run_job
+
+pytestmark = [pytest.mark.slow, pytest.mark.integration]
+
+
+def _spec(root, output, finetune: str, epochs: int, lr: float, **extra) -> dict:
+    return {
+        "output": str(output),
+        "data": {"root": str(root)},
+        "model": {"name": "efficientnet_lite0", "weights": "auto"},
+        "train": {"finetune": finetune, "epochs": epochs, "lr": lr, "batch_size": 32, "seed": 0, **extra},
+    }
+
+
+def test_head_only_reaches_93_percent_and_is_tracked_in_mlflow(hymenoptera, tmp_path):
+    from mlflow.tracking import MlflowClient
+
+    spec = build_spec(_spec(hymenoptera, tmp_path / "runs" / "ants-head", "head", epochs=4, lr=3e-3))
+    result = run_job(spec, progress=False)
+    assert result["status"] == "Completed"
+    assert result["test_source"] == "valid"
+    assert result["metrics"]["valid_accuracy"] >= 0.93, result["metrics"]
+    assert result["data"]["images"]["valid"] == 153
+    client = MlflowClient(result["mlflow"]["tracking_uri"])
+    run = client.get_run(result["mlflow"]["run_id"])
+    assert run.info.status == "FINISHED"
+    assert run.data.params["model.name"] == "efficientnet_lite0"
+    assert len(client.get_metric_history(run.info.run_id, "valid_accuracy")) == 4
+    assert run.data.metrics["test_accuracy"] == pytest.approx(result["metrics"]["test_accuracy"])
+
+
+def test_full_finetune_reaches_93_percent(hymenoptera, tmp_path):
+    spec = build_spec(
+        _spec(
+            hymenoptera,
+            tmp_path / "runs" / "ants-full",
+            "full",
+            epochs=3,
+            lr=1e-3,
+            backbone_lr_scale=0.3,
+            warmup_epochs=0.3,
+        )
+    )
+    result = run_job(spec, progress=False)
+    assert result["status"] == "Completed"
+    assert result["metrics"]["valid_accuracy"] >= 0.93, result["metrics"]

@@ -1,0 +1,153 @@
+"""End-to-end training jobs on tiny generated images with a tiny timm model."""
+
+from __future__ import annotations
+
+import csv
+import json
+
+import pytest
+import torch
+
+import vizsla
+from vizsla.callbacks import Callback
+from vizsla.jobdir import JobDir
+from vizsla.spec import build_spec, load_spec
+from vizsla.testing.jobs import tiny_spec_dict
+from vizsla.training import run_job
+
+
+def test_job_writes_every_output(tiny_folder, tmp_path):
+    spec = build_spec(tiny_spec_dict(tiny_folder, tmp_path / "runs" / "job1", epochs=3))
+    result = run_job(spec, progress=False)
+    job = JobDir(spec.output)
+    assert result["status"] == "Completed"
+    saved = json.loads(job.result.read_text())
+    assert saved["status"] == "Completed" and saved["epochs_completed"] == 3
+    for key in (
+        "train_loss",
+        "train_accuracy",
+        "valid_loss",
+        "valid_accuracy",
+        "test_loss",
+        "test_accuracy",
+        "test_top5_accuracy",
+    ):
+        assert key in saved["metrics"], key
+    assert saved["test_source"] == "test"
+    assert saved["per_class"]["labels"] == ["cat", "dog", "fox"]
+    assert sum(saved["per_class"]["support"]) == saved["data"]["images"]["test"]
+    assert saved["hyperparameters"]["model.name"] == "test_efficientnet"
+    assert saved["best_epoch"] in (0, 1, 2)
+    epochs = [r for r in job.read_metrics() if r["kind"] == "epoch"]
+    assert [r["epoch"] for r in epochs] == [0, 1, 2]
+    assert job.loss_plot.stat().st_size > 1000 and job.confusion_matrix_plot.stat().st_size > 1000
+    assert job.last_checkpoint.is_file()
+    assert load_spec(job.spec).train.precision == "fp32"  # resolved spec written down
+
+
+def test_model_dir_reloads_with_labels_and_same_test_accuracy(tiny_folder, tmp_path):
+    spec = build_spec(tiny_spec_dict(tiny_folder, tmp_path / "job", epochs=4, lr=0.02))
+    result = run_job(spec, progress=False)
+    model = vizsla.load_model(spec.output)
+    assert model.labels == ["cat", "dog", "fox"]
+    assert model.preprocessing["input_size"][-1] == 32
+    from vizsla.data import ImageFolderDataset, create_transform
+
+    transform = create_transform(model.preprocessing, train=False, augment=False, hflip=False)
+    samples = [
+        (str(p), model.labels.index(p.parent.name)) for p in sorted((tiny_folder / "test").rglob("*.*"))
+    ]
+    dataset = ImageFolderDataset(samples, transform, max_pixels=10**8)
+    correct = 0
+    with torch.inference_mode():
+        for image, label in (dataset[i] for i in range(len(dataset))):
+            correct += int(model(image[None]).argmax(1).item() == label)
+    assert correct / len(dataset) == pytest.approx(result["metrics"]["test_accuracy"], abs=1e-6)
+
+
+def test_head_only_leaves_backbone_untouched_and_staged_unfreezes(tiny_folder, tmp_path):
+    captured = {}
+
+    class Snapshot(Callback):
+        def epoch_end(self, state):
+            captured[state.epoch] = {k: v.clone() for k, v in state.model.backbone.state_dict().items()}
+
+        def fit_start(self, state):
+            captured["init"] = {k: v.clone() for k, v in state.model.backbone.state_dict().items()}
+
+    spec = build_spec(
+        tiny_spec_dict(tiny_folder, tmp_path / "staged", epochs=3, finetune="staged", staged_head_epochs=2)
+    )
+    run_job(spec, callbacks=[Snapshot()], progress=False)
+    same = all(torch.equal(captured["init"][k], captured[1][k]) for k in captured["init"])
+    assert same, "backbone (weights and BN statistics) must not change during head-only epochs"
+    changed = any(not torch.equal(captured[1][k], captured[2][k]) for k in captured[1])
+    assert changed, "backbone must train after unfreezing"
+
+
+def test_broken_files_are_skipped_listed_and_odd_formats_used(tiny_folder, tmp_path):
+    from vizsla.testing.images import add_broken_files
+
+    expected = add_broken_files(tiny_folder / "train" / "cat")
+    spec = build_spec(tiny_spec_dict(tiny_folder, tmp_path / "broken", epochs=1))
+    result = run_job(spec, progress=False)
+    assert result["status"] == "Completed"
+    with JobDir(spec.output).bad_files.open() as handle:
+        bad = {row["path"].rsplit("/", 1)[-1]: row["reason"] for row in csv.DictReader(handle)}
+    bad_expected = {name for name, outcome in expected.items() if outcome != "good"}
+    assert bad_expected <= set(bad), (bad_expected, bad)
+    good = [name for name, outcome in expected.items() if outcome == "good"]
+    assert not set(good) & set(bad), "readable odd formats must be used"
+    assert result["data"]["images"]["train"] == 30 + len(good)
+    assert result["data"]["bad_files"] == len(bad)
+
+
+def test_early_stopping_ends_completed_with_reason(tiny_folder, tmp_path):
+    spec = build_spec(
+        tiny_spec_dict(
+            tiny_folder,
+            tmp_path / "es",
+            epochs=8,
+            lr=1e-9,
+            early_stopping_patience=1,
+            early_stopping_metric="valid_loss",
+        )
+    )
+    result = run_job(spec, progress=False)
+    assert result["status"] == "Completed"
+    assert result["epochs_completed"] < 8
+    assert "early stopping" in result["stop_reason"]
+
+
+def test_callback_can_stop_the_job(tiny_folder, tmp_path):
+    class StopAtStep(Callback):
+        def batch_end(self, state):
+            if state.global_step == 3:
+                state.request_stop("rule X fired")
+
+    spec = build_spec(tiny_spec_dict(tiny_folder, tmp_path / "stop", epochs=3))
+    result = run_job(spec, callbacks=[StopAtStep()], progress=False)
+    assert result["status"] == "Stopped" and result["stop_reason"] == "rule X fired"
+
+
+def test_failure_is_recorded_and_raised(tiny_folder, tmp_path):
+    spec = build_spec(tiny_spec_dict(tiny_folder, tmp_path / "nan", epochs=2, lr=1e12, grad_clip_norm=None))
+
+    class PoisonLoss(Callback):
+        def after_forward(self, state):
+            if state.global_step == 2:
+                state.loss.data.fill_(float("nan"))
+
+    with pytest.raises(FloatingPointError):
+        run_job(spec, callbacks=[PoisonLoss()], progress=False)
+    result = JobDir(spec.output).read_result()
+    assert result["status"] == "Failed" and "loss is nan" in result["failure_reason"]
+
+
+def test_existing_job_dir_is_refused_without_resume(tiny_folder, tmp_path):
+    from vizsla.errors import UserError
+
+    spec = build_spec(tiny_spec_dict(tiny_folder, tmp_path / "twice", epochs=1))
+    run_job(spec, progress=False)
+    with pytest.raises(UserError, match="already holds a job"):
+        run_job(spec, progress=False)
