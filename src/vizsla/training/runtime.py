@@ -6,6 +6,7 @@ import contextlib
 import os
 import random
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -42,13 +43,6 @@ def cpu_supports_bf16() -> bool:
         return False
 
 
-def available_cores() -> int:
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:
-        return os.cpu_count() or 1
-
-
 def resolve_device(name: str) -> torch.device:
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
@@ -78,8 +72,9 @@ def resolve_runtime(spec: JobSpec) -> Runtime:
         channels_last = True
     workers = spec.data.num_workers
     if workers is None:
-        cores = available_cores()
-        workers = 0 if cores <= 1 else min(4, cores)
+        from vizsla.data import default_num_workers
+
+        workers = default_num_workers()
     return Runtime(device=device, precision=precision, channels_last=channels_last, num_workers=workers)
 
 
@@ -92,8 +87,12 @@ def resolved_spec(spec: JobSpec, runtime: Runtime) -> JobSpec:
             "channels_last": runtime.channels_last,
         }
     )
-    data = spec.data.model_copy(update={"num_workers": runtime.num_workers})
-    return spec.model_copy(update={"train": train, "data": data})
+    data_update: dict[str, object] = {"num_workers": runtime.num_workers}
+    if "://" not in spec.data.root:  # a local path: absolute, so the job resumes from any folder
+        data_update["root"] = str(Path(spec.data.root).expanduser().resolve())
+    data = spec.data.model_copy(update=data_update)
+    output = str(Path(spec.output).expanduser().resolve())
+    return spec.model_copy(update={"train": train, "data": data, "output": output})
 
 
 def seed_everything(seed: int, deterministic: bool) -> None:
