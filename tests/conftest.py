@@ -14,6 +14,12 @@ SHARED_DATASETS = REPO_ROOT.parent / "shared" / "datasets"
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 
+@pytest.fixture(autouse=True, scope="session")
+def _private_cache(tmp_path_factory: pytest.TempPathFactory) -> None:
+    """Tests never read or fill the user's ~/.cache/vizsla (features, validation verdicts, datasets)."""
+    os.environ["VIZSLA_CACHE_DIR"] = str(tmp_path_factory.mktemp("vizsla-cache"))
+
+
 def shared_dataset(name: str) -> Path:
     """Path of a real-photo dataset in ../shared/datasets, or skip the test when this checkout has none."""
     path = SHARED_DATASETS / name

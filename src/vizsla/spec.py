@@ -94,6 +94,17 @@ class TrainSpec(_Spec):
     seed: int = Field(0, description="Seed of model init, data order and augmentation.")
     deterministic: bool = Field(True, description="Ask the backend for deterministic algorithms.")
     log_every_n_steps: int = Field(10, ge=1, description="Write a train step record every N steps.")
+    feature_cache: Literal["auto", "off"] = Field(
+        "auto",
+        description="auto: with a frozen backbone, compute its features once and train the head on them.",
+    )
+    feature_views: int = Field(
+        4, ge=1, description="Augmented views cached per train image when augmenting with a feature cache."
+    )
+    extract_backend: Literal["auto", "torch", "onnx"] = Field(
+        "auto", description="Backend of feature extraction; auto picks the fastest available."
+    )
+    compile: bool = Field(False, description="torch.compile the model for full fine-tuning.")
 
 
 class TrackingSpec(_Spec):
@@ -113,6 +124,10 @@ class JobSpec(_Spec):
     model: ModelSpec = Field(default_factory=ModelSpec)
     train: TrainSpec = Field(default_factory=TrainSpec)
     tracking: TrackingSpec = Field(default_factory=TrackingSpec)
+    cache_dir: str | None = Field(
+        None,
+        description="Cache of datasets, validation and features; default $VIZSLA_CACHE_DIR, ~/.cache/vizsla.",
+    )
 
     @property
     def job_name(self) -> str:

@@ -300,9 +300,9 @@ def test_is_remote(uri, remote):
 
 def test_default_cache_root_follows_environment(monkeypatch, tmp_path, memory_uri):
     monkeypatch.setenv("VIZSLA_CACHE_DIR", str(tmp_path / "env-cache"))
-    assert default_cache_root() == tmp_path / "env-cache"
+    assert default_cache_root() == tmp_path / "env-cache" / "datasets"
     local = materialize(memory_uri[0], progress=False)
-    assert local.parent == (tmp_path / "env-cache").resolve()
+    assert local.parent == (tmp_path / "env-cache" / "datasets").resolve()
     monkeypatch.delenv("VIZSLA_CACHE_DIR")
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
     assert default_cache_root() == tmp_path / "xdg" / "vizsla" / "datasets"

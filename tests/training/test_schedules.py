@@ -30,3 +30,8 @@ def test_constant_and_onecycle():
     lrs = _lrs(TrainSpec(lr=1.0, epochs=4, schedule="onecycle"), 10)
     peak = lrs.index(max(lrs))
     assert 5 <= peak <= 15 and lrs[0] < 0.1 and lrs[-1] < 0.01
+
+
+def test_onecycle_warmup_epochs_sets_the_rising_phase():
+    lrs = _lrs(TrainSpec(lr=1.0, epochs=4, schedule="onecycle", warmup_epochs=2), 10)
+    assert 18 <= lrs.index(max(lrs)) <= 21

@@ -70,11 +70,10 @@ def is_remote(uri: str) -> bool:
 
 
 def default_cache_root() -> Path:
-    """Remote datasets cache: $VIZSLA_CACHE_DIR, else $XDG_CACHE_HOME (~/.cache)/vizsla/datasets."""
-    env = os.environ.get("VIZSLA_CACHE_DIR")
-    if env:
-        return Path(env).expanduser()
-    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "vizsla" / "datasets"
+    """Remote datasets cache: `datasets/` under the shared cache ($VIZSLA_CACHE_DIR or ~/.cache/vizsla)."""
+    from vizsla.cache import cache_dir
+
+    return cache_dir("datasets")
 
 
 def materialize(

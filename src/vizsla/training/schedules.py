@@ -16,8 +16,10 @@ def create_scheduler(
     total = max(1, spec.epochs * steps_per_epoch)
     if spec.schedule == "onecycle":
         max_lrs = [group["lr"] for group in optimizer.param_groups]
+        # warmup_epochs sets the rising phase when given; else the usual quarter of the run
+        pct_start = min(0.9, spec.warmup_epochs / spec.epochs) if spec.warmup_epochs > 0 else 0.25
         return torch.optim.lr_scheduler.OneCycleLR(
-            optimizer, max_lr=max_lrs, total_steps=total, pct_start=0.25, anneal_strategy="cos"
+            optimizer, max_lr=max_lrs, total_steps=total, pct_start=pct_start, anneal_strategy="cos"
         )
     warmup = min(total - 1, int(round(spec.warmup_epochs * steps_per_epoch)))
 
