@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 QUICKSTART_DATA ?= runs/data/digits
 QUICKSTART_JOB ?= runs/quickstart
 
-.PHONY: venv run test test-fast lint clean
+.PHONY: venv run test test-fast lint bench clean
 
 venv: $(BIN)/.installed
 
@@ -28,6 +28,9 @@ test-fast: venv
 
 lint: venv
 	$(BIN)/ruff check src tests benchmarks
+
+bench: venv
+	$(BIN)/python benchmarks/run_all.py
 
 clean:
 	rm -rf $(VENV) runs .pytest_cache

@@ -3,13 +3,18 @@
 from __future__ import annotations
 
 import csv
+import hashlib
 import json
 import logging
+import os
+import time
 from pathlib import Path
 
 import pytest
 
-from vizsla.data import PreparedData, prepare_data
+from vizsla.data import PreparedData, prepare_data, validate
+from vizsla.data.prepare import verdict_cache_file
+from vizsla.data.validate import content_digest
 from vizsla.errors import DataError
 from vizsla.jobdir import JobDir
 from vizsla.spec import DataSpec
@@ -126,3 +131,101 @@ def test_data_errors_name_the_path(tmp_path):
     with pytest.raises(DataError) as info:
         _prepare(tmp_path / "missing", tmp_path / "job")
     assert str(tmp_path / "missing") in info.value.message
+
+
+def _age(*paths: Path, seconds: float = 60.0) -> None:
+    """Back-date files (all files under a folder) so their verdicts may be cached: fresh mtimes are not."""
+    stamp = time.time_ns() - int(seconds * 1e9) + 123_456  # not a whole second: a fine-grained filesystem
+    for path in paths:
+        for file in [path] if path.is_file() else [p for p in path.rglob("*") if p.is_file()]:
+            os.utime(file, ns=(stamp, stamp))
+
+
+def _count_decodes(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    calls: list[str] = []
+    real = validate.decode_image
+
+    def counting(data: bytes, **kwargs: object) -> object:
+        calls.append(content_digest(data))
+        return real(data, **kwargs)
+
+    monkeypatch.setattr(validate, "decode_image", counting)
+    return calls
+
+
+def _validation_cache(job: Path) -> dict[str, int]:
+    return json.loads(JobDir(job).data_report.read_text())["validation_cache"]
+
+
+def test_digests_name_the_content_of_every_sample(tmp_path, image_root):
+    data = _prepare(image_root, tmp_path / "job")
+    samples = {path for split in data.splits.values() for path, _ in split}
+    assert set(data.digests) == samples
+    for path in samples:
+        assert data.digests[path] == hashlib.blake2b(Path(path).read_bytes(), digest_size=16).hexdigest()
+    assert len(set(data.digests.values())) == len(samples)  # generated images all differ
+
+
+def test_second_prepare_decodes_only_new_or_changed_files(tmp_path, image_root, monkeypatch):
+    add_broken_files(image_root / "train" / "cat")
+    _age(image_root)
+    decodes = _count_decodes(monkeypatch)
+    first = _prepare(image_root, tmp_path / "job1")
+    total = len(decodes)
+    assert _validation_cache(tmp_path / "job1") == {"reused": 0, "decoded": total}
+
+    second = _prepare(image_root, tmp_path / "job2")
+    assert len(decodes) == total  # nothing decoded again, good and bad verdicts alike
+    assert _validation_cache(tmp_path / "job2") == {"reused": total, "decoded": 0}
+    assert second.splits == first.splits and second.digests == first.digests
+    assert [(b.path, b.reason) for b in second.bad_files] == [(b.path, b.reason) for b in first.bad_files]
+
+    changed = image_root / "train" / "dog" / "dog_000.jpg"
+    changed.write_bytes((image_root / "train" / "dog" / "dog_002.jpg").read_bytes())
+    broken = image_root / "valid" / "cat" / "cat_000.jpg"
+    broken.write_bytes(broken.read_bytes()[:100])
+    new = make_image_folder(tmp_path / "more", classes=("dog",), per_class=1, splits=("test",))
+    (new / "test" / "dog" / "dog_000.jpg").rename(image_root / "test" / "dog" / "extra.jpg")
+    _age(changed, broken, image_root / "test" / "dog" / "extra.jpg", seconds=30.0)
+    third = _prepare(image_root, tmp_path / "job3")
+    assert len(decodes) == total + 3
+    assert _validation_cache(tmp_path / "job3") == {"reused": total - 2, "decoded": 3}
+    assert third.digests[str(changed)] == third.digests[str(image_root / "train" / "dog" / "dog_002.jpg")]
+    assert str(broken) in {b.path for b in third.bad_files}
+
+
+def test_a_file_changed_within_the_timestamp_granularity_is_decoded_again(tmp_path, image_root, monkeypatch):
+    _age(image_root)
+    recent = image_root / "train" / "cat" / "cat_000.jpg"
+    future = time.time_ns() + 10**9  # a clock tick that has not passed yet: its mtime cannot be trusted
+    os.utime(recent, ns=(future, future))
+    _prepare(image_root, tmp_path / "job1")
+    decodes = _count_decodes(monkeypatch)
+    _prepare(image_root, tmp_path / "job2")
+    assert decodes == [content_digest(recent.read_bytes())]
+
+
+def test_verdicts_depend_on_the_pixel_limit(tmp_path, image_root, monkeypatch):
+    _age(image_root)
+    _prepare(image_root, tmp_path / "job1")
+    decodes = _count_decodes(monkeypatch)
+    with pytest.raises(DataError, match="fewer than 2 classes"):
+        _prepare(image_root, tmp_path / "job2", max_image_pixels=1000)  # images are 40x32 = 1280 px
+    rows = _rows(JobDir(tmp_path / "job2").bad_files)
+    assert len(decodes) == 36 and len(rows) == 36  # checked again: a good verdict under a higher limit
+    assert all("decompression bomb" in row["reason"] for row in rows)
+
+
+def test_corrupt_verdict_cache_is_ignored_and_rebuilt(tmp_path, image_root):
+    _age(image_root)
+    base = tmp_path / "cache"
+    prepare_data(DataSpec(root=str(image_root)), JobDir(tmp_path / "job1"), progress=False, cache_dir=base)
+    files = list((base / "validation").glob("*.json"))
+    assert len(files) == 1 and files[0] == verdict_cache_file(image_root, base)
+    files[0].write_text('{"format": 1, "entr')
+    data = prepare_data(DataSpec(root=str(image_root)), JobDir(tmp_path / "job2"), progress=False,
+                        cache_dir=base)
+    assert len(data.splits["train"]) == 12 and _validation_cache(tmp_path / "job2")["reused"] == 0
+    assert len(json.loads(files[0].read_text())["entries"]) == 36
+    prepare_data(DataSpec(root=str(image_root)), JobDir(tmp_path / "job3"), progress=False, cache_dir=base)
+    assert _validation_cache(tmp_path / "job3") == {"reused": 36, "decoded": 0}

@@ -151,3 +151,26 @@ def test_existing_job_dir_is_refused_without_resume(tiny_folder, tmp_path):
     run_job(spec, progress=False)
     with pytest.raises(UserError, match="already holds a job"):
         run_job(spec, progress=False)
+
+
+def test_head_only_trains_on_cached_features_like_the_full_model(tiny_folder, tmp_path):
+    base = {"finetune": "head", "epochs": 3, "lr": 0.05}
+    cached_spec = tiny_spec_dict(tiny_folder, tmp_path / "cached", **base)
+    cached_spec["data"]["augment"] = False
+    plain_spec = tiny_spec_dict(tiny_folder, tmp_path / "plain", **base, feature_cache="off")
+    plain_spec["data"]["augment"] = False
+    cached = run_job(build_spec(cached_spec), progress=False)
+    plain = run_job(build_spec(plain_spec), progress=False)
+    assert cached["feature_cache"]["hit"] is False and plain["feature_cache"] is None
+    for key in ("train_loss", "valid_loss", "test_loss"):
+        assert cached["metrics"][key] == pytest.approx(plain["metrics"][key], rel=0.03), key
+    again = tiny_spec_dict(tiny_folder, tmp_path / "again", **base)
+    again["data"]["augment"] = False
+    assert run_job(build_spec(again), progress=False)["feature_cache"]["hit"] is True
+
+
+def test_cached_features_with_augmented_views(tiny_folder, tmp_path):
+    spec = tiny_spec_dict(tiny_folder, tmp_path / "views", finetune="head", epochs=2, feature_views=3)
+    result = run_job(build_spec(spec), progress=False)
+    assert result["status"] == "Completed"
+    assert result["feature_cache"]["views"] == 3

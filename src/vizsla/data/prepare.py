@@ -1,17 +1,20 @@
 """prepare_data: a DataSpec in, validated samples per split out, with the data report on disk.
 
-Runs once per job before training: finds the layout, decodes every file once, drops bad files and
-classes without train images, and writes data/report.json, data/bad_files.csv and data/split.csv.
+Runs once per job before training: finds the layout, decodes every file once (reusing the verdicts of
+earlier runs on unchanged files), drops bad files and classes without train images, and writes
+data/report.json, data/bad_files.csv and data/split.csv.
 """
 
 from __future__ import annotations
 
+import hashlib
 import logging
 from collections import Counter
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from vizsla.cache import cache_dir as kind_dir
 from vizsla.data.layout import SPLITS, Entry, Layout, Sample, discover_layout
 from vizsla.data.validate import (
     BadFile,
@@ -37,7 +40,8 @@ class PreparedData:
 
     `splits` always has train, valid and test (test holds the valid samples when `test_source` is "valid").
     `split_dirs` maps the logical splits that exist to folders relative to `root` ("." = the root itself,
-    split by seed; valid -> the train folder when it was carved from train).
+    split by seed; valid -> the train folder when it was carved from train). `digests` maps each sample
+    path to the BLAKE2b-128 hex digest of its bytes: the feature cache keys on content, not on names.
     """
 
     root: Path
@@ -48,13 +52,21 @@ class PreparedData:
     bad_files: list[BadFile]
     warnings: list[str]
     report_path: Path
+    digests: dict[str, str] = field(default_factory=dict)
 
 
-def _local_root(spec: DataSpec, cache_root: Path | None, progress: bool) -> Path:
-    """Local folder of the data: remote URIs (s3://, gs://, ...) are copied to the cache first."""
+def _local_root(spec: DataSpec, cache_base: Path | None, progress: bool) -> Path:
+    """Local folder of the data: remote URIs (s3://, gs://, ...) are copied to the dataset cache first."""
     from vizsla.data.sources import materialize  # fsspec: only when data is prepared
 
-    return Path(materialize(spec.root, spec.storage_options, cache_root, progress=progress))
+    datasets = kind_dir("datasets", cache_base)
+    return Path(materialize(spec.root, spec.storage_options, datasets, progress=progress))
+
+
+def verdict_cache_file(root: Path, cache_base: Path | None = None) -> Path:
+    """The validation verdict cache of a data root: one JSON file per resolved folder."""
+    name = hashlib.sha256(str(Path(root).resolve()).encode("utf-8")).hexdigest()[:24]
+    return kind_dir("validation", cache_base) / f"{name}.json"
 
 
 def _validation_draft_size(preprocessing: dict[str, Any] | None) -> int:
@@ -97,7 +109,7 @@ def _per_class(samples: list[Sample], classes: list[str]) -> dict[str, int]:
     return {cls: counts[i] for i, cls in enumerate(classes)}
 
 
-def _report(spec: DataSpec, layout: Layout, data: PreparedData, seconds: float) -> dict[str, Any]:
+def _report(spec: DataSpec, layout: Layout, data: PreparedData, result: ValidationResult) -> dict[str, Any]:
     real = [s for s in SPLITS if s != "test" or data.test_source == "test"]
     splits = {s: {"folder": data.split_dirs.get(s), "images": len(data.splits[s]),
                   "per_class": _per_class(data.splits[s], data.classes)} for s in real}
@@ -107,9 +119,15 @@ def _report(spec: DataSpec, layout: Layout, data: PreparedData, seconds: float) 
         "num_classes": len(data.classes), "splits": splits, "test_source": data.test_source,
         "split": layout.split_info, "num_bad_files": len(data.bad_files),
         "bad_files_per_split": dict(bad_by_split), "max_image_pixels": spec.max_image_pixels,
-        "validation_seconds": round(seconds, 3), "warnings": data.warnings,
+        "validation_seconds": round(result.seconds, 3),
+        "validation_cache": {"reused": result.reused, "decoded": _num_files(layout) - result.reused},
+        "warnings": data.warnings,
         "files": {"bad_files": "bad_files.csv", "split_manifest": "split.csv"},
     }
+
+
+def _num_files(layout: Layout) -> int:
+    return sum(len(entries) for entries in layout.files.values())
 
 
 def _check_usable(data: PreparedData, job_dir: JobDir) -> None:
@@ -124,24 +142,32 @@ def _check_usable(data: PreparedData, job_dir: JobDir) -> None:
 
 
 def prepare_data(spec: DataSpec, job_dir: JobDir, *, preprocessing: dict[str, Any] | None = None,
-                 progress: bool = True, cache_root: Path | None = None) -> PreparedData:
-    """Find, check and split the images of SPEC; write the data report; DataError if unusable."""
-    root = _local_root(spec, cache_root, progress)
+                 progress: bool = True, cache_dir: Path | str | None = None) -> PreparedData:
+    """Find, check and split the images of SPEC; write the data report; DataError if unusable.
+
+    `cache_dir` is the base cache folder (JobSpec.cache_dir; None: $VIZSLA_CACHE_DIR or ~/.cache/vizsla):
+    remote data is mirrored under its `datasets/`, validation verdicts are kept under `validation/`.
+    """
+    base = Path(cache_dir) if cache_dir is not None else None
+    root = _local_root(spec, base, progress)
     layout = discover_layout(root, spec)
     result = validate_files(layout.files, max_pixels=spec.max_image_pixels,
-                            draft_size=_validation_draft_size(preprocessing), progress=progress)
+                            draft_size=_validation_draft_size(preprocessing), progress=progress,
+                            cache_file=verdict_cache_file(root, base))
     warns = list(layout.warnings)
     classes, splits, test_source = _assemble(layout, result, warns)
     if result.bad:
         warns.append(f"{len(result.bad)} unreadable file(s) left out, listed in {job_dir.bad_files}")
     split_dirs = {k: v for k, v in layout.split_dirs.items() if k != "test" or test_source == "test"}
+    used = {path for samples in splits.values() for path, _ in samples}
+    digests = {path: digest for path, digest in result.digests.items() if path in used}
     data = PreparedData(root, classes, splits, test_source, split_dirs, result.bad, warns,
-                        job_dir.data_report)
+                        job_dir.data_report, digests)
     for message in warns:
         log.warning(message)
     write_bad_files(job_dir, result.bad, root)
     real = {k: v for k, v in splits.items() if k != "test" or test_source == "test"}
     write_split_manifest(job_dir, real, classes, root)
-    write_report(job_dir, _report(spec, layout, data, result.seconds))
+    write_report(job_dir, _report(spec, layout, data, result))
     _check_usable(data, job_dir)
     return data

@@ -1,13 +1,19 @@
 """Decode every file once before training, so bad files are listed up front instead of failing an epoch.
 
 Decoding runs in a thread pool sized to the cores: Pillow releases the GIL while it decodes, and JPEGs are
-decoded at a reduced DCT scale (draft), which still reads and checks all of their compressed data.
+decoded at a reduced DCT scale (draft), which still reads and checks all of their compressed data. Every good
+file also gets a content digest (the feature cache keys on it), and the verdicts are kept in a small JSON file
+per data root, so the next preparation of the same folder (every tuning trial runs one) decodes only new or
+changed files.
 """
 
 from __future__ import annotations
 
 import csv
+import hashlib
 import io
+import json
+import logging
 import os
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -16,11 +22,19 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from vizsla.data.decode import BadImageError, read_and_decode
+from vizsla.data.decode import BadImageError, decode_image
 from vizsla.data.layout import Entry
 from vizsla.jobdir import JobDir, atomic_write_json, atomic_write_text
 
+log = logging.getLogger("vizsla.data")
+
 _CHUNK = 512  # files submitted to the pool at a time: bounds memory for million-file folders
+_VERDICTS_FORMAT = 1
+# A verdict is trusted only when the file's mtime is older than the moment it was checked by more than the
+# timestamp granularity; otherwise a same-size rewrite within one clock tick would keep its old mtime.
+# Linux stamps files with a coarse clock (a few ms); whole-second mtimes mean a 1-2 s filesystem (FAT, HFS+).
+_FINE_MARGIN_NS = 100_000_000
+_COARSE_MARGIN_NS = 2_500_000_000
 
 
 @dataclass(frozen=True)
@@ -34,11 +48,26 @@ class BadFile:
 
 @dataclass(frozen=True)
 class ValidationResult:
-    """Readable files per split (same order as given) and the bad ones."""
+    """Readable files per split (same order as given), the bad ones, and the content digest of each good one.
+
+    `reused` counts the files whose verdict came from the verdict cache instead of a decode.
+    """
 
     good: dict[str, list[Entry]]
     bad: list[BadFile]
     seconds: float
+    digests: dict[str, str]
+    reused: int = 0
+
+
+@dataclass(frozen=True)
+class _Verdict:
+    """One file's check: a digest when it is readable, a reason when not; `stat` keys the verdict cache."""
+
+    digest: str | None
+    reason: str | None
+    stat: tuple[int, int] | None  # (size, mtime_ns) when the verdict may be cached
+    reused: bool = False
 
 
 def available_cores() -> int:
@@ -49,63 +78,151 @@ def available_cores() -> int:
         return max(1, os.cpu_count() or 1)
 
 
-def _check(path: Path, max_pixels: int, draft_size: int | None) -> str | None:
+def content_digest(data: bytes) -> str:
+    """128-bit BLAKE2b of a file's bytes, hex: names its content in the feature cache key."""
+    return hashlib.blake2b(data, digest_size=16).hexdigest()
+
+
+def _trusted_stat(path: Path) -> tuple[int, int] | None:
+    """(size, mtime_ns) of PATH, or None when its mtime is too recent to tell a later rewrite apart."""
+    now = time.time_ns()
+    stat = os.stat(path)
+    coarse = stat.st_mtime_ns % 1_000_000 == 0
+    margin = _COARSE_MARGIN_NS if coarse else _FINE_MARGIN_NS
+    return (stat.st_size, stat.st_mtime_ns) if stat.st_mtime_ns < now - margin else None
+
+
+def _check(path: Path, max_pixels: int, draft_size: int | None) -> _Verdict:
+    """Read and decode PATH once; the stat is taken first, so a file changed meanwhile is checked again."""
     try:
-        read_and_decode(path, max_pixels=max_pixels, draft_size=draft_size)
+        stat = _trusted_stat(path)
+        data = Path(path).read_bytes()
+    except OSError as exc:
+        return _Verdict(None, f"cannot read file: {exc.strerror or exc}", None)
+    try:
+        decode_image(data, max_pixels=max_pixels, draft_size=draft_size)
     except BadImageError as exc:
-        return exc.reason
-    return None
+        return _Verdict(None, exc.reason, stat)
+    return _Verdict(content_digest(data), None, stat)
 
 
-def _reasons(paths: Sequence[Path], check: Callable[[Path], str | None], workers: int,
-             advance: Callable[[], None]) -> Iterator[str | None]:
-    """Check PATHS in a thread pool and yield their reasons in order (None = readable)."""
+class VerdictCache:
+    """Verdicts of earlier checks keyed by (absolute path, size, mtime_ns, pixel limit), in one JSON file.
+
+    A missing, corrupt or outdated file is an empty cache (rebuilt on save); saving is atomic, and a failed
+    save only costs the next run its decodes.
+    """
+
+    def __init__(self, path: Path | None, max_pixels: int) -> None:
+        self.path, self.max_pixels = path, max_pixels
+        self.entries: dict[str, list[Any]] = self._load() if path is not None else {}
+        self.seen: dict[str, list[Any]] = {}
+
+    def _load(self) -> dict[str, list[Any]]:
+        from PIL import __version__ as pillow
+
+        try:
+            content = json.loads(self.path.read_text(encoding="utf-8"))  # type: ignore[union-attr]
+            if content["format"] == _VERDICTS_FORMAT and content["pillow"] == pillow:
+                return dict(content["entries"])
+        except FileNotFoundError:
+            pass
+        except (OSError, ValueError, KeyError, TypeError) as exc:
+            log.info("ignoring unreadable validation cache %s (%s); it will be rebuilt", self.path, exc)
+        return {}
+
+    def lookup(self, path: Path) -> _Verdict | None:
+        """The cached verdict of PATH when its size and mtime still match, else None."""
+        entry = self.entries.get(os.path.abspath(path))
+        if entry is None or len(entry) != 5:
+            return None
+        try:
+            stat = _trusted_stat(path)
+        except OSError:
+            return None
+        if stat is None or [*stat, self.max_pixels] != entry[:3]:
+            return None
+        return _Verdict(entry[3], entry[4], stat, reused=True)
+
+    def record(self, path: Path, verdict: _Verdict) -> None:
+        """Keep VERDICT for the next run when its file's stat can be trusted."""
+        if verdict.stat is not None:
+            entry = [*verdict.stat, self.max_pixels, verdict.digest, verdict.reason]
+            self.seen[os.path.abspath(path)] = entry
+
+    def save(self) -> None:
+        """Write this run's verdicts plus earlier ones of files that still exist (other split choices)."""
+        if self.path is None:
+            return
+        from PIL import __version__ as pillow
+
+        kept = {p: e for p, e in self.entries.items() if p not in self.seen and os.path.exists(p)}
+        content = {"format": _VERDICTS_FORMAT, "pillow": pillow, "entries": kept | self.seen}
+        try:
+            atomic_write_json(self.path, content)
+        except OSError as exc:
+            log.warning("cannot write the validation cache %s: %s", self.path, exc)
+
+
+def _verdicts(paths: Sequence[Path], check: Callable[[Path], _Verdict], workers: int,
+              advance: Callable[[], None]) -> Iterator[_Verdict]:
+    """Check PATHS in a thread pool and yield their verdicts in order."""
     with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="vizsla-validate") as pool:
         for start in range(0, len(paths), _CHUNK):
-            for reason in pool.map(check, paths[start : start + _CHUNK]):
+            for verdict in pool.map(check, paths[start : start + _CHUNK]):
                 advance()
-                yield reason
+                yield verdict
 
 
 def validate_files(files: dict[str, list[Entry]], *, max_pixels: int, draft_size: int | None = None,
-                   progress: bool = False, workers: int | None = None) -> ValidationResult:
-    """Decode every file of every split once; return the good entries and the bad files with reasons."""
-    started = time.perf_counter()
-    order = [(split, entry) for split, entries in files.items() for entry in entries]
-    paths = [entry[0] for _, entry in order]
+                   progress: bool = False, workers: int | None = None,
+                   cache_file: Path | None = None) -> ValidationResult:
+    """Decode every file of every split once (or reuse its cached verdict); return good and bad files.
 
-    def check(path: Path) -> str | None:
-        return _check(path, max_pixels, draft_size)
+    `cache_file`: the JSON verdict cache of this data root (None: no cache, every file is decoded).
+    """
+    started = time.perf_counter()
+    cache = VerdictCache(cache_file, max_pixels)
+    order = [(split, entry) for split, entries in files.items() for entry in entries]
+
+    def check(path: Path) -> _Verdict:
+        return cache.lookup(path) or _check(path, max_pixels, draft_size)
 
     good: dict[str, list[Entry]] = {split: [] for split in files}
     bad: list[BadFile] = []
-    with _ProgressBar(len(paths), progress) as advance:
-        reasons = _reasons(paths, check, workers or available_cores(), advance)
-        for (split, entry), reason in zip(order, reasons, strict=True):
-            if reason is None:
+    digests: dict[str, str] = {}
+    reused = 0
+    with ProgressBar(len(order), progress) as advance:
+        verdicts = _verdicts([entry[0] for _, entry in order], check, workers or available_cores(), advance)
+        for (split, entry), verdict in zip(order, verdicts, strict=True):
+            cache.record(entry[0], verdict)
+            reused += verdict.reused
+            if verdict.digest is not None:
                 good[split].append(entry)
+                digests[str(entry[0])] = verdict.digest
             else:
-                bad.append(BadFile(split, str(entry[0]), reason))
-    return ValidationResult(good, bad, time.perf_counter() - started)
+                bad.append(BadFile(split, str(entry[0]), verdict.reason or "unreadable"))
+    cache.save()
+    return ValidationResult(good, bad, time.perf_counter() - started, digests, reused)
 
 
-class _ProgressBar:
-    """A rich progress bar on stderr when enabled; a no-op otherwise."""
+class ProgressBar:
+    """A rich progress bar on stderr when enabled; a no-op otherwise. Entering gives `advance(n=1)`."""
 
-    def __init__(self, total: int, enabled: bool) -> None:
-        self.total, self.enabled, self._progress, self._task = total, enabled, None, None
+    def __init__(self, total: int, enabled: bool, description: str = "checking images") -> None:
+        self.total, self.enabled, self.description, self._progress = total, enabled, description, None
 
-    def __enter__(self) -> Callable[[], None]:
+    def __enter__(self) -> Callable[..., None]:
         if not self.enabled:
-            return lambda: None
+            return lambda n=1: None
         from rich.console import Console
         from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeRemainingColumn
 
-        self._progress = Progress("checking images", BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
+        self._progress = Progress(self.description, BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
                                   console=Console(stderr=True), transient=False)
         self._progress.start()
-        task = self._progress.add_task("check", total=self.total)
-        return lambda: self._progress.advance(task)
+        task = self._progress.add_task("work", total=self.total)
+        return lambda n=1: self._progress.advance(task, n)
 
     def __exit__(self, *exc: object) -> None:
         if self._progress is not None:

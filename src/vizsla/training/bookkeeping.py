@@ -119,6 +119,7 @@ def build_result(
             "bad_files": len(job.data.bad_files),
         },
         "weights": job.model.config.get("weights"),
+        "feature_cache": _feature_cache_summary(job),
         "runtime": {
             "device": str(job.runtime.device),
             "precision": job.runtime.precision,
@@ -135,6 +136,21 @@ def build_result(
             "matrix": matrix.tolist(),
         }
     return result
+
+
+def _feature_cache_summary(job: Job) -> dict[str, Any] | None:
+    features = job.features
+    if features is None:
+        return None
+    return {
+        "key": features.key,
+        "path": str(features.path),
+        "hit": features.hit,
+        "build_s": features.seconds,
+        "views": features.views,
+        "backend": features.backend,
+        "precision": features.precision,
+    }
 
 
 def write_outputs(job: Job, state: TrainState) -> None:

@@ -79,6 +79,37 @@ class Loaders:
         return self._loader(split, shuffle=False, epoch=0, batch_size=2 * self.batch_size)
 
 
+class FeatureLoaders:
+    """Loaders over cached backbone features: with a frozen backbone the head trains without re-running it."""
+
+    def __init__(self, features: Any, batch_size: int, seed: int) -> None:
+        self.features = features
+        self.batch_size = batch_size
+        self.seed = seed
+
+    @property
+    def steps_per_epoch(self) -> int:
+        return math.ceil(len(self.features.labels["train"]) / self.batch_size)
+
+    def train(self, epoch: int) -> Any:
+        from vizsla.data.features import FeatureLoader
+
+        labels = self.features.labels["train"]
+        return FeatureLoader(
+            self.features.train, labels, batch_size=self.batch_size, shuffle=True, seed=self.seed, epoch=epoch
+        )
+
+    def eval(self, split: str) -> Any:
+        from vizsla.data.features import FeatureLoader
+
+        return FeatureLoader(
+            self.features.eval[split],
+            self.features.labels[split],
+            batch_size=2 * self.batch_size,
+            shuffle=False,
+        )
+
+
 @dataclass
 class Job:
     """The objects of one running job; `trainer.fit` reads them, bookkeeping updates `best`."""
@@ -91,10 +122,11 @@ class Job:
     optimizer: torch.optim.Optimizer
     scheduler: Any
     scaler: Any
-    loaders: Loaders
+    loaders: Loaders | FeatureLoaders
     progress: EpochProgress
     started_at: str
     checkpoint: dict[str, Any] | None = None
+    features: Any = None  # FeatureSet when the head trains on cached backbone features
     best: dict[str, Any] = field(default_factory=dict)
     epochs_without_improvement: int = 0
 
@@ -135,13 +167,24 @@ def create_job(spec: JobSpec, *, resume: bool = False, progress: bool = True) ->
     job_dir.root.mkdir(parents=True, exist_ok=True)
     atomic_write_text(job_dir.spec, spec.to_yaml())
     size = spec.model.image_size or 224
-    data = prepare_data(spec.data, job_dir, preprocessing={"input_size": [3, size, size]}, progress=progress)
+    data = prepare_data(
+        spec.data,
+        job_dir,
+        preprocessing={"input_size": [3, size, size]},
+        progress=progress,
+        cache_dir=spec.cache_dir,
+    )
     seed_everything(spec.train.seed, spec.train.deterministic)
     model = create_classifier(spec.model, data.classes).to(runtime.device)
     if runtime.channels_last:
         model = model.to(memory_format=torch.channels_last)
     optimizer = create_optimizer(model, spec)
-    loaders = Loaders(spec, data, model.preprocessing, runtime)
+    features = create_features(spec, model, data, runtime, progress) if uses_feature_cache(spec) else None
+    loaders = (
+        FeatureLoaders(features, spec.train.batch_size, spec.train.seed)
+        if features is not None
+        else Loaders(spec, data, model.preprocessing, runtime)
+    )
     scheduler = create_scheduler(optimizer, spec.train, loaders.steps_per_epoch)
     scaler = torch.amp.GradScaler(runtime.device.type, enabled=runtime.precision == "fp16")
     checkpoint = (
@@ -161,7 +204,44 @@ def create_job(spec: JobSpec, *, resume: bool = False, progress: bool = True) ->
         progress=EpochProgress(spec.train.epochs, enabled=progress),
         started_at=started_at,
         checkpoint=checkpoint,
+        features=features,
     )
+
+
+def uses_feature_cache(spec: JobSpec) -> bool:
+    """The head trains on cached features when the backbone stays frozen for the whole job."""
+    return spec.train.finetune == "head" and spec.train.feature_cache == "auto"
+
+
+def create_features(spec: JobSpec, model: Any, data: Any, runtime: Runtime, progress: bool) -> Any:
+    """Backbone features of every split, from the shared cache or extracted once (see data/features.py)."""
+    from vizsla.data.features import build_features
+
+    augment = spec.data.augment
+    features = build_features(
+        model,
+        data,
+        views=spec.train.feature_views if augment else 1,
+        augment=augment,
+        hflip=spec.data.hflip,
+        seed=spec.train.seed,
+        batch_size=max(spec.train.batch_size, 64),
+        num_workers=runtime.num_workers,
+        backend=spec.train.extract_backend,
+        max_pixels=spec.data.max_image_pixels,
+        cache_dir=spec.cache_dir,
+        progress=progress,
+    )
+    source = "hit" if features.hit else "built"
+    log.info(
+        "feature cache %s: %s (%s, %d view(s), %.1f s)",
+        features.key[:12],
+        source,
+        features.backend,
+        features.views,
+        features.seconds,
+    )
+    return features
 
 
 def restore_state(job: Job, state: TrainState) -> None:
@@ -214,8 +294,10 @@ def to_device(
 ) -> tuple[torch.Tensor, torch.Tensor]:
     inputs, targets = batch
     non_blocking = runtime.device.type == "cuda"
-    memory_format = torch.channels_last if runtime.channels_last else torch.contiguous_format
-    inputs = inputs.to(runtime.device, non_blocking=non_blocking, memory_format=memory_format)
+    if inputs.dim() == 4 and runtime.channels_last:
+        inputs = inputs.to(runtime.device, non_blocking=non_blocking, memory_format=torch.channels_last)
+    else:
+        inputs = inputs.to(runtime.device, non_blocking=non_blocking)
     return inputs, targets.to(runtime.device, non_blocking=non_blocking)
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
 import time
@@ -118,6 +119,7 @@ def train_one_epoch(job: setup.Job, state: TrainState, runner: CallbackRunner) -
     """One pass over the train split; returns running train loss/accuracy, or None if stopped early."""
     model, optimizer, runtime = job.model, job.optimizer, job.runtime
     frozen = setup.backbone_frozen(job)
+    cached = job.features
     model.train()
     if frozen:
         model.backbone.eval()  # frozen BatchNorm statistics stay the pretrained ones
@@ -132,8 +134,10 @@ def train_one_epoch(job: setup.Job, state: TrainState, runner: CallbackRunner) -
         state.batch_index, state.inputs, state.targets = batch_index, inputs, targets
         state.batch_size = int(targets.numel())
         runner.fire("batch_start", state)
-        with runtime.autocast():
-            if frozen:
+        with runtime.autocast() if cached is None else contextlib.nullcontext():
+            if cached is not None:
+                logits = model.head(inputs)  # inputs are the backbone's cached features
+            elif frozen:
                 with torch.no_grad():
                     features = model.backbone(inputs)
                 logits = model.head(features.float())
@@ -191,8 +195,11 @@ def evaluate(job: setup.Job, state: TrainState, runner: CallbackRunner, split: s
         if batch is None:
             continue
         inputs, targets = setup.to_device(batch, runtime)
-        with runtime.autocast():
-            logits = model(inputs).float()
+        if job.features is not None:
+            logits = model.head(inputs).float()
+        else:
+            with runtime.autocast():
+                logits = model(inputs).float()
         loss_sum = F.cross_entropy(logits, targets, reduction="sum").item()
         meter.update(logits, targets, loss_sum)
     state.metrics = {**state.metrics, **meter.summary(split)}

@@ -1,0 +1,253 @@
+"""Batched backbone feature extraction on the fastest backend this machine has.
+
+Backends: "torch" (eval mode, inference_mode, channels_last, bf16 autocast on CPUs with native bf16, fp16 or
+bf16 autocast on CUDA) and "onnx" (the backbone exported once per weights and input size, then run by ONNX
+Runtime's CPU provider on every core with all graph optimisations).
+
+The "auto" rule comes from measurements on a 2-core AVX-512-bf16 CPU shared with other jobs (images/s at
+224 px, batch 32 and 64, weights="none", best of 3 after a warm-up, two to three runs): ONNX Runtime fp32
+beat torch at its fastest (bf16 autocast + channels_last) on every model measured, by 1.8-4x on
+efficientnet_lite0 (e.g. 120 vs 30 img/s), 1.1-2x on resnet18 and 1.0-1.8x on resnet34; torch fp32 was
+slower still. So auto is "onnx" on CPU and "torch" on CUDA (onnxruntime-gpu is not a dependency). When the
+export, the session or the output check fails, extraction falls back to torch and logs why; the failure
+is remembered next to the ONNX cache so later runs go straight to torch.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import hashlib
+import io
+import logging
+import warnings
+from collections.abc import Callable, Iterable, Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from vizsla.cache import cache_dir as kind_dir
+from vizsla.data.validate import available_cores
+from vizsla.jobdir import atomic_write_bytes, atomic_write_text
+
+log = logging.getLogger("vizsla.data")
+
+BACKENDS = ("auto", "torch", "onnx")
+ONNX_TOLERANCE = 1e-3  # max |onnx - torch fp32| relative to max |torch fp32| accepted for an export
+_CHECK_BATCH = 3  # differs from the export batch (2), so the check also proves the batch axis is dynamic
+
+
+def backbone_digest(backbone: nn.Module, arch: str) -> str:
+    """SHA-256 of the architecture name and every state_dict tensor (name, dtype, shape, bytes).
+
+    Names the weights by content: fine-tuned or re-downloaded weights get a new digest. Hashing runs at
+    memory speed (~0.1 s for resnet34's 87 MB).
+    """
+    hasher = hashlib.sha256(arch.encode("utf-8"))
+    for name, tensor in backbone.state_dict().items():
+        value = tensor.detach().to("cpu").contiguous()
+        hasher.update(f"|{name}|{value.dtype}|{tuple(value.shape)}|".encode())
+        hasher.update(value.reshape(-1).view(torch.uint8).numpy().tobytes() if value.numel() else b"")
+    return hasher.hexdigest()
+
+
+def device_of(module: nn.Module) -> torch.device:
+    """The device of MODULE's parameters (CPU for a module without any)."""
+    param = next(module.parameters(), None)
+    return param.device if param is not None else torch.device("cpu")
+
+
+def onnx_model_path(model_key: str, input_hw: tuple[int, int], cache_base: Path | None = None) -> Path:
+    """Where the export of backbone MODEL_KEY at INPUT_HW is cached: <cache>/onnx/<key>-<H>x<W>.onnx."""
+    return kind_dir("onnx", cache_base) / f"{model_key}-{input_hw[0]}x{input_hw[1]}.onnx"
+
+
+def _failure_marker(onnx_path: Path) -> Path:
+    return onnx_path.with_suffix(".failed")
+
+
+def torch_precision(device: torch.device) -> str:
+    """Autocast precision of torch extraction: bf16 on CPUs with native bf16 (~2x fp32 here), else fp32."""
+    if device.type == "cuda":
+        return "bf16" if torch.cuda.is_bf16_supported() else "fp16"
+    from vizsla.training.runtime import cpu_supports_bf16
+
+    return "bf16" if cpu_supports_bf16() else "fp32"
+
+
+def resolve_backend(backend: str, device: torch.device, onnx_path: Path | None = None) -> tuple[str, str]:
+    """(backend, precision) that extraction will use, without exporting anything (see the module rule)."""
+    if backend not in BACKENDS:
+        raise ValueError(f"unknown extraction backend {backend!r}; use one of {', '.join(BACKENDS)}")
+    wants_onnx = backend == "onnx" or (backend == "auto" and device.type == "cpu")
+    if wants_onnx and device.type == "cpu" and _onnxruntime_available():
+        if onnx_path is None or not _failure_marker(onnx_path).is_file():
+            return "onnx", "fp32"
+    if backend == "onnx":
+        log.warning("ONNX extraction is unavailable here (%s); using torch", _onnx_unavailable_reason(
+            device, onnx_path))
+    return "torch", torch_precision(device)
+
+
+def _onnxruntime_available() -> bool:
+    try:
+        import onnxruntime  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+def _onnx_unavailable_reason(device: torch.device, onnx_path: Path | None) -> str:
+    if device.type != "cpu":
+        return f"the backbone is on {device}; onnxruntime runs on CPU here"
+    if not _onnxruntime_available():
+        return "onnxruntime is not installed"
+    marker = _failure_marker(onnx_path) if onnx_path else None
+    return marker.read_text().strip() if marker and marker.is_file() else "unknown reason"
+
+
+class Extractor:
+    """Maps a batch of normalized images (B, 3, H, W) to pooled features, float32 numpy (B, D)."""
+
+    backend = "torch"
+    precision = "fp32"
+
+    def __call__(self, images: torch.Tensor) -> np.ndarray:
+        raise NotImplementedError
+
+
+class TorchExtractor(Extractor):
+    """A private eval-mode copy of the backbone run under inference_mode, channels_last and autocast."""
+
+    def __init__(self, backbone: nn.Module, precision: str) -> None:
+        self.device = device_of(backbone)
+        self.precision = precision
+        self.model = copy.deepcopy(backbone).eval().to(memory_format=torch.channels_last)
+        self.dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(precision)
+
+    def __call__(self, images: torch.Tensor) -> np.ndarray:
+        images = images.to(self.device, non_blocking=True, memory_format=torch.channels_last)
+        autocast = (torch.autocast(self.device.type, dtype=self.dtype) if self.dtype is not None
+                    else contextlib.nullcontext())
+        with torch.inference_mode(), autocast:
+            features = self.model(images)
+        return features.float().cpu().numpy()
+
+
+class OnnxExtractor(Extractor):
+    """An ONNX Runtime CPU session over the exported backbone, on every core."""
+
+    backend = "onnx"
+
+    def __init__(self, model_bytes: bytes) -> None:
+        import onnxruntime as ort
+
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = available_cores()
+        options.inter_op_num_threads = 1
+        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        options.log_severity_level = 3  # errors only: ORT warns about unused initializers on every load
+        self.session = ort.InferenceSession(model_bytes, options, providers=["CPUExecutionProvider"])
+        self.input_name = self.session.get_inputs()[0].name
+
+    def __call__(self, images: torch.Tensor) -> np.ndarray:
+        array = images.detach().to("cpu", torch.float32).contiguous().numpy()
+        return np.asarray(self.session.run(None, {self.input_name: array})[0], dtype=np.float32)
+
+
+def _export_onnx(backbone: nn.Module, input_hw: tuple[int, int]) -> bytes:
+    """ONNX bytes of an fp32 CPU copy with a dynamic batch axis: the dynamo exporter, else the legacy one."""
+    model = copy.deepcopy(backbone).to("cpu", torch.float32).eval()
+    example = (torch.zeros(2, 3, *input_hw),)
+    with warnings.catch_warnings(), torch.no_grad(), _quiet_exporter_logs():
+        warnings.simplefilter("ignore")
+        try:
+            program = torch.onnx.export(model, example, dynamo=True, verbose=False, optimize=True,
+                                        input_names=["images"], output_names=["features"],
+                                        dynamic_shapes=({0: torch.export.Dim("batch", min=1)},))
+            return program.model_proto.SerializeToString()  # type: ignore[union-attr]
+        except Exception as exc:  # any exporter failure means: try the other exporter
+            log.info("dynamo ONNX export failed (%s: %s); trying the TorchScript exporter",
+                     type(exc).__name__, exc)
+        buffer = io.BytesIO()
+        torch.onnx.export(model, example, buffer, dynamo=False, input_names=["images"],
+                          output_names=["features"], opset_version=17,
+                          dynamic_axes={"images": {0: "batch"}, "features": {0: "batch"}})
+        return buffer.getvalue()
+
+
+@contextlib.contextmanager
+def _quiet_exporter_logs() -> Iterator[None]:
+    """The exporter's optimiser logs every pass at INFO; keep a job's log to what matters."""
+    loggers = [logging.getLogger(name) for name in ("onnxscript", "onnx_ir", "torch.onnx")]
+    levels = [logger.level for logger in loggers]
+    for logger in loggers:
+        logger.setLevel(logging.WARNING)
+    try:
+        yield
+    finally:
+        for logger, level in zip(loggers, levels, strict=True):
+            logger.setLevel(level)
+
+
+def _check_export(backbone: nn.Module, extractor: OnnxExtractor, input_hw: tuple[int, int]) -> None:
+    """Raise when the exported model's features differ from torch fp32 by more than ONNX_TOLERANCE."""
+    model = copy.deepcopy(backbone).to("cpu", torch.float32).eval()
+    images = torch.randn(_CHECK_BATCH, 3, *input_hw, generator=torch.Generator().manual_seed(0))
+    with torch.inference_mode():
+        expected = model(images).numpy()
+    got = extractor(images)
+    if got.shape != expected.shape:
+        raise ValueError(f"ONNX features have shape {got.shape}, torch {expected.shape}")
+    error = float(np.abs(got - expected).max()) / max(float(np.abs(expected).max()), 1e-12)
+    if not error <= ONNX_TOLERANCE:
+        raise ValueError(f"ONNX features differ from torch by {error:.2e} (relative) > {ONNX_TOLERANCE}")
+
+
+def _onnx_extractor(backbone: nn.Module, path: Path, input_hw: tuple[int, int]) -> OnnxExtractor:
+    """Load the cached export, or export, check and cache it (atomically: parallel exporters are safe)."""
+    if path.is_file():
+        return OnnxExtractor(path.read_bytes())
+    model_bytes = _export_onnx(backbone, input_hw)
+    extractor = OnnxExtractor(model_bytes)
+    _check_export(backbone, extractor, input_hw)
+    atomic_write_bytes(path, model_bytes)
+    log.info("exported the backbone to %s (%.1f MB)", path, len(model_bytes) / 1e6)
+    return extractor
+
+
+def create_extractor(backbone: nn.Module, *, input_hw: tuple[int, int], model_key: str,
+                     backend: str = "auto", cache_dir: Path | None = None) -> Extractor:
+    """An extractor on BACKEND ("auto" = the module's rule); ONNX failures fall back to torch, logged.
+
+    `model_key` names the backbone's weights (backbone_digest); `cache_dir` is the base cache folder whose
+    `onnx/` keeps exports.
+    """
+    device = device_of(backbone)
+    path = onnx_model_path(model_key, input_hw, cache_dir)
+    name, precision = resolve_backend(backend, device, path)
+    if name == "onnx":
+        try:
+            return _onnx_extractor(backbone, path, input_hw)
+        except Exception as exc:  # exporters and ORT raise anything; torch always works
+            reason = f"{type(exc).__name__}: {exc}"
+            log.warning("ONNX extraction unavailable for this backbone (%s); using torch", reason)
+            with contextlib.suppress(OSError):
+                atomic_write_text(_failure_marker(path), reason[:2000] + "\n")
+        precision = torch_precision(device)
+    return TorchExtractor(backbone, precision)
+
+
+def extract_batches(extractor: Callable[[torch.Tensor], np.ndarray], batches: Iterable[Any], *,
+                    advance: Callable[[int], None] | None = None) -> np.ndarray:
+    """Features of every batch (a tensor or an (images, labels) pair), concatenated in order: (N, D)."""
+    parts = []
+    for batch in batches:
+        images = batch[0] if isinstance(batch, tuple | list) else batch
+        parts.append(extractor(images))
+        if advance is not None:
+            advance(len(images))
+    return np.concatenate(parts) if parts else np.zeros((0, 0), np.float32)

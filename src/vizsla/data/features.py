@@ -1,0 +1,364 @@
+"""The feature cache: a frozen backbone's pooled features, computed once and memory-mapped for head training.
+
+A head on a frozen backbone only ever sees the backbone's pooled features, so every epoch and every tuning
+trial can train on features computed once. The cache key is the content of everything that shapes them:
+the backbone's weights, the preprocessing record, the transform, the augmented views and their seed, the
+extraction backend and precision, and each split's ordered (file digest, label) list; a changed image or
+transform is a new key. A key's folder `<cache>/features/<key>/` holds train.npy [views, N, D],
+valid.npy and test.npy [N, D] (float16), labels_<split>.npy (int64) and meta.json. It is built in a temp
+folder and renamed into place under a file lock, so parallel tuning workers build it once and never see it
+half-written.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import logging
+import os
+import shutil
+import time
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import torch
+
+from vizsla.cache import cache_dir as kind_dir
+from vizsla.data.dataset import ImageFolderDataset, create_loader, default_num_workers, loader_seed
+from vizsla.data.extract import (
+    Extractor,
+    backbone_digest,
+    create_extractor,
+    device_of,
+    onnx_model_path,
+    resolve_backend,
+)
+from vizsla.data.transforms import DEFAULT_CROP_PCT, TRAIN_CROP_RATIO, TRAIN_CROP_SCALE, draft_size_for
+from vizsla.data.validate import ProgressBar, content_digest
+from vizsla.errors import DataError
+from vizsla.jobdir import atomic_write_json
+
+if TYPE_CHECKING:
+    from vizsla.data.prepare import PreparedData
+    from vizsla.models.classifier import Classifier
+
+log = logging.getLogger("vizsla.data")
+
+FORMAT_VERSION = 1
+STORAGE_DTYPE = np.float16  # head accuracy on hymenoptera equal to float32 storage; half the disk and I/O
+
+
+@dataclass(frozen=True)
+class FeatureSet:
+    """Cached features of one (data, backbone, transform) key; arrays are read-only memory maps.
+
+    `train` is [views, N_train, D]; `eval` has "valid" and "test" [N, D] (the same array when the test
+    metrics come from valid); `labels` has int64 labels of train, valid and test.
+    """
+
+    key: str
+    path: Path
+    views: int
+    dim: int
+    backend: str
+    precision: str
+    hit: bool
+    seconds: float
+    train: np.ndarray
+    eval: dict[str, np.ndarray]
+    labels: dict[str, np.ndarray]
+
+
+@dataclass(frozen=True)
+class _Plan:
+    """What a build extracts and under which key."""
+
+    key: str
+    inputs: dict[str, Any]
+    views: int
+    augment: bool
+    hflip: bool
+    seed: int
+    draft_size: int
+    backend: str
+    precision: str
+
+
+def _digest_of(path: str, digests: dict[str, str]) -> str:
+    """The validated content digest of PATH; files prepared without one are hashed here."""
+    known = digests.get(path)
+    return known if known is not None else content_digest(Path(path).read_bytes())
+
+
+def _eval_splits(data: PreparedData) -> tuple[str, ...]:
+    return ("valid", "test") if data.test_source == "test" else ("valid",)
+
+
+def _key_inputs(model: Classifier, data: PreparedData, plan: dict[str, Any]) -> dict[str, Any]:
+    """Everything the cached arrays depend on, as canonical JSON-ready values."""
+    import PIL
+    import torchvision
+
+    transform = {"augment": plan["augment"], "hflip": plan["augment"] and plan["hflip"],
+                 "crop_scale": list(TRAIN_CROP_SCALE), "crop_ratio": list(TRAIN_CROP_RATIO),
+                 "default_crop_pct": DEFAULT_CROP_PCT, "draft_size": plan["draft_size"],
+                 "torchvision": torchvision.__version__, "pillow": PIL.__version__}
+    splits: dict[str, Any] = {
+        split: [[_digest_of(path, data.digests), label] for path, label in data.splits[split]]
+        for split in ("train", *_eval_splits(data))
+    }
+    if data.test_source != "test":
+        splits["test"] = "valid"
+    return {"format": FORMAT_VERSION, "arch": model.arch, "backbone": plan["backbone"],
+            "preprocessing": model.preprocessing,
+            "classes": list(data.classes), "transform": transform, "views": plan["views"],
+            "seed": plan["seed"] if plan["augment"] else None, "backend": plan["backend"],
+            "precision": plan["precision"], "storage": np.dtype(STORAGE_DTYPE).name, "splits": splits}
+
+
+def _plan(model: Classifier, data: PreparedData, settings: dict[str, Any], backend: str,
+          cache_base: Path | None) -> _Plan:
+    """Resolve the backend (without exporting) and compute the key."""
+    augment = bool(settings["augment"])
+    views = int(settings["views"]) if augment else 1
+    draft = int(settings["draft_size"] or draft_size_for(model.preprocessing))
+    digest = backbone_digest(model.backbone, model.arch)
+    onnx_path = onnx_model_path(digest, tuple(model.preprocessing["input_size"][1:]), cache_base)
+    name, precision = resolve_backend(backend, device_of(model.backbone), onnx_path)
+    plan = {"augment": augment, "hflip": bool(settings["hflip"]), "views": views,
+            "seed": int(settings["seed"]), "draft_size": draft, "backend": name, "precision": precision}
+    inputs = _key_inputs(model, data, {**plan, "backbone": digest})
+    key = hashlib.sha256(json.dumps(inputs, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
+    return _Plan(key=key[:32], inputs=inputs, **plan)  # type: ignore[arg-type]
+
+
+@contextlib.contextmanager
+def _locked(path: Path) -> Iterator[None]:
+    """Exclusive advisory lock on PATH (fcntl.flock); a no-op where the OS has none."""
+    try:
+        import fcntl
+    except ImportError:  # Windows: the atomic rename alone keeps the cache valid
+        yield
+        return
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "a+b") as handle:
+        fcntl.flock(handle.fileno(), fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
+
+
+def _load(folder: Path, plan: _Plan, data: PreparedData) -> FeatureSet | None:
+    """The FeatureSet stored in FOLDER, or None when it is missing or unreadable (then it is rebuilt)."""
+    try:
+        meta = json.loads((folder / "meta.json").read_text(encoding="utf-8"))
+        train = np.load(folder / "train.npy", mmap_mode="r")
+        labels = {s: np.load(folder / f"labels_{s}.npy") for s in ("train", *_eval_splits(data))}
+        arrays = {s: np.load(folder / f"{s}.npy", mmap_mode="r") for s in _eval_splits(data)}
+    except FileNotFoundError:
+        return None
+    except (OSError, ValueError, KeyError) as exc:
+        log.warning("feature cache %s is unreadable (%s); rebuilding it", folder, exc)
+        return None
+    if meta.get("key") != plan.key or train.shape[:2] != (plan.views, len(data.splits["train"])):
+        log.warning("feature cache %s does not match its key; rebuilding it", folder)
+        return None
+    if data.test_source != "test":
+        arrays["test"], labels["test"] = arrays["valid"], labels["valid"]
+    return FeatureSet(plan.key, folder, plan.views, int(train.shape[2]), plan.backend, plan.precision, True,
+                      0.0, train, arrays, labels)
+
+
+def _loader(data: PreparedData, split: str, transform: Any, plan: _Plan, settings: dict[str, Any],
+            view: int) -> Any:
+    """A loader in sample order whose per-sample augmentation seed is fixed by (seed, view, index)."""
+    dataset = ImageFolderDataset(data.splits[split], transform, max_pixels=settings["max_pixels"],
+                                 draft_size=plan.draft_size)
+    workers = settings["num_workers"]
+    return create_loader(dataset, batch_size=settings["batch_size"], shuffle=False,
+                         num_workers=default_num_workers() if workers is None else workers,
+                         seed=plan.seed, epoch=view)
+
+
+def _fill(out: np.ndarray, loader: Any, extractor: Extractor, split: str, advance: Any) -> None:
+    """Extract every batch of LOADER into the rows of OUT, in order; DataError when a file fails now."""
+    row = 0
+    for batch in loader:
+        if batch is None:
+            continue
+        features = extractor(batch[0])
+        out[row : row + len(features)] = features
+        row += len(features)
+        advance(len(batch[0]))
+    if row != len(out):
+        raise DataError(f"{len(out) - row} {split} image(s) could not be decoded for the feature cache "
+                        "(changed since validation?)", hint="run the job again: validation lists them")
+
+
+def _extract(model: Classifier, data: PreparedData, plan: _Plan, settings: dict[str, Any],
+             extractor: Extractor, folder: Path) -> None:
+    """Write train.npy (every view), the eval splits' arrays and the labels into FOLDER."""
+    from vizsla.data.transforms import create_transform
+
+    pre, dim = model.preprocessing, model.head.in_features
+    train_tf = create_transform(pre, train=True, augment=plan.augment, hflip=plan.hflip)
+    eval_tf = create_transform(pre, train=False, augment=False, hflip=False)
+    splits = ("train", *_eval_splits(data))
+    total = plan.views * len(data.splits["train"]) + sum(len(data.splits[s]) for s in splits[1:])
+    label = f"extracting features ({extractor.backend} {extractor.precision})"
+    with ProgressBar(total, settings["progress"], label) as advance:
+        train = np.lib.format.open_memmap(folder / "train.npy", mode="w+", dtype=STORAGE_DTYPE,
+                                          shape=(plan.views, len(data.splits["train"]), dim))
+        for view in range(plan.views):
+            _fill(train[view], _loader(data, "train", train_tf, plan, settings, view), extractor, "train",
+                  advance)
+        train.flush()
+        for split in splits[1:]:
+            out = np.lib.format.open_memmap(folder / f"{split}.npy", mode="w+", dtype=STORAGE_DTYPE,
+                                            shape=(len(data.splits[split]), dim))
+            _fill(out, _loader(data, split, eval_tf, plan, settings, 0), extractor, split, advance)
+            out.flush()
+    for split in splits:
+        np.save(folder / f"labels_{split}.npy", np.array([s[1] for s in data.splits[split]], np.int64))
+
+
+def _meta(plan: _Plan, seconds: float, data: PreparedData, dim: int) -> dict[str, Any]:
+    """meta.json: the key inputs in readable form (each split's digest list summarised) and the dims."""
+    inputs = dict(plan.inputs)
+    inputs["splits"] = {
+        split: value if isinstance(value, str) else
+        {"images": len(value), "sha256": hashlib.sha256(json.dumps(value).encode()).hexdigest()}
+        for split, value in plan.inputs["splits"].items()
+    }
+    sizes = {split: len(data.splits[split]) for split in ("train", *_eval_splits(data))}
+    return {"key": plan.key, "created": datetime.now(UTC).isoformat(timespec="seconds"),
+            "build_seconds": round(seconds, 3), "views": plan.views, "dim": dim, "images": sizes,
+            "dtype": np.dtype(STORAGE_DTYPE).name, "backend": plan.backend, "precision": plan.precision,
+            "inputs": inputs}
+
+
+def _build(model: Classifier, data: PreparedData, plan: _Plan, settings: dict[str, Any],
+           extractor: Extractor, root: Path, started: float) -> FeatureSet:
+    """Extract into a temp folder and rename it to <root>/<key> (the caller holds the key's lock).
+
+    The build time counts from STARTED, so it includes the key, the wait for the lock and any ONNX export.
+    """
+    final = root / plan.key
+    for stale in root.glob(f".{plan.key}.tmp-*"):  # left by a killed builder
+        shutil.rmtree(stale, ignore_errors=True)
+    if final.exists():  # unreadable (checked by the caller): replace it
+        shutil.rmtree(final)
+    temp = root / f".{plan.key}.tmp-{os.getpid()}-{uuid.uuid4().hex[:8]}"
+    temp.mkdir(parents=True)
+    try:
+        _extract(model, data, plan, settings, extractor, temp)
+        seconds = time.perf_counter() - started
+        atomic_write_json(temp / "meta.json", _meta(plan, seconds, data, model.head.in_features))
+        os.rename(temp, final)
+    except BaseException:
+        shutil.rmtree(temp, ignore_errors=True)
+        raise
+    loaded = _load(final, plan, data)
+    if loaded is None:
+        raise RuntimeError(f"feature cache {final} unreadable right after it was written")
+    log.info("feature cache %s built in %.1f s (%s %s)", final, seconds, plan.backend, plan.precision)
+    return replace(loaded, hit=False, seconds=seconds)
+
+
+def _settings(views: int, augment: bool, hflip: bool, seed: int, draft_size: int | None,
+              **loading: Any) -> dict[str, Any]:
+    return {"views": views, "augment": augment, "hflip": hflip, "seed": seed, "draft_size": draft_size,
+            **loading}
+
+
+def feature_key(model: Classifier, data: PreparedData, *, views: int = 4, augment: bool = True,
+                hflip: bool = True, seed: int = 0, backend: str = "auto", draft_size: int | None = None,
+                cache_dir: Path | str | None = None) -> str:
+    """The key build_features would use for these arguments (nothing is extracted)."""
+    base = Path(cache_dir) if cache_dir is not None else None
+    return _plan(model, data, _settings(views, augment, hflip, seed, draft_size), backend, base).key
+
+
+def build_features(model: Classifier, data: PreparedData, *, views: int = 4, augment: bool = True,
+                   hflip: bool = True, seed: int = 0, batch_size: int = 64, num_workers: int | None = None,
+                   backend: str = "auto", max_pixels: int = 89_478_485, draft_size: int | None = None,
+                   cache_dir: Path | str | None = None, progress: bool = False) -> FeatureSet:
+    """The cached backbone features of DATA's splits: loaded when the key exists, else extracted once.
+
+    With `augment`, `views` augmented views of each train image (the train transform, seeded per
+    (seed, view, image)); without, one view through the eval transform. `cache_dir` is the base cache
+    folder (None: $VIZSLA_CACHE_DIR or ~/.cache/vizsla); features go to its `features/`.
+    """
+    started = time.perf_counter()
+    base = Path(cache_dir) if cache_dir is not None else None
+    settings = _settings(views, augment, hflip, seed, draft_size, batch_size=batch_size,
+                         num_workers=num_workers, max_pixels=max_pixels, progress=progress)
+    root = kind_dir("features", base)
+    plan = _plan(model, data, settings, backend, base)
+    found = _load(root / plan.key, plan, data)
+    if found is not None:
+        return found
+    with _locked(root / f"{plan.key}.lock"):
+        found = _load(root / plan.key, plan, data)  # built by another process while this one waited
+        if found is not None:
+            return found
+        input_hw = tuple(model.preprocessing["input_size"][1:])
+        extractor = create_extractor(model.backbone, input_hw=input_hw, model_key=plan.inputs["backbone"],
+                                     backend=backend, cache_dir=base)
+        if (extractor.backend, extractor.precision) == (plan.backend, plan.precision):
+            return _build(model, data, plan, settings, extractor, root, started)
+    # ONNX failed just now: plan again for torch, whose features get their own key.
+    return build_features(model, data, **{**settings, "backend": "torch", "cache_dir": base})
+
+
+class FeatureLoader:
+    """Batches (features float32, labels int64) of one split, in a fixed order per (seed, epoch).
+
+    Train features [views, N, D] with shuffle: every image is seen once per epoch through one of its views,
+    the view and the order drawn from (seed, epoch), so a resumed epoch replays the same batches. Eval
+    features [N, D] (or shuffle off): in order, view 0.
+    """
+
+    def __init__(self, features: np.ndarray, labels: np.ndarray, *, batch_size: int, shuffle: bool,
+                 seed: int = 0, epoch: int = 0, drop_last: bool = False) -> None:
+        if features.ndim not in (2, 3) or features.shape[-2] != len(labels):
+            raise ValueError(f"features {features.shape} do not match {len(labels)} labels")
+        self.features, self.labels = features, labels
+        self.batch_size, self.shuffle, self.drop_last = batch_size, shuffle, drop_last
+        self.seed, self.epoch = seed, epoch
+
+    def __len__(self) -> int:
+        n = len(self.labels)
+        return n // self.batch_size if self.drop_last else -(-n // self.batch_size)
+
+    def _order(self) -> tuple[np.ndarray, np.ndarray | None]:
+        n = len(self.labels)
+        views = self.features.shape[0] if self.features.ndim == 3 else 0
+        if not self.shuffle:
+            return np.arange(n), (np.zeros(n, np.int64) if views else None)
+        generator = torch.Generator().manual_seed(loader_seed(self.seed, self.epoch))
+        order = torch.randperm(n, generator=generator).numpy()
+        chosen = torch.randint(0, views, (n,), generator=generator).numpy() if views else None
+        return order, chosen
+
+    def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        order, views = self._order()
+        for start in range(0, len(self) * self.batch_size, self.batch_size):
+            index = order[start : start + self.batch_size]
+            rows = self.features[views[index], index] if views is not None else self.features[index]
+            yield (torch.from_numpy(np.asarray(rows, dtype=np.float32)),
+                   torch.from_numpy(np.asarray(self.labels[index], dtype=np.int64)))
+
+
+def feature_batches(features: np.ndarray, labels: np.ndarray, *, batch_size: int, shuffle: bool,
+                    seed: int = 0, epoch: int = 0, drop_last: bool = False) -> FeatureLoader:
+    """A FeatureLoader (len() = batches) over cached FEATURES; see FeatureLoader for the view choice."""
+    return FeatureLoader(features, labels, batch_size=batch_size, shuffle=shuffle, seed=seed, epoch=epoch,
+                         drop_last=drop_last)
