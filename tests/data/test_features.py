@@ -14,6 +14,7 @@ import pytest
 import torch
 
 from vizsla.data import ImageFolderDataset, PreparedData, create_transform, extract, prepare_data
+from vizsla.data import features as feature_cache
 from vizsla.data.extract import backbone_digest, create_extractor, onnx_model_path
 from vizsla.data.features import FeatureSet, build_features, feature_batches, feature_key
 from vizsla.data.transforms import draft_size_for
@@ -176,6 +177,17 @@ def test_unreadable_cache_and_leftovers_are_rebuilt(data, cache):
     assert not rebuilt.hit and rebuilt.key == built.key and not leftover.exists()
     np.testing.assert_array_equal(rebuilt.eval["valid"], built.eval["valid"])
     assert _build(model, data, cache).hit
+
+
+def test_a_builder_that_loses_the_rename_race_keeps_the_winner(data, cache, tmp_path):
+    built = _build(_model(), data, cache)
+    loser = tmp_path / "loser"
+    shutil.copytree(built.path, loser)
+    (loser / "meta.json").write_text("{}")
+    feature_cache._publish(loser, built.path)  # where no file lock exists, the rename is the only guard
+    assert not loser.exists() and json.loads((built.path / "meta.json").read_text())["key"] == built.key
+    with pytest.raises(OSError):
+        feature_cache._publish(tmp_path / "missing", tmp_path / "nowhere" / "key")
 
 
 def test_onnx_failure_builds_torch_features_under_their_own_key(data, tmp_path, monkeypatch):

@@ -110,8 +110,8 @@ def test_cuda_amp_precision(tmp_path, monkeypatch, bf16, expected):
 def test_default_workers_come_from_the_data_rule(tmp_path, monkeypatch):
     from vizsla.data import dataset
 
-    monkeypatch.setattr(dataset, "default_num_workers", lambda: 3)
-    assert resolve_runtime(_spec(tmp_path)).num_workers == 3
+    monkeypatch.setattr(dataset, "available_cores", lambda: 1)
+    assert resolve_runtime(_spec(tmp_path)).num_workers == 0
 
 
 def _runtime(compile_: bool) -> Runtime:

@@ -126,6 +126,8 @@ def _plan(model: Classifier, data: PreparedData, settings: dict[str, Any], backe
           cache_base: Path | None) -> _Plan:
     """Resolve the backend (without exporting) and compute the key."""
     augment = bool(settings["augment"])
+    if int(settings["views"]) < 1:
+        raise ValueError(f"views must be >= 1, got {settings['views']}")
     views = int(settings["views"]) if augment else 1
     draft = int(settings["draft_size"] or draft_size_for(model.preprocessing))
     digest = backbone_digest(model.backbone, model.arch)
@@ -244,6 +246,16 @@ def _meta(plan: _Plan, seconds: float, data: PreparedData, dim: int) -> dict[str
             "inputs": inputs}
 
 
+def _publish(temp: Path, final: Path) -> None:
+    """Rename TEMP to FINAL; where another builder got there first (no lock on this OS), keep theirs."""
+    try:
+        os.rename(temp, final)
+    except OSError:
+        if not (final / "meta.json").is_file():
+            raise
+        shutil.rmtree(temp, ignore_errors=True)
+
+
 def _build(model: Classifier, data: PreparedData, plan: _Plan, settings: dict[str, Any],
            extractor: Extractor, root: Path, started: float) -> FeatureSet:
     """Extract into a temp folder and rename it to <root>/<key> (the caller holds the key's lock).
@@ -261,7 +273,7 @@ def _build(model: Classifier, data: PreparedData, plan: _Plan, settings: dict[st
         _extract(model, data, plan, settings, extractor, temp)
         seconds = time.perf_counter() - started
         atomic_write_json(temp / "meta.json", _meta(plan, seconds, data, model.head.in_features))
-        os.rename(temp, final)
+        _publish(temp, final)
     except BaseException:
         shutil.rmtree(temp, ignore_errors=True)
         raise

@@ -22,7 +22,9 @@ MAX_LABEL_CHARS = 24  # long class names are shortened on the axes of large matr
 Series = tuple[tuple[str, str], ...]  # (record key, legend label) pairs
 LOSS_SERIES: Series = (("train_loss", "train"), ("valid_loss", "valid"))
 ACCURACY_SERIES: Series = (
-    ("train_accuracy", "train"), ("valid_accuracy", "valid"), ("valid_top5_accuracy", "valid top-5")
+    ("train_accuracy", "train"),
+    ("valid_accuracy", "valid"),
+    ("valid_top5_accuracy", "valid top-5"),
 )
 
 
@@ -97,8 +99,9 @@ def _annotate(axes: Axes, values: list[list[float]], normalize: bool) -> None:
             axes.text(j, i, text, ha="center", va="center", color=color, fontsize=8)
 
 
-def plot_confusion_matrix(matrix: Sequence[Sequence[int]], labels: Sequence[str], path: Path, *,
-                          normalize: bool = True) -> Path:
+def plot_confusion_matrix(
+    matrix: Sequence[Sequence[int]], labels: Sequence[str], path: Path, *, normalize: bool = True
+) -> Path:
     """Write the confusion matrix (rows: true class) to `path`, readable from 2 to hundreds of classes."""
     n = len(labels)
     if n == 0 or len(matrix) != n or any(len(row) != n for row in matrix):
@@ -125,8 +128,12 @@ def plot_confusion_matrix(matrix: Sequence[Sequence[int]], labels: Sequence[str]
     return _save(figure, path, dpi=150 if large else 110)
 
 
-def write_job_plots(job_dir: JobDir, *, result: Mapping[str, Any] | None = None,
-                    history: Sequence[Mapping[str, Any]] | None = None) -> list[Path]:
+def write_job_plots(
+    job_dir: JobDir,
+    *,
+    result: Mapping[str, Any] | None = None,
+    history: Sequence[Mapping[str, Any]] | None = None,
+) -> list[Path]:
     """(Re)write Loss_plot.png and confusion_matrix.png from the job's records; skip what has no data."""
     result = result if result is not None else job_dir.read_result() or {}
     history = history if history is not None else job_dir.read_metrics()

@@ -20,11 +20,26 @@ from vizsla.jobdir import JobDir, atomic_write_text
 
 TEMPLATE = "training_report.html.j2"
 MAX_BAD_FILE_ROWS = 500  # the rest stays in data/bad_files.csv, which the report names
-EPOCH_COLUMNS = ("train_loss", "train_accuracy", "valid_loss", "valid_accuracy", "valid_top5_accuracy", "lr",
-                 "epoch_time_s")
+EPOCH_COLUMNS = (
+    "train_loss",
+    "train_accuracy",
+    "valid_loss",
+    "valid_accuracy",
+    "valid_top5_accuracy",
+    "lr",
+    "epoch_time_s",
+)
 SHOWN_DATA_KEYS = ("warnings", "classes", "images", "bad_files")  # shown from result.json's "data" already
-METRIC_ORDER = ("train_loss", "train_accuracy", "valid_loss", "valid_accuracy", "valid_top5_accuracy",
-                "test_loss", "test_accuracy", "test_top5_accuracy")
+METRIC_ORDER = (
+    "train_loss",
+    "train_accuracy",
+    "valid_loss",
+    "valid_accuracy",
+    "valid_top5_accuracy",
+    "test_loss",
+    "test_accuracy",
+    "test_top5_accuracy",
+)
 
 
 def format_duration(seconds: float | None) -> str:
@@ -103,8 +118,11 @@ def _data_report(path: Path) -> tuple[list[str], list[tuple[str, str]]]:
     warnings = report.get("warnings") or []
     texts = [w if isinstance(w, str) else json.dumps(w) for w in warnings]
     # scalars only: nested entries (per-file listings, per-class counts) can be thousands of lines long
-    facts = [(k, str(v)) for k, v in report.items()
-             if k not in SHOWN_DATA_KEYS and isinstance(v, str | int | float | bool)]
+    facts = [
+        (k, str(v))
+        for k, v in report.items()
+        if k not in SHOWN_DATA_KEYS and isinstance(v, str | int | float | bool)
+    ]
     return texts, facts
 
 
@@ -133,8 +151,12 @@ def _summary(result: Mapping[str, Any], spec: Mapping[str, Any]) -> list[tuple[s
         ("Model", (spec.get("model") or {}).get("name")),
         ("Weights", (result.get("weights") or {}).get("source")),
         ("Model folder", result.get("best_model_path")),
-        ("MLflow run", f"{mlflow.get('run_id')} ({mlflow.get('experiment')}, {mlflow.get('tracking_uri')})"
-         if mlflow.get("run_id") else None),
+        (
+            "MLflow run",
+            f"{mlflow.get('run_id')} ({mlflow.get('experiment')}, {mlflow.get('tracking_uri')})"
+            if mlflow.get("run_id")
+            else None,
+        ),
     ]
     return [(label, str(value)) for label, value in rows if value not in (None, "")]
 
@@ -164,14 +186,21 @@ def build_report_context(job_dir: JobDir, result: Mapping[str, Any] | None = Non
         "summary": _summary(result, spec),
         "hyperparameters": sorted((k, str(v)) for k, v in (result.get("hyperparameters") or {}).items()),
         "metrics": _ordered_metrics(result.get("metrics") or {}),
-        "epoch_header": epoch_header, "epoch_rows": epoch_rows,
+        "epoch_header": epoch_header,
+        "epoch_rows": epoch_rows,
         "per_class_split": (result.get("per_class") or {}).get("split", "test"),
         "per_class": _per_class_rows(result.get("per_class") or {}),
-        "data": {"classes": data.get("classes"), "images": data.get("images") or {},
-                 "bad_files": data.get("bad_files", bad_total)},
-        "bad_header": bad_header, "bad_rows": bad_rows, "bad_total": bad_total,
+        "data": {
+            "classes": data.get("classes"),
+            "images": data.get("images") or {},
+            "bad_files": data.get("bad_files", bad_total),
+        },
+        "bad_header": bad_header,
+        "bad_rows": bad_rows,
+        "bad_total": bad_total,
         "bad_files_path": str(job_dir.bad_files.resolve()) if bad_total else None,
-        "data_warnings": warnings, "data_facts": facts,
+        "data_warnings": warnings,
+        "data_facts": facts,
         "loss_plot": _png_data_uri(job_dir.loss_plot),
         "confusion_plot": _png_data_uri(job_dir.confusion_matrix_plot),
         "spec_yaml": spec_text,
@@ -185,8 +214,9 @@ def render_training_report(context: Mapping[str, Any]) -> str:
     from jinja2 import Environment, StrictUndefined
 
     template = resources.files("vizsla.training").joinpath("templates").joinpath(TEMPLATE).read_text("utf-8")
-    environment = Environment(autoescape=True, undefined=StrictUndefined, trim_blocks=True,
-                              lstrip_blocks=True)
+    environment = Environment(
+        autoescape=True, undefined=StrictUndefined, trim_blocks=True, lstrip_blocks=True
+    )
     return environment.from_string(template).render(**context)
 
 

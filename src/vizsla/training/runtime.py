@@ -93,7 +93,7 @@ def resolve_device(name: str) -> torch.device:
 
 
 def backbone_traits(name: str, image_size: int | None) -> tuple[int, bool]:
-    """(input side, mostly depthwise convolutions?) of a timm model, built on the meta device (no memory)."""
+    """(input side, are most spatial convolutions depthwise?) of a timm model, built on the meta device."""
     import timm
 
     try:
@@ -102,10 +102,10 @@ def backbone_traits(name: str, image_size: int | None) -> tuple[int, bool]:
     except Exception as exc:  # unknown or remote names: create_classifier reports them properly later
         log.debug("cannot inspect %s for the runtime rules (%s); assuming a plain CNN", name, exc)
         return image_size or _DEFAULT_SIDE, False
-    convs = [m for m in model.modules() if isinstance(m, nn.Conv2d)]
-    depthwise = sum(1 for m in convs if m.groups > 1 and m.groups == m.in_channels)
+    spatial = [m for m in model.modules() if isinstance(m, nn.Conv2d) and max(m.kernel_size) > 1]
+    depthwise = sum(1 for m in spatial if m.groups > 1 and m.groups == m.in_channels)
     side = image_size or int(max(model.pretrained_cfg.get("input_size", (3, _DEFAULT_SIDE))[1:]))
-    return side, depthwise * 4 >= len(convs) > 0
+    return side, 2 * depthwise > len(spatial)
 
 
 def _cpu_precision(spec: JobSpec) -> str:
@@ -141,8 +141,13 @@ def resolve_runtime(spec: JobSpec) -> Runtime:
         from vizsla.data import default_num_workers
 
         workers = default_num_workers()
-    return Runtime(device=device, precision=precision, channels_last=channels_last, num_workers=workers,
-                   compile=spec.train.compile)
+    return Runtime(
+        device=device,
+        precision=precision,
+        channels_last=channels_last,
+        num_workers=workers,
+        compile=spec.train.compile,
+    )
 
 
 def compile_model(model: nn.Module, runtime: Runtime) -> nn.Module:
@@ -167,8 +172,9 @@ def compile_model(model: nn.Module, runtime: Runtime) -> nn.Module:
         except Exception as exc:
             output = model._call_impl(*args, **kwargs)
             model._compiled_call_impl = None
-            log.warning("torch.compile failed (%s: %s); the model runs eager from now on",
-                        type(exc).__name__, exc)
+            log.warning(
+                "torch.compile failed (%s: %s); the model runs eager from now on", type(exc).__name__, exc
+            )
             return output
 
     model._compiled_call_impl = call

@@ -34,7 +34,7 @@ def run_job(
         device=job.runtime.device,
     )
     setup.restore_state(job, state)
-    with setup.stop_on_signals(state), setup.job_logging(job.job_dir), job.progress:
+    with setup.stop_on_signals(state), setup.job_logging(job.job_dir), setup.thread_budget(job), job.progress:
         try:
             runner.fire("fit_start", state)
             fit(job, state, runner)
