@@ -26,6 +26,7 @@ Stable API (bench_finetune.py and bench_data.py import it; keep these signatures
               cache_dir=None) -> JobSpec
                                              a vizsla job spec with tracking off (the baseline has none)
     cache_summary(cache_root) -> str         what the feature cache folder holds (files, MiB)
+    cache_status(result) -> str              a job result's feature cache: "not used", "hit ...", "built in"
 
 A Row's ratio is always ours/baseline. For "time" rows (lower is better) the table also prints the speed-up
 baseline/ours; for "speed" rows (images/s) ours/baseline is the speed-up; for "accuracy" rows it prints the
@@ -301,6 +302,17 @@ def ours_spec(root: Path, output: Path, *, model: str = "efficientnet_lite0",
         "tracking": {"enabled": False},
         "cache_dir": str(cache_dir) if cache_dir else None,
     })
+
+
+def cache_status(result: Mapping[str, Any]) -> str:
+    """What the job says about its feature cache: not used, hit, or built (in how long, on what)."""
+    info = result.get("feature_cache")
+    if not info:
+        return "not used"
+    if info.get("hit"):
+        return f"hit ({info.get('backend')} {info.get('precision')}, {info.get('views')} view(s))"
+    return (f"built in {info.get('build_s', 0.0):.2f} s ({info.get('backend')} {info.get('precision')}, "
+            f"{info.get('views')} view(s))")
 
 
 def cache_summary(cache_root: Path) -> str:

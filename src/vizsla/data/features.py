@@ -39,7 +39,13 @@ from vizsla.data.extract import (
     onnx_model_path,
     resolve_backend,
 )
-from vizsla.data.transforms import DEFAULT_CROP_PCT, TRAIN_CROP_RATIO, TRAIN_CROP_SCALE, draft_size_for
+from vizsla.data.transforms import (
+    DEFAULT_CROP_PCT,
+    TRAIN_CROP_RATIO,
+    TRAIN_CROP_SCALE,
+    create_transform,
+    draft_size_for,
+)
 from vizsla.data.validate import ProgressBar, content_digest
 from vizsla.errors import DataError
 from vizsla.jobdir import atomic_write_json
@@ -207,8 +213,6 @@ def _fill(out: np.ndarray, loader: Any, extractor: Extractor, split: str, advanc
 def _extract(model: Classifier, data: PreparedData, plan: _Plan, settings: dict[str, Any],
              extractor: Extractor, folder: Path) -> None:
     """Write train.npy (every view), the eval splits' arrays and the labels into FOLDER."""
-    from vizsla.data.transforms import create_transform
-
     pre, dim = model.preprocessing, model.head.in_features
     train_tf = create_transform(pre, train=True, augment=plan.augment, hflip=plan.hflip)
     eval_tf = create_transform(pre, train=False, augment=False, hflip=False)

@@ -205,5 +205,8 @@ def seed_everything(seed: int, deterministic: bool) -> None:
     torch.manual_seed(seed)
     if deterministic:
         torch.use_deterministic_algorithms(True, warn_only=True)
+        # Deterministic mode also NaN-fills every new tensor, a debugging aid for reads of uninitialized
+        # memory that costs ~12% of a CPU train step (efficientnet_lite0, 160 px: 41 vs 47 images/s/core).
+        torch.utils.deterministic.fill_uninitialized_memory = False  # type: ignore[attr-defined]
         torch.backends.cudnn.benchmark = False
         os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
