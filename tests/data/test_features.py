@@ -81,7 +81,7 @@ def _relative_error(got: torch.Tensor, expected: torch.Tensor) -> float:
 @pytest.mark.parametrize(("backend", "tolerance"), [("onnx", 0.01), ("torch", 0.05)])
 def test_head_on_cached_features_equals_the_full_model(data, cache, backend, tolerance):
     model = _model()
-    features = _build(model, data, cache, backend=backend, progress=True)
+    features = _build(model, data, cache, backend=backend, progress=True, batch_size=12)  # one shape: quick
     assert (features.backend, features.hit, features.views) == (backend, False, 1)
     assert features.dim == model.head.in_features and features.seconds > 0
     with torch.inference_mode():
@@ -197,10 +197,10 @@ def test_onnx_failure_builds_torch_features_under_their_own_key(data, tmp_path, 
     monkeypatch.setattr(extract, "_export_onnx", broken_export)
     base = tmp_path / "fresh-cache"  # no export cached yet
     model = _model()
-    features = _build(model, data, base, backend="auto")
+    features = _build(model, data, base, backend="auto", batch_size=12)
     assert features.backend == "torch" and not features.hit
     assert features.key == feature_key(model, data, augment=False, backend="torch", cache_dir=base)
-    assert _build(model, data, base, backend="auto").hit  # the failure is remembered: no new export try
+    assert _build(model, data, base, backend="auto", batch_size=12).hit  # failure remembered: no new try
 
 
 _CONCURRENT_BUILDER = """

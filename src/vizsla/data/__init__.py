@@ -26,10 +26,16 @@ _EXPORTS = {
     "default_num_workers": "vizsla.data.dataset",
     "decode_image": "vizsla.data.decode",
     "BadImageError": "vizsla.data.decode",
+    "build_features": "vizsla.data.features",
+    "FeatureSet": "vizsla.data.features",
+    "FeatureLoader": "vizsla.data.features",
 }
 
 __all__ = [
     "BadFile",
+    "FeatureLoader",
+    "FeatureSet",
+    "build_features",
     "BadImageError",
     "ImageFolderDataset",
     "PreparedData",

@@ -6,9 +6,9 @@ Runtime's CPU provider on every core with all graph optimisations).
 
 The "auto" rule comes from measurements on a 2-core AVX-512-bf16 CPU shared with other jobs (images/s at
 224 px, batch 32 and 64, weights="none", best of 3 after a warm-up, three runs at load 3-8): ONNX Runtime
-fp32 beat torch at its fastest (bf16 autocast + channels_last) by 2.6-6x on efficientnet_lite0 (e.g. 121 vs
+fp32 beat torch at its fastest (bf16 autocast + channels_last) by 1.7-6x on efficientnet_lite0 (e.g. 121 vs
 30 img/s) and by 1.0-2x on resnet18; on resnet34 they tied within the noise (0.9-1.8x); torch fp32 was
-1.5-10x slower than ORT everywhere. So auto is "onnx" on CPU and "torch" on CUDA (onnxruntime-gpu is not a
+1.7-10x slower than ORT everywhere. So auto is "onnx" on CPU and "torch" on CUDA (onnxruntime-gpu is not a
 dependency). When the export, the session or the output check fails, extraction falls back to torch and
 logs why; the failure is remembered next to the ONNX cache so later runs go straight to torch.
 """

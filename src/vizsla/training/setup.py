@@ -31,9 +31,10 @@ class Loaders:
 
     def __init__(self, job_spec: JobSpec, data: Any, preprocessing: dict, runtime: Runtime) -> None:
         from vizsla.data import ImageFolderDataset, create_transform
+        from vizsla.data.transforms import draft_size_for
 
         data_spec = job_spec.data
-        draft = 2 * preprocessing["input_size"][-1]
+        draft = draft_size_for(preprocessing)  # the same reduced-size decode as the feature cache
         train_tf = create_transform(
             preprocessing, train=True, augment=data_spec.augment, hflip=data_spec.hflip
         )
