@@ -162,7 +162,8 @@ def _loader(dataset: Any, config: BaselineConfig, *, train: bool) -> Any:
                       generator=generator, drop_last=drop_last)
 
 
-def _train_epoch(model: Any, loader: Any, optimizer: Any, scheduler: Any, config: BaselineConfig) -> tuple:
+def _train_epoch(model: Any, loader: Any, optimizer: Any, scheduler: Any,
+                 config: BaselineConfig) -> tuple[int, int, float]:
     """One tutorial-style epoch; returns (images seen, correct, summed loss)."""
     import torch
     import torch.nn.functional as F
@@ -200,6 +201,40 @@ def _evaluate(model: Any, loader: Any) -> float:
     return correct / max(1, total)
 
 
+@dataclass
+class _Fit:
+    """What the epochs of one baseline run measured."""
+
+    train_s: float = 0.0
+    eval_s: float = 0.0
+    images: int = 0
+    best_accuracy: float = math.nan
+    best_state: dict[str, Any] | None = None
+    history: list[dict[str, float]] = field(default_factory=list)
+
+
+def _fit(model: Any, train_loader: Any, valid_loader: Any, config: BaselineConfig) -> _Fit:
+    """Every epoch: train, then validate and keep the best epoch's weights (as the tutorial does)."""
+    steps = len(train_loader)
+    if config.max_steps_per_epoch is not None:
+        steps = min(steps, config.max_steps_per_epoch)
+    optimizer, scheduler = _optimizer_and_schedule(model, config, steps)
+    fit = _Fit()
+    for epoch in range(config.epochs):
+        t0 = time.perf_counter()
+        seen, correct, loss_sum = _train_epoch(model, train_loader, optimizer, scheduler, config)
+        t1 = time.perf_counter()
+        valid_acc = _evaluate(model, valid_loader) if config.evaluate else math.nan
+        fit.eval_s += time.perf_counter() - t1
+        fit.train_s += t1 - t0
+        fit.images += seen
+        fit.history.append({"epoch": epoch, "train_loss": loss_sum / max(1, seen),
+                            "train_accuracy": correct / max(1, seen), "valid_accuracy": valid_acc})
+        if config.evaluate and not valid_acc <= fit.best_accuracy:  # the first epoch beats NaN
+            fit.best_accuracy, fit.best_state = valid_acc, copy.deepcopy(model.state_dict())
+    return fit
+
+
 def run_baseline(root: Path, config: BaselineConfig) -> BaselineResult:
     """Train and evaluate the tutorial way; time everything (datasets and model included)."""
     from torchvision.datasets.folder import find_classes
@@ -210,36 +245,17 @@ def run_baseline(root: Path, config: BaselineConfig) -> BaselineResult:
         raise SystemExit(f"{root} has no train/ split folder")
     model = build_model(config, find_classes(str(train_dir))[0])
     splits = build_datasets(root, model.preprocessing, config.hflip)
-    train_loader = _loader(splits["train"], config, train=True)
-    eval_loaders = {kind: _loader(ds, config, train=False) for kind, ds in splits.items() if kind != "train"}
-    steps = len(train_loader) if config.max_steps_per_epoch is None else min(
-        len(train_loader), config.max_steps_per_epoch)
-    optimizer, scheduler = _optimizer_and_schedule(model, config, steps)
-    train_s = eval_s = 0.0
-    images = 0
-    history: list[dict[str, float]] = []
-    best_acc, best_state = -1.0, None
-    for epoch in range(config.epochs):
+    loaders = {kind: _loader(ds, config, train=kind == "train") for kind, ds in splits.items()}
+    fit = _fit(model, loaders["train"], loaders["valid"], config)
+    test_split, test_acc = "valid", fit.best_accuracy  # no test split: report on valid, as ours does
+    if config.evaluate and "test" in loaders:
         t0 = time.perf_counter()
-        seen, correct, loss_sum = _train_epoch(model, train_loader, optimizer, scheduler, config)
-        t1 = time.perf_counter()
-        valid_acc = _evaluate(model, eval_loaders["valid"]) if config.evaluate else math.nan
-        eval_s += time.perf_counter() - t1
-        train_s += t1 - t0
-        images += seen
-        history.append({"epoch": epoch, "train_loss": loss_sum / max(1, seen),
-                        "train_accuracy": correct / max(1, seen), "valid_accuracy": valid_acc})
-        if config.evaluate and valid_acc > best_acc:
-            best_acc, best_state = valid_acc, copy.deepcopy(model.state_dict())
-    test_split, test_acc = "valid", best_acc
-    if config.evaluate and "test" in eval_loaders:
-        t1 = time.perf_counter()
-        model.load_state_dict(best_state)
-        test_split, test_acc = "test", _evaluate(model, eval_loaders["test"])
-        eval_s += time.perf_counter() - t1
+        model.load_state_dict(fit.best_state)
+        test_split, test_acc = "test", _evaluate(model, loaders["test"])
+        fit.eval_s += time.perf_counter() - t0
     return BaselineResult(
-        wall_s=time.perf_counter() - started, train_s=train_s, eval_s=eval_s, train_images=images,
-        images_per_s=images / train_s if train_s > 0 else math.nan, best_valid_accuracy=best_acc,
-        final_valid_accuracy=history[-1]["valid_accuracy"], test_accuracy=test_acc, test_split=test_split,
-        history=history, config=dataclasses.asdict(config),
+        wall_s=time.perf_counter() - started, train_s=fit.train_s, eval_s=fit.eval_s,
+        train_images=fit.images, images_per_s=fit.images / fit.train_s if fit.train_s > 0 else math.nan,
+        best_valid_accuracy=fit.best_accuracy, final_valid_accuracy=fit.history[-1]["valid_accuracy"],
+        test_accuracy=test_acc, test_split=test_split, history=fit.history, config=dataclasses.asdict(config),
     )

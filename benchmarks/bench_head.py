@@ -7,7 +7,7 @@ Both sides train the same network from the same pretrained weights for the same 
 size; MLflow tracking is off on our side (the baseline has none). Torch, timm and torchvision are imported
 before any timing, so neither side pays their import.
 
-    python benchmarks/bench_head.py [--epochs 10] [--views 1] [--augment] [--repeats 1] [--data DIR]
+    python benchmarks/bench_head.py [--epochs 10] [--views 1] [--augment] [--repeats 3] [--data DIR]
 """
 
 from __future__ import annotations
@@ -55,13 +55,13 @@ def parse_args(argv: list[str] | None = None) -> Any:
                         help="ours: augment the train split (cached as --views views); off: one center view")
     parser.add_argument("--backend", choices=("auto", "torch", "onnx"), default="auto",
                         help="ours: train.extract_backend (default auto, the product's choice)")
-    parser.add_argument("--repeats", type=int, default=1,
-                        help="run both sides this many times, alternating, and report medians")
+    parser.add_argument("--repeats", type=int, default=3,
+                        help="run both sides this many times, alternating, and report medians (default 3)")
     parser.add_argument("--skip-warm", action="store_true", help="skip the extra warm-cache run of ours")
-    parser.add_argument("--quick", action="store_true", help="smoke run: 1 epoch, no warm run")
+    parser.add_argument("--quick", action="store_true", help="smoke run: 1 epoch, 1 repeat, no warm run")
     args = parser.parse_args(argv)
     if args.quick:
-        args.epochs, args.skip_warm = 1, True
+        args.epochs, args.repeats, args.skip_warm = 1, 1, True
     return args
 
 
@@ -140,8 +140,11 @@ def report(ours_runs: list[dict[str, Any]], base_runs: list[BaselineResult], war
     if warm is not None:
         rows.insert(1, Row("wall time, warm cache (ours) vs baseline", warm["seconds"], base_s, "s", "time"))
     print_table(f"Head-only training, {args.epochs} epochs, median of {args.repeats} run(s)", rows)
-    speed_ok = check_target("wall-time speed-up (baseline/ours), cache build included", base_s / ours_s,
-                            SPEEDUP_TARGET)
+    # Each pair ran minutes apart, so its ratio sees the same machine load; the target uses their median.
+    ratios = [base.wall_s / ours["seconds"] for ours, base in zip(ours_runs, base_runs, strict=True)]
+    print("speed-up of each (ours, baseline) pair: " + ", ".join(f"{ratio:.1f}x" for ratio in ratios))
+    speed_ok = check_target("wall-time speed-up (baseline/ours, median of pairs), cache build included",
+                            statistics.median(ratios), SPEEDUP_TARGET)
     acc_ok = check_accuracy("test accuracy", ours_acc, base_acc, ACCURACY_TOLERANCE)
     return speed_ok and acc_ok
 

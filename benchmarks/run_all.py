@@ -6,12 +6,14 @@ Each script runs in a fresh Python process (`python benchmarks/<name>.py`), one 
 benchmark inherits another's warm caches or threads. A script that does not exist yet is skipped with a note.
 --quick passes --quick to the scripts that accept it (a smoke run with tiny epoch/trial counts; its figures
 are not the benchmark's) and writes runs/benchmarks-quick.md (git-ignored) unless --output is given.
+The file is rewritten after each script; with --only, the sections of the scripts not run are kept.
 """
 
 from __future__ import annotations
 
 import argparse
 import os
+import re
 import subprocess
 import sys
 import time
@@ -35,6 +37,7 @@ class ScriptRun:
     seconds: float = 0.0
     load_before: str = ""
     load_after: str = ""
+    started: str = ""
     output: list[str] = field(default_factory=list)
     note: str = ""
 
@@ -66,6 +69,7 @@ def run_script(name: str, quick: bool) -> ScriptRun:
     print(f"\n### {name}: {' '.join(run.command)}", flush=True)
     env = {**os.environ, "PYTHONUNBUFFERED": "1", "PYTHONWARNINGS": "ignore"}
     run.load_before = _loadavg()
+    run.started = datetime.now(UTC).isoformat(timespec="seconds")
     started = time.perf_counter()
     with subprocess.Popen(run.command, cwd=REPO_ROOT, env=env, stdout=subprocess.PIPE,
                           stderr=subprocess.STDOUT, text=True, bufsize=1) as proc:
@@ -86,26 +90,52 @@ def _git_commit() -> str:
     return result.stdout.strip() or "unknown"
 
 
-def _targets(runs: list[ScriptRun]) -> list[str]:
-    lines = []
-    for run in runs:
-        lines += [f"- `{run.name}`: {line.strip()}" for line in run.output if line.startswith("target ")]
-    return lines
+def _section(run: ScriptRun, python: str) -> str:
+    """One script's section body: when, what ran, how long, the load, and everything it printed."""
+    if run.note:
+        return f"\n{run.note}\n"
+    lines = [
+        "",
+        f"- run: {run.started} (UTC), commit {_git_commit()}",
+        f"- command: `{' '.join([python, *run.command[1:]])}`",
+        f"- exit status: {run.returncode}; {run.seconds:.0f} s; load average (1/5/15 min) before "
+        f"{run.load_before}, after {run.load_after}",
+        "",
+        "```text",
+        *run.output,
+        "```",
+        "",
+    ]
+    return "\n".join(lines)
 
 
-def render(runs: list[ScriptRun], quick: bool, started: datetime) -> str:
-    """docs/benchmarks.md: date, machine, commit, target verdicts, then each script's command and output."""
+def previous_sections(path: Path) -> dict[str, str]:
+    """The per-script sections of an existing benchmarks file, so a partial run keeps the others."""
+    if not path.is_file():
+        return {}
+    sections = {}
+    for part in re.split(r"^## ", path.read_text(encoding="utf-8"), flags=re.MULTILINE)[1:]:
+        name, _, body = part.partition("\n")
+        if name.strip() in SCRIPTS:
+            sections[name.strip()] = body.rstrip("\n") + "\n"
+    return sections
+
+
+def render(sections: dict[str, str], quick: bool, started: datetime) -> str:
+    """The benchmarks file: date, machine, target verdicts, then each script's section in a fixed order."""
     python = Path(sys.executable).name
+    targets = [f"- `{name}`: {line.strip()}" for name in SCRIPTS if name in sections
+               for line in sections[name].splitlines() if line.startswith("target ")]
     lines = [
         "# Benchmarks" + (" (quick smoke run: tiny epoch counts, not real figures)" if quick else ""),
         "",
-        "Written by `make bench` (`python benchmarks/run_all.py`) from what each script printed in one run; "
-        "nothing here is typed in by hand. Every timing is a ratio against a baseline (the PyTorch "
-        "transfer-learning tutorial's loop, `benchmarks/baseline.py`) measured in the same script, minutes "
-        "apart, on the same machine. See `benchmarks/README.md` for what each script compares.",
+        "Written by `make bench` (`python benchmarks/run_all.py`) from what each script printed; nothing "
+        "here is typed in by hand. Every timing is a ratio against a baseline (the PyTorch transfer-learning "
+        "tutorial's loop, `benchmarks/baseline.py`) measured in the same script, minutes apart, on the same "
+        "machine. See `benchmarks/README.md` for what each script compares. Each section says when it ran; "
+        "`run_all.py --only NAME` rewrites that section and keeps the others.",
         "",
-        f"- date: {started.isoformat(timespec='seconds')} (UTC)",
-        f"- commit: {_git_commit()}",
+        f"- written: {started.isoformat(timespec='seconds')} (UTC), commit {_git_commit()}",
         f"- command: `{python} benchmarks/run_all.py{' --quick' if quick else ''}`",
         "",
         "## Machine",
@@ -114,24 +144,12 @@ def render(runs: list[ScriptRun], quick: bool, started: datetime) -> str:
         "",
         "## Targets",
         "",
-        *(_targets(runs) or ["- (no target lines printed)"]),
+        *(targets or ["- (no target lines printed)"]),
         "",
     ]
-    for run in runs:
-        lines += [f"## {run.name}", ""]
-        if run.note:
-            lines += [run.note, ""]
-            continue
-        lines += [
-            f"- command: `{' '.join([python, *run.command[1:]])}`",
-            f"- exit status: {run.returncode}; {run.seconds:.0f} s; load average (1/5/15 min) before "
-            f"{run.load_before}, after {run.load_after}",
-            "",
-            "```text",
-            *run.output,
-            "```",
-            "",
-        ]
+    for name in SCRIPTS:
+        if name in sections:
+            lines += [f"## {name}", sections[name]]
     return "\n".join(lines)
 
 
@@ -146,11 +164,15 @@ def main(argv: list[str] | None = None) -> int:
     if unknown:
         parser.error(f"unknown benchmark(s) {', '.join(unknown)}; choose from {', '.join(SCRIPTS)}")
     started = datetime.now(UTC)
-    runs = [run_script(name, args.quick) for name in names]
-    default = "runs/benchmarks-quick.md" if args.quick else "docs/benchmarks.md"
-    output = REPO_ROOT / (args.output or default)
+    output = REPO_ROOT / (args.output or ("runs/benchmarks-quick.md" if args.quick else "docs/benchmarks.md"))
     output.parent.mkdir(parents=True, exist_ok=True)
-    output.write_text(render(runs, args.quick, started), encoding="utf-8")
+    sections = previous_sections(output)
+    python = Path(sys.executable).name
+    runs = []
+    for name in names:
+        runs.append(run_script(name, args.quick))
+        sections[name] = _section(runs[-1], python)
+        output.write_text(render(sections, args.quick, started), encoding="utf-8")  # after each script
     print(f"\nwrote {output.relative_to(REPO_ROOT) if output.is_relative_to(REPO_ROOT) else output}")
     return 0 if all(run.returncode in (None, 0) for run in runs) else 1
 
