@@ -20,7 +20,13 @@ from vizsla.jobdir import JobDir, atomic_write_text
 from vizsla.spec import JobSpec
 from vizsla.training.checkpoint import load_checkpoint, restore_rng_state
 from vizsla.training.progress import EpochProgress
-from vizsla.training.runtime import Runtime, resolve_runtime, resolved_spec, seed_everything
+from vizsla.training.runtime import (
+    Runtime,
+    compile_model,
+    resolve_runtime,
+    resolved_spec,
+    seed_everything,
+)
 from vizsla.training.schedules import create_scheduler
 
 log = logging.getLogger("vizsla.train")
@@ -179,6 +185,8 @@ def create_job(spec: JobSpec, *, resume: bool = False, progress: bool = True) ->
     model = create_classifier(spec.model, data.classes).to(runtime.device)
     if runtime.channels_last:
         model = model.to(memory_format=torch.channels_last)
+    if not uses_feature_cache(spec):  # a head on cached features has nothing worth compiling
+        model = compile_model(model, runtime)
     optimizer = create_optimizer(model, spec)
     features = create_features(spec, model, data, runtime, progress) if uses_feature_cache(spec) else None
     loaders = (
