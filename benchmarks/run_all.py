@@ -23,7 +23,7 @@ from pathlib import Path
 
 from common import REPO_ROOT, machine_lines
 
-SCRIPTS = ("bench_head", "bench_tuning", "bench_finetune", "bench_data")
+SCRIPTS = ("bench_head", "bench_tuning", "bench_finetune", "bench_data", "bench_hpo")
 BENCH_DIR = Path(__file__).resolve().parent
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -40,3 +41,21 @@ def tiny_folder(tmp_path: Path) -> Path:
 def hymenoptera() -> Path:
     """The ants-vs-bees photos (train/val, no test split, one GIF placeholder)."""
     return shared_dataset("hymenoptera")
+
+
+@pytest.fixture(scope="session")
+def postgres_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """SQLAlchemy URL of a throw-away PostgreSQL server shared by the session, or skip when none can run."""
+    import importlib.util
+
+    from vizsla.testing.postgres import find_pg_bin, temporary_postgres
+
+    if find_pg_bin() is None:
+        pytest.skip(
+            "no PostgreSQL server binaries (initdb, pg_ctl) in /usr/lib/postgresql/*/bin or on PATH; "
+            "`.ci/run` installs them with `apt-get install postgresql`"
+        )
+    if importlib.util.find_spec("psycopg2") is None:
+        pytest.skip("psycopg2 is not installed: pip install 'vizsla[postgres]' (or the dev extra)")
+    with temporary_postgres(tmp_path_factory.mktemp("postgres")) as url:
+        yield url

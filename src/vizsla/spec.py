@@ -113,6 +113,9 @@ class TrackingSpec(_Spec):
     enabled: bool = Field(True, description="Record the job as an MLflow run.")
     uri: str | None = Field(None, description="MLflow tracking URI; default: sqlite file in the runs folder.")
     experiment: str = Field("vizsla", description="MLflow experiment name.")
+    parent_run_id: str | None = Field(
+        None, description="MLflow run to nest this job's run under (a tuning job sets it for its trials)."
+    )
 
 
 class JobSpec(_Spec):
@@ -137,11 +140,11 @@ class JobSpec(_Spec):
         return yaml.safe_dump(self.model_dump(mode="json"), sort_keys=False)
 
 
-def _deep_merge(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:
+def deep_merge(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:
     merged = dict(base)
     for key, value in override.items():
         if isinstance(value, dict) and isinstance(merged.get(key), dict):
-            merged[key] = _deep_merge(merged[key], value)
+            merged[key] = deep_merge(merged[key], value)
         else:
             merged[key] = value
     return merged
@@ -173,7 +176,7 @@ def build_spec(
     config: dict[str, Any] | None = None, overrides: dict[str, Any] | None = None, source: str = "options"
 ) -> JobSpec:
     """Build a JobSpec from a YAML mapping and CLI overrides (overrides win), as a user error on failure."""
-    merged = _deep_merge(config or {}, overrides or {})
+    merged = deep_merge(config or {}, overrides or {})
     try:
         return JobSpec.model_validate(merged)
     except ValidationError as exc:

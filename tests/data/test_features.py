@@ -289,7 +289,9 @@ def test_hymenoptera_features_match_the_pretrained_model(hymenoptera, tmp_path):
     with torch.inference_mode():
         expected = model(_images(model, samples))
         got = model.head(torch.from_numpy(np.asarray(features.eval["valid"][::20], np.float32)))
-    assert _relative_error(got, expected) < 0.02
+    # fp32 (ONNX) features match the model to float rounding; bf16 (torch autocast) ones to bf16 rounding.
+    assert _relative_error(got, expected) < (0.02 if features.precision == "fp32" else 0.06)
+    assert torch.equal(got.argmax(1), expected.argmax(1))
     started = time.perf_counter()
     assert build_features(model, data, views=1, augment=False, cache_dir=tmp_path / "cache").hit
     assert time.perf_counter() - started < 2.0

@@ -9,27 +9,12 @@ from typing import Any
 import typer
 from rich.console import Console
 
-from vizsla.errors import SpecError, UserError
+from vizsla.errors import UserError
 
 DATA = "Data"
 MODEL = "Model"
 OPTIM = "Optimisation"
 RUN = "Run"
-
-
-def _parse_head(value: str | None) -> list[int] | None:
-    """'256,128' -> [256, 128]; '' or 'linear' -> []."""
-    if value is None:
-        return None
-    if value.strip().lower() in ("", "linear", "none"):
-        return []
-    try:
-        sizes = [int(part) for part in value.split(",") if part.strip()]
-    except ValueError:
-        raise SpecError(f"--head must be comma-separated layer sizes like 256,128 (got '{value}')") from None
-    if any(size <= 0 for size in sizes):
-        raise SpecError(f"--head sizes must be positive (got '{value}')")
-    return sizes
 
 
 def _overrides(values: dict[str, Any]) -> dict[str, Any]:
@@ -166,6 +151,7 @@ def train(
     """Fine-tune a pretrained image classifier on a folder of images (a training job)."""
     from vizsla.spec import build_spec, load_spec, read_yaml
     from vizsla.training import run_job
+    from vizsla.tuning.space import parse_head
 
     console = Console(stderr=True)
     if resume is not None:
@@ -181,7 +167,7 @@ def train(
             "data.num_workers": workers,
             "model.name": model,
             "model.weights": weights,
-            "model.head": _parse_head(head),
+            "model.head": parse_head(head),
             "model.head_dropout": head_dropout,
             "model.head_activation": head_activation,
             "model.image_size": image_size,

@@ -4,5 +4,6 @@ Importing this package does not import mlflow; the tracker does on its first `fi
 """
 
 from vizsla.tracking.mlflow_tracker import MlflowTracker, flatten_params, resolve_tracking_uri
+from vizsla.tracking.parent_run import ParentRun
 
-__all__ = ["MlflowTracker", "flatten_params", "resolve_tracking_uri"]
+__all__ = ["MlflowTracker", "ParentRun", "flatten_params", "resolve_tracking_uri"]

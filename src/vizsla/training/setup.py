@@ -278,7 +278,7 @@ def default_callbacks(job: Job) -> list[Callback]:
         return []
     from vizsla.tracking import MlflowTracker
 
-    return [MlflowTracker(tracking.uri, tracking.experiment)]
+    return [MlflowTracker(tracking.uri, tracking.experiment, parent_run_id=tracking.parent_run_id)]
 
 
 def apply_finetune_policy(job: Job, epoch: int) -> None:

@@ -1,0 +1,273 @@
+"""`vizsla tune`: tuning jobs (SageMaker's vocabulary, Optuna underneath), their workers and best trial."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import typer
+from rich.console import Console
+
+from vizsla.errors import UserError
+
+SEARCH = "Search"
+BUDGET = "Budget and completion"
+RUN = "Run"
+TRAIN = "Static training settings"
+
+app = typer.Typer(
+    help="Tune training hyperparameters: Bayesian (TPE), Random, Grid or Hyperband, in parallel, resumable.",
+    invoke_without_command=True,
+    no_args_is_help=False,
+)
+
+
+@app.callback(invoke_without_command=True)
+def tune(
+    ctx: typer.Context,
+    data: str = typer.Option(
+        None, "--data", help="Image folder (as for `vizsla train`).", rich_help_panel=RUN
+    ),
+    output: Path = typer.Option(None, "--output", "-o", help="Tuning job directory.", rich_help_panel=RUN),
+    space: Path = typer.Option(
+        None,
+        "--space",
+        "-s",
+        help="YAML of the hyperparameter ranges (Continuous/Integer/Categorical, scaling Auto/Linear/"
+        "Logarithmic/ReverseLogarithmic), SageMaker's ParameterRanges JSON shape, or a whole tuning spec.",
+        rich_help_panel=SEARCH,
+    ),
+    config: Path = typer.Option(
+        None,
+        "--config",
+        "-c",
+        help="YAML job spec of the static training settings (as for `vizsla train`).",
+        rich_help_panel=TRAIN,
+    ),
+    resume: Path = typer.Option(
+        None,
+        "--resume",
+        help="Continue the tuning job in this directory with its saved settings.",
+        rich_help_panel=RUN,
+    ),
+    strategy: str = typer.Option(
+        None,
+        "--strategy",
+        help="Bayesian (TPE, default), Random, Grid (categorical only) or Hyperband.",
+        rich_help_panel=SEARCH,
+    ),
+    metric: str = typer.Option(
+        None,
+        "--objective-metric",
+        help="Metric the trainer records, e.g. valid_accuracy (default), valid_loss.",
+        rich_help_panel=SEARCH,
+    ),
+    objective_type: str = typer.Option(
+        None, "--objective-type", help="Maximize (default) or Minimize.", rich_help_panel=SEARCH
+    ),
+    early_stopping: str = typer.Option(
+        None,
+        "--early-stopping",
+        help="Off (default) or Auto: stop trials below the median at the same epoch.",
+        rich_help_panel=SEARCH,
+    ),
+    max_jobs: int = typer.Option(
+        None, "--max-jobs", help="Trials in all (default 10).", rich_help_panel=BUDGET
+    ),
+    max_parallel: int = typer.Option(
+        None,
+        "--max-parallel",
+        help="Trials at once on this machine, each in its own process.",
+        rich_help_panel=BUDGET,
+    ),
+    target_value: float = typer.Option(
+        None, "--target-value", help="Stop once a trial reaches this objective value.", rich_help_panel=BUDGET
+    ),
+    not_improving: int = typer.Option(
+        None,
+        "--max-jobs-not-improving",
+        help="Stop after this many trials in a row without a 1% improvement.",
+        rich_help_panel=BUDGET,
+    ),
+    max_runtime: float = typer.Option(
+        None, "--max-runtime", help="Stop starting trials after this many seconds.", rich_help_panel=BUDGET
+    ),
+    storage: str = typer.Option(
+        None,
+        "--storage",
+        help="Study storage: default a journal file in the job directory; postgresql://user@host/db to "
+        "share the study with `vizsla tune worker` on other machines.",
+        rich_help_panel=RUN,
+    ),
+    study_name: str = typer.Option(
+        None, "--study-name", help="Study name (default: job name).", rich_help_panel=RUN
+    ),
+    warm_start: list[Path] = typer.Option(
+        None,
+        "--warm-start",
+        help="Parent tuning job directory to start from (repeat for up to 5).",
+        rich_help_panel=SEARCH,
+    ),
+    warm_start_type: str = typer.Option(
+        None,
+        "--warm-start-type",
+        help="IdenticalDataAndAlgorithm (default) or TransferLearning.",
+        rich_help_panel=SEARCH,
+    ),
+    seed: int = typer.Option(None, "--seed", help="Seed of the sampler.", rich_help_panel=SEARCH),
+    model: str = typer.Option(None, "--model", "-m", help="timm model name.", rich_help_panel=TRAIN),
+    epochs: int = typer.Option(
+        None, "--epochs", help="Epochs per trial (unless tuned).", rich_help_panel=TRAIN
+    ),
+    finetune: str = typer.Option(None, "--finetune", help="head, full or staged.", rich_help_panel=TRAIN),
+    no_tracking: bool = typer.Option(
+        False, "--no-tracking", help="Do not record in MLflow.", rich_help_panel=RUN
+    ),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar.", rich_help_panel=RUN),
+) -> None:
+    """Run a tuning job: many training jobs, one Optuna study. Re-running the same command resumes it."""
+    if ctx.invoked_subcommand is not None:
+        return
+    from vizsla.cli.train import _overrides
+    from vizsla.spec import read_yaml
+    from vizsla.tuning.job import TuneDir, load_saved_spec, run_tuning
+    from vizsla.tuning.tune_spec import build_tune_spec
+
+    console = Console(stderr=True, highlight=False)
+    if resume is not None:
+        spec = load_saved_spec(resume)
+        console.print(f"resuming tuning job [bold]{resume}[/bold]")
+    else:
+        if output is None:
+            raise UserError("no tuning job directory given: pass --output DIR (or --resume DIR)")
+        base: dict[str, Any] = read_yaml(space) if space else {}
+        if not space and TuneDir(output).is_tuning_job():
+            base = read_yaml(TuneDir(output).spec)  # the same command without --space: continue the job
+        training = read_yaml(config) if config else {}
+        training.pop("output", None)
+        values = {
+            "output": str(output),
+            "strategy": strategy,
+            "objective.metric": metric,
+            "objective.type": objective_type,
+            "early_stopping": early_stopping,
+            "max_jobs": max_jobs,
+            "max_parallel": max_parallel,
+            "completion.target_value": target_value,
+            "completion.max_jobs_not_improving": not_improving,
+            "completion.max_runtime_s": max_runtime,
+            "storage": storage,
+            "study_name": study_name,
+            "random_seed": seed,
+            "warm_start.parents": [str(p) for p in warm_start] if warm_start else None,
+            "warm_start.type": warm_start_type,
+            "training.data.root": data,
+            "training.model.name": model,
+            "training.train.epochs": epochs,
+            "training.train.finetune": finetune,
+            "training.tracking.enabled": False if no_tracking else None,
+        }
+        overrides = _overrides(values)
+        if training:
+            overrides["training"] = _merge(training, overrides.get("training", {}))
+        if not base and not space:
+            raise UserError("no search space given: pass --space space.yaml")
+        spec = build_tune_spec(base, overrides, source=str(space) if space else "command line")
+    summary = run_tuning(spec, on_event=console.print if not quiet else None, progress=not quiet)
+    _print_summary(console, summary)
+
+
+def _merge(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:
+    from vizsla.spec import deep_merge
+
+    return deep_merge(base, override)
+
+
+@app.command("worker")
+def worker(
+    study: str = typer.Option(..., "--study", help="Name of the study to join."),
+    storage: str = typer.Option(..., "--storage", help="The study's storage URL (postgresql://...)."),
+    output: Path = typer.Option(
+        None, "--output", "-o", help="Where this worker writes its trials (default runs/<study>-<host>)."
+    ),
+    max_parallel: int = typer.Option(1, "--max-parallel", help="Trials at once on this machine."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
+) -> None:
+    """Join a tuning job from another machine (or process): run its trials until the shared cap is used."""
+    import os
+
+    from vizsla.tuning.job import run_worker
+    from vizsla.tuning.study import load_worker_study
+
+    console = Console(stderr=True, highlight=False)
+    study_obj, spec = load_worker_study(storage, study, seed_offset=os.getpid())
+    out = output or Path("runs") / f"{study}-{os.uname().nodename}"
+    console.print(f"worker joined study [bold]{study}[/bold]; trials go to {out}")
+    summary = run_worker(
+        study_obj,
+        spec,
+        out,
+        storage,
+        max_parallel,
+        on_event=console.print if not quiet else None,
+        progress=not quiet,
+    )
+    _print_summary(console, summary)
+
+
+@app.command("best")
+def best(
+    tune_dir: Path = typer.Argument(..., help="A tuning job directory."),
+    as_json: bool = typer.Option(False, "--json", help="Print JSON instead of a table."),
+) -> None:
+    """Print the best trial: its hyperparameters, objective, test accuracy and model path."""
+    import optuna
+
+    from vizsla.tuning.analytics import summarize
+    from vizsla.tuning.job import load_saved_spec
+    from vizsla.tuning.study import create_storage, storage_url, study_name_of
+
+    spec = load_saved_spec(tune_dir)
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    study = optuna.load_study(
+        study_name=study_name_of(spec), storage=create_storage(storage_url(spec, tune_dir))
+    )
+    summary = summarize(study)
+    best_trial = summary.get("best")
+    if not best_trial:
+        raise UserError(f"no trial of {tune_dir} has completed yet")
+    record = {"objective": spec.objective.model_dump(), **best_trial}
+    if as_json:
+        typer.echo(json.dumps(record, indent=2, default=str))
+        return
+    console = Console()
+    console.print(f"best trial [bold]{best_trial.get('number')}[/bold] of {tune_dir}")
+    console.print(f"  {spec.objective.metric} ({spec.objective.type}): {best_trial.get('value')}")
+    if best_trial.get("test_accuracy") is not None:
+        console.print(f"  test_accuracy: {best_trial['test_accuracy']}")
+    for key, value in (best_trial.get("hyperparameters") or {}).items():
+        console.print(f"  {key}: {value}")
+    console.print(f"  job directory: {best_trial.get('job_dir')}")
+    console.print(f"  model: {best_trial.get('model_path')}")
+
+
+def _print_summary(console: Console, summary: dict[str, Any]) -> None:
+    counts = summary.get("counts") or {}
+    shown = ", ".join(f"{v} {k.lower()}" for k, v in counts.items() if v)
+    colour = "green" if summary.get("status") == "Completed" else "yellow"
+    console.print(
+        f"[bold {colour}]{summary.get('status')}[/] {summary.get('job_name')} "
+        f"in {summary.get('wall_time_s', 0):.0f} s ({summary.get('stop_reason')}): {shown}"
+    )
+    best_trial = summary.get("best")
+    if best_trial:
+        params = ", ".join(f"{k}={v}" for k, v in (best_trial.get("hyperparameters") or {}).items())
+        test = best_trial.get("test_accuracy")
+        test_text = f", test_accuracy {test:.4f}" if isinstance(test, int | float) else ""
+        console.print(
+            f"  best trial {best_trial.get('number')}: {summary['objective']['metric']} "
+            f"{best_trial.get('value'):.4f}{test_text} ({params})"
+        )
+        console.print(f"  model: {best_trial.get('model_path')}")
+    console.print(f"  tuning job directory: {summary.get('tune_dir')}")

@@ -1,0 +1,388 @@
+"""A tuning job end to end: directory, study, MLflow parent run, warm start, workers, analytics, report.
+
+Re-running the same command on the same --output continues the job: finished trials stay, the trial that
+was running when the job was killed is run again from its checkpoint, and the budget is completed.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from vizsla.errors import SpecError, UserError
+from vizsla.jobdir import atomic_write_json, atomic_write_text
+
+if TYPE_CHECKING:
+    import optuna
+
+    from vizsla.tuning.tune_spec import TuneSpec
+
+log = logging.getLogger("vizsla.tuning")
+
+TUNE_SPEC_NAME = "tune.yaml"
+
+
+class TuneDir:
+    """Paths of a tuning job directory."""
+
+    def __init__(self, root: str | Path) -> None:
+        self.root = Path(root)
+
+    spec = property(lambda self: self.root / TUNE_SPEC_NAME)
+    trials = property(lambda self: self.root / "trials")
+    logs = property(lambda self: self.root / "logs")
+    analytics = property(lambda self: self.root / "analytics.csv")
+    result = property(lambda self: self.root / "result.json")
+    tracking = property(lambda self: self.root / "tracking.json")
+    log = property(lambda self: self.root / "tune.log")
+    reports = property(lambda self: self.root / "reports")
+    report = property(lambda self: self.root / "reports" / "tuning.html")
+    history_png = property(lambda self: self.root / "reports" / "optimization_history.png")
+
+    def is_tuning_job(self) -> bool:
+        return self.spec.is_file()
+
+
+def load_saved_spec(tune_dir: Path) -> TuneSpec:
+    """The TuneSpec a tuning job directory was started with (for --resume, worker and best)."""
+    from vizsla.spec import read_yaml
+    from vizsla.tuning.tune_spec import build_tune_spec
+
+    path = TuneDir(tune_dir).spec
+    if not path.is_file():
+        raise UserError(f"{tune_dir} is not a tuning job directory (no {TUNE_SPEC_NAME} there)")
+    return build_tune_spec(read_yaml(path), {}, source=str(path))
+
+
+def check_training_spec(spec: TuneSpec) -> None:
+    """Fail before any trial starts when the static training settings cannot make a valid job."""
+    from vizsla.spec import build_spec
+    from vizsla.tuning.space import trial_spec_dict
+
+    data_root = (spec.training.get("data") or {}).get("root")
+    if not data_root:
+        raise SpecError("no data given: pass --data ROOT (or training.data.root in the space file)")
+    if "://" not in data_root and not Path(data_root).is_dir():
+        raise UserError(f"data folder not found: {data_root}")
+    build_spec(
+        trial_spec_dict(spec.training, {}, output=str(Path(spec.output) / "trials" / "check")),
+        source="the tuning job's training settings",
+    )
+
+
+def run_tuning(
+    spec: TuneSpec, *, on_event: Callable[[str], None] | None = None, progress: bool = True
+) -> dict[str, Any]:
+    """Run (or continue) the tuning job `spec` and return its summary (also written to result.json)."""
+    from vizsla.tuning.study import open_study, storage_url, study_name_of
+    from vizsla.tuning.worker import Worker, WorkerOptions
+
+    check_training_spec(spec)
+    tune_dir = TuneDir(spec.output)
+    tune_dir.root.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(tune_dir.spec, _spec_yaml(spec))
+    study = open_study(spec, tune_dir.root)
+    if spec.warm_start is not None:
+        add_warm_start_trials(study, spec)
+    parent = _start_parent_run(spec, tune_dir)
+    options = WorkerOptions(
+        trials_dir=tune_dir.trials,
+        logs_dir=tune_dir.logs,
+        max_parallel=spec.max_parallel,
+        storage_url=storage_url(spec, tune_dir.root),
+        study_name=study_name_of(spec),
+        parent_run_id=parent.run_id if parent else None,
+        tracking_uri=parent.tracking_uri if parent else None,
+        on_event=on_event,
+    )
+    started = time.monotonic()
+    worker = Worker(study, spec, options)
+    with _tune_logging(tune_dir.log), _progress_bar(worker, progress):
+        reason = worker.run()
+    status = "Stopped" if worker.stop.requested else "Completed"
+    summary = finalize(study, spec, tune_dir, status=status, reason=reason, wall_s=time.monotonic() - started)
+    if parent is not None:
+        _finish_parent_run(parent, summary, tune_dir)
+    return summary
+
+
+def run_worker(
+    study: optuna.Study,
+    spec: TuneSpec,
+    output: Path,
+    storage: str,
+    max_parallel: int,
+    on_event: Callable[[str], None] | None = None,
+    progress: bool = True,
+) -> dict[str, Any]:
+    """`vizsla tune worker`: join a study someone started, run trials into `output`, then summarise."""
+    from vizsla.tuning.study import study_name_of
+    from vizsla.tuning.worker import Worker, WorkerOptions
+
+    tune_dir = TuneDir(output)
+    tune_dir.root.mkdir(parents=True, exist_ok=True)
+    local = spec.model_copy(
+        update={"output": str(tune_dir.root), "storage": storage, "max_parallel": max_parallel}
+    )
+    atomic_write_text(tune_dir.spec, _spec_yaml(local))
+    options = WorkerOptions(
+        trials_dir=tune_dir.trials,
+        logs_dir=tune_dir.logs,
+        max_parallel=max_parallel,
+        storage_url=storage,
+        study_name=study_name_of(spec),
+        on_event=on_event,
+    )
+    started = time.monotonic()
+    worker = Worker(study, local, options)
+    with _tune_logging(tune_dir.log), _progress_bar(worker, progress):
+        reason = worker.run()
+    status = "Stopped" if worker.stop.requested else "Completed"
+    return finalize(study, local, tune_dir, status=status, reason=reason, wall_s=time.monotonic() - started)
+
+
+def finalize(
+    study: optuna.Study, spec: TuneSpec, tune_dir: TuneDir, *, status: str, reason: str, wall_s: float
+) -> dict[str, Any]:
+    """Write analytics.csv, result.json and the report from what the study holds now."""
+    from vizsla.tuning.analytics import summarize, trial_rows, write_analytics_csv
+    from vizsla.tuning.report import write_history_png, write_tuning_report
+
+    write_analytics_csv(trial_rows(study), tune_dir.analytics)
+    summary = {
+        "job_name": spec.name or tune_dir.root.name,
+        "tune_dir": str(tune_dir.root.resolve()),
+        "status": status,
+        "stop_reason": reason,
+        "strategy": spec.strategy,
+        "objective": spec.objective.model_dump(),
+        "study_name": study.study_name,
+        "storage": _storage_text(spec, tune_dir),
+        "wall_time_s": round(wall_s, 3),
+        **summarize(study),
+    }
+    tune_dir.reports.mkdir(parents=True, exist_ok=True)
+    try:
+        write_tuning_report(
+            study, tune_dir.report, title=summary["job_name"], objective_name=spec.objective.metric
+        )
+        write_history_png(study, tune_dir.history_png, spec.objective.metric)
+    except Exception:  # noqa: BLE001 - the report must never lose the tuning job's results
+        log.exception("could not write the tuning report")
+    atomic_write_json(tune_dir.result, summary)
+    return summary
+
+
+def add_warm_start_trials(study: optuna.Study, spec: TuneSpec) -> int:
+    """Copy the parents' completed trials into this study once (SageMaker's warm start), not counted."""
+    import optuna
+
+    from vizsla.tuning.space import to_distributions
+
+    assert spec.warm_start is not None
+    if any(t.user_attrs.get("not_counted") == "warm_start" for t in study.get_trials(deepcopy=False)):
+        return 0  # copied when the job started; a resumed job does not copy again
+    distributions = to_distributions(spec.ranges)
+    added = 0
+    for parent_dir in spec.warm_start.parents:
+        parent_spec = load_saved_spec(Path(parent_dir))
+        _check_parent(spec, parent_spec, parent_dir)
+        parent_study = _load_parent_study(parent_spec, Path(parent_dir))
+        for trial in parent_study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,)):
+            if "not_counted" in trial.user_attrs or set(trial.params) != set(distributions):
+                continue
+            if not all(
+                distributions[k]._contains(distributions[k].to_internal_repr(v))
+                for k, v in trial.params.items()
+            ):
+                continue
+            attrs = {
+                **trial.user_attrs,
+                "not_counted": "warm_start",
+                "parent": str(Path(parent_dir).resolve()),
+                "parent_trial": trial.number,
+            }
+            study.add_trial(
+                optuna.trial.create_trial(
+                    params=trial.params,
+                    distributions=distributions,
+                    value=trial.value,
+                    intermediate_values=trial.intermediate_values,
+                    user_attrs=attrs,
+                )
+            )
+            added += 1
+    log.info("warm start: %d trial(s) from %d parent(s)", added, len(spec.warm_start.parents))
+    return added
+
+
+def _check_parent(spec: TuneSpec, parent: TuneSpec, parent_dir: str) -> None:
+    if parent.objective != spec.objective:
+        raise UserError(
+            f"warm start parent {parent_dir} optimises {parent.objective.metric} "
+            f"({parent.objective.type}); this job optimises {spec.objective.metric}"
+        )
+    if spec.warm_start and spec.warm_start.type == "IdenticalDataAndAlgorithm":
+        ours, theirs = spec.training.get("data", {}), parent.training.get("data", {})
+        if ours.get("root") != theirs.get("root") or spec.training.get("model") != parent.training.get(
+            "model"
+        ):
+            raise UserError(
+                f"warm start parent {parent_dir} used other data or another model",
+                hint="use --warm-start-type TransferLearning to start from it anyway",
+            )
+
+
+def _load_parent_study(parent: TuneSpec, parent_dir: Path) -> optuna.Study:
+    import optuna
+
+    from vizsla.tuning.study import create_storage, storage_url, study_name_of
+
+    return optuna.load_study(
+        study_name=study_name_of(parent), storage=create_storage(storage_url(parent, parent_dir))
+    )
+
+
+def _start_parent_run(spec: TuneSpec, tune_dir: TuneDir) -> Any:
+    tracking = spec.training.get("tracking") or {}
+    if tracking.get("enabled", True) is False:
+        return None
+    from vizsla.tracking import ParentRun
+
+    try:
+        parent = ParentRun(tracking.get("uri"), tracking.get("experiment", "vizsla"), tune_dir.root)
+        previous = (
+            json.loads(tune_dir.tracking.read_text()).get("run_id") if tune_dir.tracking.is_file() else None
+        )
+        params = {
+            "strategy": spec.strategy,
+            "objective": spec.objective.model_dump(),
+            "max_jobs": spec.max_jobs,
+            "max_parallel": spec.max_parallel,
+            "ranges": {k: v.model_dump() for k, v in spec.ranges.items()},
+        }
+        parent.start(spec.name or tune_dir.root.name, params, run_id=previous)
+        atomic_write_json(
+            tune_dir.tracking,
+            {"tracking_uri": parent.tracking_uri, "experiment": parent.experiment, "run_id": parent.run_id},
+        )
+        return parent
+    except Exception as exc:  # noqa: BLE001 - tracking never stops a tuning job
+        log.warning("MLflow tracking of the tuning job is off: %r", exc)
+        return None
+
+
+def _finish_parent_run(parent: Any, summary: dict[str, Any], tune_dir: TuneDir) -> None:
+    best = summary.get("best") or {}
+    metrics = {"best_objective": best.get("value"), "best_test_accuracy": best.get("test_accuracy")}
+    metrics.update({f"trials_{k.lower()}": v for k, v in (summary.get("counts") or {}).items()})
+    try:
+        parent.finish(
+            summary["status"],
+            metrics,
+            [tune_dir.analytics, tune_dir.report, tune_dir.result, tune_dir.history_png],
+        )
+    except Exception as exc:  # noqa: BLE001
+        log.warning("could not close the tuning job's MLflow run: %r", exc)
+
+
+def _storage_text(spec: TuneSpec, tune_dir: TuneDir) -> str:
+    from vizsla.tuning.study import _redact, storage_url
+
+    return _redact(storage_url(spec, tune_dir.root))
+
+
+def _spec_yaml(spec: TuneSpec) -> str:
+    import yaml
+
+    return yaml.safe_dump(spec.model_dump(mode="json"), sort_keys=False)
+
+
+class _tune_logging:
+    """Copy vizsla's log records into DIR/tune.log for the length of the job."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.handler: logging.Handler | None = None
+
+    def __enter__(self) -> None:
+        self.handler = logging.FileHandler(self.path, encoding="utf-8")
+        self.handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+        logger = logging.getLogger("vizsla")
+        logger.addHandler(self.handler)
+        if logger.level == logging.NOTSET or logger.level > logging.INFO:
+            logger.setLevel(logging.INFO)
+
+    def __exit__(self, *exc: object) -> None:
+        if self.handler is not None:
+            logging.getLogger("vizsla").removeHandler(self.handler)
+            self.handler.close()
+
+
+class _progress_bar:
+    """A rich bar of finished counted trials over the budget, refreshed by a small thread."""
+
+    def __init__(self, worker: Any, enabled: bool) -> None:
+        self.worker = worker
+        self.enabled = enabled
+        self._stop = False
+        self._thread: Any = None
+        self._progress: Any = None
+
+    def __enter__(self) -> None:
+        if not self.enabled:
+            return
+        import threading
+
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+        self._progress = Progress(
+            TextColumn("tuning"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TextColumn("{task.description}"),
+            TimeElapsedColumn(),
+            transient=False,
+        )
+        self._progress.start()
+        task = self._progress.add_task("", total=self.worker.max_jobs())
+
+        def refresh() -> None:
+            from vizsla.tuning.worker import FINISHED, counts_toward_budget
+
+            while not self._stop:
+                try:
+                    trials = [t for t in self.worker.trials() if counts_toward_budget(t)]
+                    done = sum(t.state in FINISHED for t in trials)
+                    best = _best_text(self.worker)
+                    self._progress.update(
+                        task,
+                        completed=done,
+                        total=self.worker.max_jobs(),
+                        description=f"{len(self.worker.running)} running{best}",
+                    )
+                except Exception:  # noqa: BLE001 - the bar is cosmetic
+                    pass
+                time.sleep(0.5)
+
+        self._thread = threading.Thread(target=refresh, daemon=True)
+        self._thread.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop = True
+        if self._thread is not None:
+            self._thread.join(timeout=2)
+        if self._progress is not None:
+            self._progress.stop()
+
+
+def _best_text(worker: Any) -> str:
+    try:
+        best = worker.study.best_trial
+    except ValueError:
+        return ""
+    return f", best {worker.spec.objective.metric} {best.value:.4f} (trial {best.number})"

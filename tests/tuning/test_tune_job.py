@@ -1,0 +1,203 @@
+"""Tuning jobs end to end on tiny data: parallel trial processes, results, failures, kill + resume."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import optuna
+import pytest
+import yaml
+from typer.testing import CliRunner
+
+from vizsla.cli.app import app
+from vizsla.testing.images import make_image_folder
+from vizsla.testing.jobs import tiny_spec_dict
+from vizsla.tuning.job import run_tuning
+from vizsla.tuning.study import create_storage
+from vizsla.tuning.tune_spec import build_tune_spec
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    root = tmp_path_factory.mktemp("tune-data") / "images"
+    return make_image_folder(root, classes=("cat", "dog", "fox"), per_class=8, seed=0)
+
+
+def _training(data: Path, **train: Any) -> dict[str, Any]:
+    spec = tiny_spec_dict(data, Path("unused"), **train)
+    spec.pop("output")
+    return spec
+
+
+def _space_file(path: Path, data: Path, **fields: Any) -> Path:
+    config = {
+        "ranges": {
+            "lr": {"type": "Continuous", "min": 1e-3, "max": 1e-1, "scaling": "Logarithmic"},
+            "batch_size": {"type": "Categorical", "values": [4, 8]},
+        },
+        "training": _training(data, epochs=2),
+        **fields,
+    }
+    path.write_text(yaml.safe_dump(config))
+    return path
+
+
+def _study(tune_dir: Path) -> optuna.Study:
+    return optuna.load_study(
+        study_name=tune_dir.name, storage=create_storage(str(tune_dir / "study.journal"))
+    )
+
+
+def _counted(study: optuna.Study) -> list[optuna.trial.FrozenTrial]:
+    return [t for t in study.get_trials() if "not_counted" not in t.user_attrs]
+
+
+def test_parallel_trials_complete_with_analytics_report_and_best(data: Path, tmp_path: Path) -> None:
+    out = tmp_path / "tune-001"
+    config = yaml.safe_load(_space_file(tmp_path / "space.yaml", data).read_text())
+    spec = build_tune_spec(
+        config, {"output": str(out), "max_jobs": 4, "max_parallel": 2, "strategy": "Random"}, source="test"
+    )
+    summary = run_tuning(spec, progress=False)
+
+    assert summary["status"] == "Completed"
+    assert summary["counts"]["Completed"] == 4
+    trials = _counted(_study(out))
+    assert len(trials) == 4 and all(t.state == optuna.trial.TrialState.COMPLETE for t in trials)
+    assert len({t.user_attrs["trial_pid"] for t in trials}) == 4  # one process per trial
+    for trial in trials:
+        result = json.loads((Path(trial.user_attrs["job_dir"]) / "result.json").read_text())
+        assert result["status"] == "Completed"
+        assert (
+            result["hyperparameters"]["train.batch_size"] == trial.user_attrs["hyperparameters"]["batch_size"]
+        )
+        assert trial.value == pytest.approx(result["metrics"]["valid_accuracy"])
+        assert sorted(trial.intermediate_values) == [0, 1]
+    rows = (out / "analytics.csv").read_text().splitlines()
+    assert len(rows) == 5 and rows[0].startswith("trial,batch_size,lr,objective,status")
+    assert (out / "reports" / "tuning.html").stat().st_size > 10_000
+    assert (out / "reports" / "optimization_history.png").is_file()
+
+    best = CliRunner().invoke(app, ["tune", "best", str(out), "--json"])
+    assert best.exit_code == 0, best.output
+    record = json.loads(best.output)
+    assert record["value"] == max(t.value for t in trials)
+    assert Path(record["model_path"]).is_dir()
+
+
+def test_a_failing_trial_is_recorded_and_the_others_run(data: Path, tmp_path: Path) -> None:
+    out = tmp_path / "tune-grid"
+    config = {
+        "ranges": {
+            "model": {"type": "Categorical", "values": ["test_efficientnet", "no_such_model_xyz"]},
+            "batch_size": {"type": "Categorical", "values": [8]},
+        },
+        "training": _training(data, epochs=1),
+        "strategy": "Grid",
+        "max_parallel": 2,
+    }
+    summary = run_tuning(build_tune_spec(config, {"output": str(out)}, source="test"), progress=False)
+
+    assert summary["counts"]["Completed"] == 1 and summary["counts"]["Failed"] == 1
+    failed = next(t for t in _counted(_study(out)) if t.state == optuna.trial.TrialState.FAIL)
+    assert failed.user_attrs["hyperparameters"]["model"] == "no_such_model_xyz"
+    assert "no_such_model_xyz" in failed.user_attrs["error"]
+
+
+def _tune_command(space: Path, out: Path, *extra: str) -> list[str]:
+    return [
+        sys.executable,
+        "-m",
+        "vizsla",
+        "tune",
+        "--space",
+        str(space),
+        "--output",
+        str(out),
+        "--max-jobs",
+        "4",
+        "--max-parallel",
+        "1",
+        "--quiet",
+        *extra,
+    ]
+
+
+def _epochs_done(job_dir: Path) -> list[int]:
+    path = job_dir / "metrics.jsonl"
+    if not path.is_file():
+        return []
+    records = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    return [r["epoch"] for r in records if r.get("kind") == "epoch"]
+
+
+def test_sigkill_then_rerun_completes_the_budget_without_repeats_or_losses(
+    data: Path, tmp_path: Path
+) -> None:
+    out = tmp_path / "tune-kill"
+    slow = _training(data, epochs=4)  # 96 px: epochs slow enough that the kill lands inside a trial
+    slow["model"]["image_size"] = 96
+    space = _space_file(tmp_path / "space.yaml", data, training=slow)
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    first = subprocess.Popen(
+        _tune_command(space, out), env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True
+    )
+    deadline = time.monotonic() + 240
+    killed_trial = None
+    while time.monotonic() < deadline and first.poll() is None:
+        time.sleep(0.3)
+        if not (out / "study.journal").is_file():
+            continue
+        try:
+            trials = _study(out).get_trials()
+        except KeyError:
+            continue
+        complete = [t for t in trials if t.state == optuna.trial.TrialState.COMPLETE]
+        running = [
+            t for t in trials if t.state == optuna.trial.TrialState.RUNNING and "job_dir" in t.user_attrs
+        ]
+        if len(complete) >= 2 and running and _epochs_done(Path(running[0].user_attrs["job_dir"])):
+            killed_trial = running[0]
+            os.kill(first.pid, signal.SIGKILL)
+            break
+    first.wait(timeout=30)
+    assert killed_trial is not None, (
+        f"never caught a running trial: {first.stderr.read() if first.stderr else ''}"
+    )
+    before = {
+        t.number: (
+            t.user_attrs["job_dir"],
+            (Path(t.user_attrs["job_dir"]) / "result.json").stat().st_mtime_ns,
+        )
+        for t in _study(out).get_trials()
+        if t.state == optuna.trial.TrialState.COMPLETE
+    }
+
+    second = subprocess.run(_tune_command(space, out), env=env, capture_output=True, text=True, timeout=300)
+    assert second.returncode == 0, second.stderr
+
+    study = _study(out)
+    counted = _counted(study)
+    assert len(counted) == 4
+    assert all(t.state == optuna.trial.TrialState.COMPLETE for t in counted)
+    for number, (job_dir, mtime) in before.items():  # finished trials were not run again
+        trial = study.trials[number]
+        assert trial.user_attrs["job_dir"] == job_dir
+        assert (Path(job_dir) / "result.json").stat().st_mtime_ns == mtime
+    killed = study.trials[killed_trial.number]
+    assert killed.user_attrs.get("not_counted") == "retried", (killed.state, killed.user_attrs, second.stderr)
+    retry = next(t for t in counted if t.user_attrs.get("retry_of") == killed_trial.number)
+    assert retry.params == killed.params
+    assert retry.user_attrs["job_dir"] == killed.user_attrs["job_dir"]  # resumed in place
+    for trial in counted:  # every counted trial trained each epoch exactly once
+        assert _epochs_done(Path(trial.user_attrs["job_dir"])) == [0, 1, 2, 3]
+    assert len({t.user_attrs["job_dir"] for t in counted}) == 4
