@@ -93,6 +93,10 @@ def test_parallel_trials_complete_with_analytics_report_and_best(data: Path, tmp
     assert record["value"] == max(t.value for t in trials)
     assert Path(record["model_path"]).is_dir()
 
+    listing = CliRunner().invoke(app, ["jobs", "list", str(tmp_path)], env={"COLUMNS": "200"})
+    assert listing.exit_code == 0, listing.output
+    assert "4/4 trials" in listing.output and "trial-0003" in listing.output
+
 
 def test_a_failing_trial_is_recorded_and_the_others_run(data: Path, tmp_path: Path) -> None:
     out = tmp_path / "tune-grid"

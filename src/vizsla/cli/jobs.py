@@ -68,13 +68,51 @@ def find_job_dirs(runs_dir: Path, max_depth: int = MAX_DEPTH) -> list[Path]:
     """Folders holding a spec.yaml, up to `max_depth` levels below `runs_dir` (not inside a job's outputs)."""
     if JobDir(runs_dir).exists():
         return [runs_dir]
-    found: list[Path] = []
+    found: list[Path] = [runs_dir] if _is_tuning_job(runs_dir) else []
     level = [runs_dir]
     for _ in range(max_depth):
         children = [c for d in level for c in _subdirs(d)]
-        found += [c for c in children if JobDir(c).exists()]
-        level = [c for c in children if not JobDir(c).exists()]
+        found += [c for c in children if JobDir(c).exists() or _is_tuning_job(c)]
+        level = [c for c in children if not JobDir(c).exists()]  # a tuning job's trials are listed too
     return sorted(found)
+
+
+def _is_tuning_job(path: Path) -> bool:
+    return (path / "tune.yaml").is_file()
+
+
+def _default_model() -> str:
+    from vizsla.spec import ModelSpec
+
+    return str(ModelSpec.model_fields["name"].default)
+
+
+def summarize_tuning_job(path: Path) -> JobSummary:
+    """A tuning job as one row: its status, trials done of the budget, and its best trial's accuracies."""
+    try:
+        spec = yaml.safe_load((path / "tune.yaml").read_text()) or {}
+    except (OSError, yaml.YAMLError):
+        spec = {}
+    try:
+        result = json.loads((path / "result.json").read_text())
+    except (OSError, ValueError):
+        result = {}
+    counts = result.get("counts") or {}
+    best = result.get("best") or {}
+    done = sum(counts.get(k, 0) for k in ("Completed", "Pruned", "Failed"))
+    objective = (spec.get("objective") or {}).get("metric")
+    start = datetime.fromtimestamp((path / "tune.yaml").stat().st_mtime).astimezone()
+    return JobSummary(
+        path=path,
+        name=result.get("job_name") or path.name,
+        status=result.get("status") or Status.InProgress.value,
+        start=start,
+        duration_s=result.get("wall_time_s"),
+        model=((spec.get("training") or {}).get("model") or {}).get("name") or _default_model(),
+        epochs=f"{done}/{spec.get('max_jobs', '?')} trials",
+        valid_accuracy=best.get("value") if objective == "valid_accuracy" else None,
+        test_accuracy=best.get("test_accuracy"),
+    )
 
 
 def _subdirs(folder: Path) -> Iterator[Path]:
@@ -116,6 +154,8 @@ def _last_epoch(job: JobDir) -> dict[str, Any]:
 
 def summarize_job(path: Path) -> JobSummary:
     """Status, times, model and accuracies of one job; a job without result.json is Unknown."""
+    if _is_tuning_job(path) and not JobDir(path).exists():
+        return summarize_tuning_job(path)
     job = JobDir(path)
     spec, result = _read_spec(job), _read_result(job)
     metrics = result.get("metrics") or {}

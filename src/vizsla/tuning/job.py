@@ -81,6 +81,7 @@ def run_tuning(
     from vizsla.tuning.study import open_study, storage_url, study_name_of
     from vizsla.tuning.worker import Worker, WorkerOptions
 
+    _quiet_optuna()
     check_training_spec(spec)
     tune_dir = TuneDir(spec.output)
     tune_dir.root.mkdir(parents=True, exist_ok=True)
@@ -123,6 +124,7 @@ def run_worker(
     from vizsla.tuning.study import study_name_of
     from vizsla.tuning.worker import Worker, WorkerOptions
 
+    _quiet_optuna()
     tune_dir = TuneDir(output)
     tune_dir.root.mkdir(parents=True, exist_ok=True)
     local = spec.model_copy(
@@ -290,6 +292,13 @@ def _finish_parent_run(parent: Any, summary: dict[str, Any], tune_dir: TuneDir) 
         log.warning("could not close the tuning job's MLflow run: %r", exc)
 
 
+def _quiet_optuna() -> None:
+    """Our own lines say what each trial did; Optuna's INFO lines would repeat them."""
+    import optuna
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+
+
 def _storage_text(spec: TuneSpec, tune_dir: TuneDir) -> str:
     from vizsla.tuning.study import _redact, storage_url
 
@@ -377,6 +386,15 @@ class _progress_bar:
         if self._thread is not None:
             self._thread.join(timeout=2)
         if self._progress is not None:
+            from vizsla.tuning.worker import FINISHED, counts_toward_budget
+
+            try:  # the last refresh, so the bar ends on what happened
+                trials = [t for t in self.worker.trials() if counts_toward_budget(t)]
+                task = self._progress.task_ids[0]
+                done = sum(t.state in FINISHED for t in trials)
+                self._progress.update(task, completed=done, description=f"done{_best_text(self.worker)}")
+            except Exception:  # noqa: BLE001 - the bar is cosmetic
+                pass
             self._progress.stop()
 
 
