@@ -15,14 +15,12 @@ from __future__ import annotations
 import statistics
 import sys
 import time
-from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 from common import (
     Row,
     base_parser,
-    check_target,
     pick_dataset,
     print_config,
     print_header,
@@ -47,7 +45,7 @@ def parse_args(argv: list[str] | None) -> Any:
     parser.add_argument("--trials", type=int, default=24, help="trials per study (default 24)")
     parser.add_argument("--epochs", type=int, default=9, help="epochs per trial = Hyperband's max resource")
     parser.add_argument("--parallel", type=int, default=2, help="trial processes at once (default 2)")
-    parser.add_argument("--seeds", default="0,1,2", help="sampler seeds; one study per strategy per seed")
+    parser.add_argument("--seeds", default="0,1,2,3,4", help="sampler seeds; one study per strategy per seed")
     parser.add_argument("--quick", action="store_true", help="smoke run: 6 trials, 3 epochs, one seed")
     args = parser.parse_args(argv)
     if args.quick:
@@ -92,7 +90,7 @@ def run_study(root: Path, out: Path, strategy: str, seed: int, args: Any) -> dic
     )
     finished = []
     for trial in study.get_trials(states=(optuna.trial.TrialState.COMPLETE,)):
-        end = datetime.fromisoformat(trial.user_attrs["finished"]).timestamp()
+        end = trial.datetime_complete.timestamp()  # microseconds (the "finished" attr is to the second)
         finished.append((end - started, float(trial.value), trial.user_attrs.get("test_accuracy")))
     counts = summary.get("counts", {})
     return {"wall_s": wall, "finished": sorted(finished), "counts": counts, "best": summary.get("best") or {}}
@@ -105,6 +103,16 @@ def time_to_reach(finished: list[tuple[float, float, Any]], goal: float) -> floa
         if best >= goal - 1e-9:
             return seconds
     return None
+
+
+def warm_up_trial_processes() -> None:
+    """Start the fork server that trial processes come from (it preloads torch once per process) before
+    any timing, so the first study measured does not pay for it."""
+    from vizsla.tuning.worker import _process_context
+
+    process = _process_context().Process(target=time.sleep, args=(0,))
+    process.start()
+    process.join()
 
 
 def warm_cache(root: Path, scratch: Path, epochs: int) -> float:
@@ -139,10 +147,10 @@ def main(argv: list[str] | None = None) -> int:
     ratios, rows_bayes, rows_random = [], [], []
     with work_dir("vizsla-bench-hpo-") as scratch:
         print(f"feature cache built in {warm_cache(dataset[0], scratch, args.epochs):.1f} s (not timed)")
-        for seed in seeds:
-            runs = {
-                s: run_study(dataset[0], scratch / f"{s.lower()}-{seed}", s, seed, args) for s in STRATEGIES
-            }
+        warm_up_trial_processes()
+        for index, seed in enumerate(seeds):
+            order = STRATEGIES if index % 2 == 0 else tuple(reversed(STRATEGIES))  # alternate who goes first
+            runs = {s: run_study(dataset[0], scratch / f"{s.lower()}-{seed}", s, seed, args) for s in order}
             best = max(v for run in runs.values() for _, v, _ in run["finished"])
             reach = {s: time_to_reach(run["finished"], best - WITHIN) for s, run in runs.items()}
             for strategy, run in runs.items():
@@ -166,7 +174,13 @@ def main(argv: list[str] | None = None) -> int:
     print_table(
         f"Bayesian+Hyperband vs Random, {args.trials} trials, median of {len(seeds)} seed(s)",
         [
-            Row("wall time of the whole study", walls_b, walls_r, "s", "time"),
+            Row(
+                "study wall time, Bayesian+Hyperband (ours) vs Random (baseline)",
+                walls_b,
+                walls_r,
+                "s",
+                "time",
+            ),
         ],
     )
     if ratios:
@@ -174,8 +188,11 @@ def main(argv: list[str] | None = None) -> int:
             "time to within 1 point of the best accuracy found, Random / Bayesian+Hyperband per seed: "
             + ", ".join(f"{r:.2f}x" for r in ratios)
         )
-        check_target(
-            "time-to-best ratio (Random / Bayesian+Hyperband, median)", statistics.median(ratios), 1.0
+        median = statistics.median(ratios)
+        print(
+            f"median ratio Random / Bayesian+Hyperband of the time to within 1 point: {median:.2f} "
+            f"({'Bayesian+Hyperband' if median >= 1 else 'Random'} got there sooner)",
+            flush=True,
         )
     return 0
 
