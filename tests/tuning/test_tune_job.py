@@ -205,3 +205,53 @@ def test_sigkill_then_rerun_completes_the_budget_without_repeats_or_losses(
     for trial in counted:  # every counted trial trained each epoch exactly once
         assert _epochs_done(Path(trial.user_attrs["job_dir"])) == [0, 1, 2, 3]
     assert len({t.user_attrs["job_dir"] for t in counted}) == 4
+
+
+def test_target_value_completes_the_job_early(data: Path, tmp_path: Path) -> None:
+    config = yaml.safe_load(_space_file(tmp_path / "space.yaml", data).read_text())
+    spec = build_tune_spec(
+        config,
+        {"output": str(tmp_path / "tune-target"), "max_jobs": 6, "completion": {"target_value": 0.0}},
+        source="test",
+    )
+    summary = run_tuning(spec, progress=False)
+    assert summary["stop_reason"].startswith("target objective value 0.0 reached")
+    assert summary["counts"]["Completed"] == 1
+
+
+def test_warm_start_copies_parent_trials_without_counting_them(data: Path, tmp_path: Path) -> None:
+    config = yaml.safe_load(_space_file(tmp_path / "space.yaml", data).read_text())
+    parent = tmp_path / "tune-parent"
+    run_tuning(build_tune_spec(config, {"output": str(parent), "max_jobs": 2}, source="test"), progress=False)
+    child = tmp_path / "tune-child"
+    overrides = {"output": str(child), "max_jobs": 2, "warm_start": {"parents": [str(parent)]}}
+    summary = run_tuning(build_tune_spec(config, overrides, source="test"), progress=False)
+
+    trials = _study(child).get_trials()
+    copied = [t for t in trials if t.user_attrs.get("not_counted") == "warm_start"]
+    assert len(copied) == 2 and {t.params["lr"] for t in copied} == {
+        t.params["lr"] for t in _study(parent).trials
+    }
+    assert len(_counted(_study(child))) == 2  # the budget is this job's own trials
+    assert summary["counts"]["Completed"] == 2
+
+    resumed = CliRunner().invoke(app, ["tune", "--resume", str(child), "--quiet"])
+    assert resumed.exit_code == 0, resumed.output  # nothing left to run; nothing copied twice
+    assert (
+        len([t for t in _study(child).get_trials() if t.user_attrs.get("not_counted") == "warm_start"]) == 2
+    )
+
+
+def test_a_changed_objective_is_refused_on_the_same_output(data: Path, tmp_path: Path) -> None:
+    space = _space_file(tmp_path / "space.yaml", data)
+    out = tmp_path / "tune-changed"
+    first = CliRunner().invoke(
+        app, ["tune", "--space", str(space), "--output", str(out), "--max-jobs", "1", "-q"]
+    )
+    assert first.exit_code == 0, first.output
+    changed = CliRunner().invoke(
+        app,
+        ["tune", "--space", str(space), "--output", str(out), "--objective-metric", "valid_loss", "-q"],
+    )
+    assert changed.exit_code != 0
+    assert "different objective" in str(changed.exception) + changed.output
