@@ -5,12 +5,13 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 __version__ = "0.1.0"
-__all__ = ["__version__", "load_model"]
+__all__ = ["Predictor", "__version__", "load_model"]
 
 if TYPE_CHECKING:
     from pathlib import Path
 
     from vizsla.models.classifier import Classifier
+    from vizsla.serving.client import Predictor
 
 
 def load_model(path: str | Path, device: str = "cpu") -> Classifier:
@@ -18,3 +19,12 @@ def load_model(path: str | Path, device: str = "cpu") -> Classifier:
     from vizsla.models import load_model as _load_model
 
     return _load_model(path, device=device)
+
+
+def __getattr__(name: str) -> object:
+    """`vizsla.Predictor` without importing the serving stack at `import vizsla`."""
+    if name == "Predictor":
+        from vizsla.serving.client import Predictor
+
+        return Predictor
+    raise AttributeError(f"module 'vizsla' has no attribute {name!r}")

@@ -19,13 +19,16 @@ app = typer.Typer(
 
 
 def _mount() -> None:
-    from vizsla.cli import datasets, jobs, models, train, tune
+    from vizsla.cli import datasets, jobs, models, serve, train, tune
 
-    app.command("train", help=train.__doc__)(train.train)
+    app.command("train", help=train.train.__doc__)(train.train)
     app.add_typer(
         datasets.app, name="datasets", help="Create built-in datasets (digits for the quick start)."
     )
     app.add_typer(tune.app, name="tune", help=tune.tune.__doc__)
+    app.command("serve", help=serve.serve.__doc__)(serve.serve)
+    app.command("export", help=serve.export.__doc__)(serve.export)
+    app.command("predict", help=serve.predict.__doc__)(serve.predict)
     app.add_typer(jobs.app, name="jobs", help="List and describe training jobs, like SageMaker's console.")
     app.add_typer(models.app, name="models", help="List the model names you can train.")
 

@@ -1,0 +1,149 @@
+"""`vizsla serve`, `vizsla export` and `vizsla predict`: serve a trained model, export it, query a server."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import typer
+from rich.console import Console
+
+from vizsla.errors import UserError
+
+LIMITS = "Limits and batching"
+SECURITY = "Security"
+
+
+def serve(
+    path: Path = typer.Argument(
+        ..., help="Training job folder, model folder, or tuning job folder with --best."
+    ),
+    port: int = typer.Option(None, "--port", "-p", help="Port (default: $SAGEMAKER_BIND_TO_PORT or 8080)."),
+    host: str = typer.Option("127.0.0.1", "--host", help="Address to bind; 0.0.0.0 to serve other machines."),
+    workers: int = typer.Option(1, "--workers", min=1, help="Server processes (each loads the model)."),
+    best: bool = typer.Option(False, "--best", help="PATH is a tuning job: serve its best trial's model."),
+    name: str = typer.Option(
+        "model", "--name", help="Model/endpoint name in /endpoints/NAME and /v2/models/NAME."
+    ),
+    runtime: str = typer.Option(
+        "onnx", "--runtime", help="onnx (ONNX Runtime, checked against torch) or torch."
+    ),
+    handler: Path = typer.Option(
+        None,
+        "--handler",
+        help="Python file overriding model_fn/input_fn/predict_fn/"
+        "output_fn (SageMaker inference-toolkit names).",
+    ),
+    max_payload_mb: float = typer.Option(
+        6.0, "--max-payload-mb", help="Request body limit (413 above).", rich_help_panel=LIMITS
+    ),
+    max_batch_size: int = typer.Option(
+        16, "--max-batch-size", min=1, help="Images per forward pass.", rich_help_panel=LIMITS
+    ),
+    max_wait_ms: float = typer.Option(
+        2.0, "--max-wait-ms", min=0, help="How long a batch waits to fill.", rich_help_panel=LIMITS
+    ),
+    timeout_s: float = typer.Option(
+        60.0, "--timeout", help="Per-request time limit in seconds.", rich_help_panel=LIMITS
+    ),
+    api_key: list[str] = typer.Option(
+        None,
+        "--api-key",
+        help="Require this key (X-Api-Key or Bearer); repeatable; also $VIZSLA_API_KEYS (comma-separated).",
+        rich_help_panel=SECURITY,
+    ),
+    sigv4: list[str] = typer.Option(
+        None,
+        "--sigv4",
+        help="Accept boto3 SigV4 requests signed with ACCESS_KEY:SECRET; repeatable.",
+        rich_help_panel=SECURITY,
+    ),
+    allow_urls: bool = typer.Option(
+        False, "--allow-urls", help='Fetch images from {"url": ...} JSON.', rich_help_panel=SECURITY
+    ),
+    url_host: list[str] = typer.Option(
+        None,
+        "--url-host",
+        help="Allow-listed URL host (*.example.com works); repeatable.",
+        rich_help_panel=SECURITY,
+    ),
+    url_allow_private: bool = typer.Option(
+        False,
+        "--url-allow-private",
+        help="Let URLs reach private, loopback and link-local addresses.",
+        rich_help_panel=SECURITY,
+    ),
+) -> None:
+    """Serve a trained model: SageMaker routes, boto3 invoke_endpoint, KServe v2, metrics."""
+    from vizsla.serving.server import resolve_target, run_server
+    from vizsla.serving.settings import MIB, ServeSettings
+
+    target = resolve_target(path, best=best)
+    keys = list(api_key or []) + [k for k in os.environ.get("VIZSLA_API_KEYS", "").split(",") if k.strip()]
+    credentials = {}
+    for item in sigv4 or []:
+        access, sep, secret = item.partition(":")
+        if not sep or not access or not secret:
+            raise UserError(f"--sigv4 wants ACCESS_KEY:SECRET, got {item!r}")
+        credentials[access] = secret
+    if port is None:
+        port = int(os.environ.get("SAGEMAKER_BIND_TO_PORT", "8080"))
+    from pydantic import ValidationError
+
+    try:
+        settings = ServeSettings(
+            model_path=target,
+            model_name=name,
+            runtime=runtime,
+            handler_path=handler,
+            max_payload_bytes=int(max_payload_mb * MIB),
+            max_batch_size=max_batch_size,
+            max_wait_ms=max_wait_ms,
+            request_timeout_s=timeout_s,
+            api_keys=keys,
+            sigv4_credentials=credentials,
+            allow_url_fetch=allow_urls,
+            url_allow_hosts=list(url_host or []),
+            url_allow_private=url_allow_private,
+        )
+    except ValidationError as exc:
+        problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
+        raise UserError(f"invalid serve option: {problems}") from None
+    Console(stderr=True).print(f"serving {target} as [bold]{name}[/bold] on http://{host}:{port}")
+    run_server(settings, host=host, port=port, workers=workers)
+
+
+def export(
+    path: Path = typer.Argument(..., help="Training job folder or model folder."),
+    fmt: str = typer.Option("onnx", "--format", help="Export format: onnx."),
+    quantize: str = typer.Option(None, "--quantize", help="int8: quantise and report the accuracy change."),
+    output: Path = typer.Option(None, "--output", "-o", help="File to write (default: in the model folder)."),
+) -> None:
+    """Export a trained model to ONNX (checked against torch), optionally int8 with its accuracy change."""
+    from vizsla.serving.export import export_model
+
+    export_model(path, fmt=fmt, quantize=quantize, output=output, echo=typer.echo)
+
+
+def predict(
+    images: list[Path] = typer.Argument(..., help="Image files to classify."),
+    endpoint: str = typer.Option(..., "--endpoint", help="Server URL, e.g. http://127.0.0.1:8080."),
+    topk: int = typer.Option(5, "--topk", min=1, help="Classes to print per image."),
+    api_key: str = typer.Option(None, "--api-key", envvar="VIZSLA_API_KEY", help="API key for the server."),
+) -> None:
+    """Send images to a running server and print the top-k classes of each."""
+    from vizsla.serving.client import PredictionError, Predictor
+
+    failed = False
+    with Predictor(endpoint, api_key=api_key) as client:
+        for image in images:
+            try:
+                result = client.predict(image, topk=topk)
+            except PredictionError as exc:
+                typer.echo(f"{image}: error: {exc.message}", err=True)
+                failed = True
+                continue
+            ranked = ", ".join(f"{item['label']} {item['probability']:.3f}" for item in result["topk"])
+            typer.echo(f"{image}: {ranked}")
+    if failed:
+        raise typer.Exit(1)

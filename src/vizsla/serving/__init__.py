@@ -1,0 +1,9 @@
+"""Serve a trained classifier over SageMaker's and the Open Inference Protocol's wire contracts.
+
+Modules: settings (every knob), runtime (ONNX Runtime / torch), handler (model_fn, input_fn, predict_fn,
+output_fn), batching (dynamic batches across requests), security (auth, SigV4, URL fetching), v2 (Open
+Inference Protocol), app (routes), server (uvicorn), export (`vizsla export`), client (Predictor).
+Heavy imports live in those modules, so importing this package costs nothing.
+"""
+
+from __future__ import annotations

@@ -1,0 +1,485 @@
+"""The FastAPI app: SageMaker container and runtime routes, Open Inference Protocol v2, /metrics and the page.
+
+`create_app(settings)` loads the handler and the model, then serves. Every request body is read under the
+payload limit, authenticated when keys are configured, decoded in a thread pool off the event loop,
+predicted through the dynamic batcher (one inference thread) and encoded in the pool again, all under the
+request timeout.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import time
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from fastapi import FastAPI, Request
+from fastapi.responses import FileResponse, JSONResponse, Response
+
+from vizsla import __version__
+from vizsla.serving import v2
+from vizsla.serving.batching import DynamicBatcher
+from vizsla.serving.errors import RequestError
+from vizsla.serving.handler import Handler, RequestContext, decode_to_array
+from vizsla.serving.metrics import MetricsMiddleware, ServingMetrics
+from vizsla.serving.runtime import ServedModel, load_served_model
+from vizsla.serving.security import UrlFetcher, check_auth
+from vizsla.serving.settings import ServeSettings
+
+log = logging.getLogger("vizsla.serving")
+
+STATIC_DIR = Path(__file__).parent / "static"
+PUBLIC_PATHS = {"/ping", "/v2/health/live", "/v2/health/ready", "/"}
+
+
+class ServerState:
+    """Everything a request needs: settings, handler, model, pools, batcher, metrics."""
+
+    def __init__(self, settings: ServeSettings) -> None:
+        from vizsla.data.transforms import create_transform, draft_size_for
+        from vizsla.data.validate import available_cores
+        from vizsla.models.io import read_config, resolve_model_dir
+
+        self.settings = settings
+        self.handler = Handler(settings.handler_path)
+        self.model_dir = resolve_model_dir(settings.model_path)
+        config = read_config(self.model_dir)
+        self.labels: list[str] = list(config["labels"])
+        self.preprocessing: dict[str, Any] = dict(config["preprocessing"])
+        if "model_fn" in self.handler.custom:
+            self.model = self.handler.model(str(self.model_dir))
+        else:
+            self.model = load_served_model(
+                self.model_dir,
+                runtime=settings.runtime,
+                threads=settings.inference_threads,
+                check_inputs=settings.onnx_check_inputs,
+            )
+        if isinstance(self.model, ServedModel):
+            self.labels, self.preprocessing = self.model.labels, self.model.preprocessing
+        self.runtime = self.model.runtime if isinstance(self.model, ServedModel) else "custom"
+        self.transform = create_transform(self.preprocessing, train=False, augment=False, hflip=False)
+        self.draft_size = draft_size_for(self.preprocessing)
+        self.fetcher = (
+            UrlFetcher(
+                allow_hosts=settings.url_allow_hosts,
+                allow_private=settings.url_allow_private,
+                max_bytes=settings.url_max_bytes,
+                timeout_s=settings.url_timeout_s,
+            )
+            if settings.allow_url_fetch
+            else None
+        )
+        self.decode_pool = ThreadPoolExecutor(
+            settings.decode_threads or available_cores(), thread_name_prefix="vizsla-decode"
+        )
+        self.infer_pool = ThreadPoolExecutor(1, thread_name_prefix="vizsla-infer")
+        self.metrics = ServingMetrics()
+        self.batcher: DynamicBatcher | None = None
+        self.ready = False
+
+    @property
+    def batchable(self) -> bool:
+        return self.handler.default_predict and isinstance(self.model, ServedModel)
+
+    def context(self, query: dict[str, str]) -> RequestContext:
+        """A request's context; `?topk=K` and `?verbose=full` (or `?full=true`) shape the JSON answer."""
+        topk = self.settings.default_topk
+        if "topk" in query:
+            try:
+                topk = int(query["topk"])
+            except ValueError:
+                raise RequestError(400, "topk must be an integer") from None
+            if topk < 1:
+                raise RequestError(400, "topk must be at least 1")
+        full = query.get("verbose", "").lower() == "full" or query.get("full", "").lower() in (
+            "1",
+            "true",
+            "yes",
+        )
+        return RequestContext(
+            labels=self.labels,
+            preprocessing=self.preprocessing,
+            model_name=self.settings.model_name,
+            topk=min(topk, len(self.labels)),
+            full=full,
+            max_pixels=self.settings.max_pixels,
+            max_images=self.settings.max_images_per_request,
+            fetch_url=self.fetcher,
+            transform=self.transform,
+            draft_size=self.draft_size,
+        )
+
+    async def in_pool(self, fn: Callable[..., Any], *args: Any) -> Any:
+        return await asyncio.get_running_loop().run_in_executor(self.decode_pool, fn, *args)
+
+    async def predict(self, data: Any, context: RequestContext) -> Any:
+        """Batched forward pass for our model and a standard batch; the user's predict_fn otherwise."""
+        if self.batchable and isinstance(data, np.ndarray) and data.dtype == np.float32 and data.ndim == 4:
+            assert isinstance(self.model, ServedModel) and self.batcher is not None
+            height, width = self.model.input_hw
+            if data.shape[1:] != (3, height, width):
+                raise RequestError(
+                    400, f"expected images of shape [3, {height}, {width}], got {list(data.shape[1:])}"
+                )
+            return await self.batcher.submit(data)
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self.infer_pool, self.handler.predict, data, self.model, context)
+
+    async def invoke(
+        self, body: bytes, content_type: str, accept: str, context: RequestContext
+    ) -> tuple[bytes, str]:
+        """input_fn -> predict_fn -> output_fn (or the user's transform_fn) for one request."""
+        if "transform_fn" in self.handler.custom:
+            return await self.in_pool(self.handler.transform, self.model, body, content_type, accept, context)
+        data = await self.in_pool(self.handler.input, body, content_type, context)
+        prediction = await self.predict(data, context)
+        return await self.in_pool(self.handler.output, prediction, accept, context)
+
+    async def with_timeout(self, work: Awaitable[Any]) -> Any:
+        try:
+            return await asyncio.wait_for(work, self.settings.request_timeout_s)
+        except TimeoutError:
+            raise RequestError(
+                504, f"inference did not finish within {self.settings.request_timeout_s:g} s"
+            ) from None
+
+    def shutdown_pools(self) -> None:
+        self.decode_pool.shutdown(wait=True, cancel_futures=False)
+        self.infer_pool.shutdown(wait=True, cancel_futures=False)
+
+
+async def read_body(request: Request, limit: int) -> bytes:
+    """The request body, refused with 413 as soon as Content-Length or the streamed bytes pass LIMIT."""
+    declared = request.headers.get("content-length")
+    if declared is not None:
+        try:
+            too_big = int(declared) > limit
+        except ValueError:
+            raise RequestError(400, "invalid Content-Length") from None
+        if too_big:
+            raise RequestError(413, f"payload of {declared} bytes exceeds the {limit}-byte limit")
+    chunks, size = [], 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise RequestError(413, f"payload exceeds the {limit}-byte limit")
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def _request_url(request: Request) -> str:
+    scope = request.scope
+    host = request.headers.get("host", "")
+    path = scope.get("raw_path", b"").decode("latin-1") or scope["path"]
+    query = scope.get("query_string", b"").decode("latin-1")
+    return f"{scope.get('scheme', 'http')}://{host}{path}" + (f"?{query}" if query else "")
+
+
+async def authorize(state: ServerState, request: Request, body: bytes, *, aws: bool = False) -> None:
+    """401/403 unless the request carries a configured API key or a valid SigV4 signature."""
+    settings = state.settings
+    if not settings.auth_enabled:
+        return
+    headers = {k.lower(): v for k, v in request.headers.items()}
+    check_auth(
+        request.method,
+        _request_url(request),
+        headers,
+        body,
+        api_keys=settings.api_keys,
+        sigv4=settings.sigv4_credentials,
+        max_skew_s=settings.sigv4_max_skew_s,
+        aws=aws,
+    )
+
+
+def _error_label(exc: BaseException) -> str:
+    return exc.reason if isinstance(exc, RequestError) else "model_error"
+
+
+def create_app(settings: ServeSettings) -> FastAPI:
+    """The app for SETTINGS: loads the handler and model now, starts the batcher with the event loop."""
+    state = ServerState(settings)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        if state.batchable:
+            assert isinstance(state.model, ServedModel)
+            state.batcher = DynamicBatcher(
+                state.model.predict,
+                max_batch=settings.max_batch_size,
+                max_wait_ms=settings.max_wait_ms,
+                max_queue=settings.max_queue,
+                executor=state.infer_pool,
+                observe=state.metrics.observe_batch,
+            )
+            state.batcher.start()
+        state.ready = True
+        log.info(
+            "serving %s (%s, %d classes) as %r",
+            state.model_dir,
+            state.runtime,
+            len(state.labels),
+            settings.model_name,
+        )
+        try:
+            yield
+        finally:  # uvicorn has drained in-flight requests before this runs
+            state.ready = False
+            if state.batcher is not None:
+                await state.batcher.stop()
+            state.shutdown_pools()
+
+    app = FastAPI(
+        title="vizsla serve",
+        version=__version__,
+        lifespan=lifespan,
+        docs_url=None,
+        redoc_url=None,
+        openapi_url=None,
+    )
+    app.state.vizsla = state
+    app.add_middleware(MetricsMiddleware, metrics=state.metrics)
+
+    def count_error(route: str, exc: BaseException) -> None:
+        state.metrics.errors.labels(route, _error_label(exc)).inc()
+
+    # ------------------------------------------------------------ SageMaker container contract
+
+    @app.get("/ping")
+    async def ping() -> Response:
+        return (
+            JSONResponse({"status": "Healthy"}) if state.ready else JSONResponse({"status": "Unhealthy"}, 503)
+        )
+
+    @app.get("/execution-parameters")
+    async def execution_parameters() -> Response:
+        return JSONResponse(
+            {
+                "MaxConcurrentTransforms": 1,
+                "BatchStrategy": "MULTI_RECORD",
+                "MaxPayloadInMB": max(1, settings.max_payload_bytes // (1024 * 1024)),
+            }
+        )
+
+    async def run_invocation(request: Request, *, aws: bool) -> tuple[bytes, str]:
+        body = await read_body(request, settings.max_payload_bytes)
+        await authorize(state, request, body, aws=aws)
+        context = state.context(dict(request.query_params))
+        return await state.with_timeout(
+            state.invoke(
+                body, request.headers.get("content-type", ""), request.headers.get("accept", ""), context
+            )
+        )
+
+    @app.post("/invocations")
+    async def invocations(request: Request) -> Response:
+        try:
+            payload, content_type = await run_invocation(request, aws=False)
+        except RequestError as exc:
+            count_error("/invocations", exc)
+            return JSONResponse({"error": exc.message, "code": exc.status}, exc.status, headers=exc.headers)
+        except Exception as exc:  # the user's handler or the model failed: report, never crash
+            log.exception("handler failed")
+            count_error("/invocations", exc)
+            return JSONResponse({"error": f"model error: {type(exc).__name__}: {exc}", "code": 500}, 500)
+        return Response(payload, media_type=content_type)
+
+    # ------------------------------------------------ SageMaker runtime API (boto3 invoke_endpoint)
+
+    @app.post("/endpoints/{name}/invocations")
+    async def invoke_endpoint(name: str, request: Request) -> Response:
+        request_id = str(uuid.uuid4())
+        route = "/endpoints/{name}/invocations"
+        try:
+            if name != settings.model_name:
+                raise RequestError(400, f"Endpoint {name} not found.", aws_code="ValidationError")
+            payload, content_type = await run_invocation(request, aws=True)
+        except RequestError as exc:
+            count_error(route, exc)
+            return _aws_error(exc, request_id)
+        except Exception as exc:
+            log.exception("handler failed")
+            count_error(route, exc)
+            return _aws_error(RequestError(500, f"{type(exc).__name__}: {exc}"), request_id)
+        return Response(
+            payload,
+            media_type=content_type,
+            headers={"x-Amzn-Invoked-Production-Variant": "AllTraffic", "x-amzn-RequestId": request_id},
+        )
+
+    # ------------------------------------------------------------ Open Inference Protocol v2
+
+    def v2_error(status: int, message: str, headers: dict[str, str] | None = None) -> Response:
+        return JSONResponse({"error": message}, status, headers=headers)
+
+    @app.get("/v2")
+    async def v2_server() -> Response:
+        return JSONResponse(v2.server_metadata(__version__))
+
+    @app.get("/v2/health/live")
+    async def v2_live() -> Response:
+        return JSONResponse({"live": True})
+
+    @app.get("/v2/health/ready")
+    async def v2_ready() -> Response:
+        return JSONResponse({"ready": state.ready}, 200 if state.ready else 503)
+
+    @app.get("/v2/models")
+    async def v2_models(request: Request) -> Response:
+        await authorize(state, request, b"")
+        return JSONResponse({"models": [settings.model_name]})
+
+    def known_model(name: str) -> None:
+        if name != settings.model_name:
+            raise RequestError(404, f"unknown model {name!r}; this server serves {settings.model_name!r}")
+
+    @app.get("/v2/models/{name}")
+    @app.get("/v2/models/{name}/versions/{version}")
+    async def v2_model(name: str, request: Request, version: str | None = None) -> Response:
+        try:
+            await authorize(state, request, b"")
+            known_model(name)
+        except RequestError as exc:
+            return v2_error(exc.status, exc.message, exc.headers)
+        return JSONResponse(v2.model_metadata(name, state.labels, state.preprocessing, state.runtime))
+
+    @app.get("/v2/models/{name}/ready")
+    @app.get("/v2/models/{name}/versions/{version}/ready")
+    async def v2_model_ready(name: str, request: Request, version: str | None = None) -> Response:
+        try:
+            await authorize(state, request, b"")
+            known_model(name)
+        except RequestError as exc:
+            return v2_error(exc.status, exc.message, exc.headers)
+        return JSONResponse({"name": name, "ready": state.ready}, 200 if state.ready else 503)
+
+    async def v2_predict(request: Request, name: str) -> tuple[bytes, dict[str, str]]:
+        body = await read_body(request, settings.max_payload_bytes)
+        await authorize(state, request, body)
+        known_model(name)
+        parsed, kind, data = v2.parse_infer(body, request.headers.get(v2.HEADER_LENGTH))
+        context = state.context({})
+
+        async def work() -> Any:
+            if kind == v2.INPUT_IMAGE:
+                if not data:
+                    raise RequestError(400, "no images in the request")
+                if len(data) > settings.max_images_per_request:
+                    raise RequestError(
+                        413,
+                        f"{len(data)} images in one request; the limit is {settings.max_images_per_request}",
+                    )
+                arrays = await asyncio.gather(
+                    *(state.in_pool(decode_to_array, item, context) for item in data)
+                )
+                images = np.stack(arrays)
+            else:
+                images = data
+            return await state.predict(images, context)
+
+        scores = np.asarray(await state.with_timeout(work()), dtype=np.float32)
+        return await state.in_pool(v2.build_response, parsed, scores, state.labels, name)
+
+    @app.post("/v2/models/{name}/infer")
+    @app.post("/v2/models/{name}/versions/{version}/infer")
+    async def v2_infer(name: str, request: Request, version: str | None = None) -> Response:
+        try:
+            payload, headers = await v2_predict(request, name)
+        except RequestError as exc:
+            count_error("/v2/models/{name}/infer", exc)
+            return v2_error(exc.status, exc.message, exc.headers)
+        except Exception as exc:
+            log.exception("inference failed")
+            count_error("/v2/models/{name}/infer", exc)
+            return v2_error(500, f"model error: {type(exc).__name__}: {exc}")
+        return Response(payload, headers=headers)
+
+    # ------------------------------------------------------------ metrics and the page
+
+    @app.get("/metrics")
+    async def metrics(request: Request) -> Response:
+        try:
+            await authorize(state, request, b"")
+        except RequestError as exc:
+            return JSONResponse({"error": exc.message}, exc.status, headers=exc.headers)
+        payload, content_type = state.metrics.render()
+        return Response(payload, media_type=content_type)
+
+    static_dir = settings.static_dir or STATIC_DIR
+
+    @app.get("/")
+    async def index() -> Response:
+        page = static_dir / "index.html"
+        if page.is_file():
+            return FileResponse(page, media_type="text/html")
+        return JSONResponse(
+            {
+                "model": settings.model_name,
+                "labels": len(state.labels),
+                "routes": [
+                    "/ping",
+                    "/invocations",
+                    f"/endpoints/{settings.model_name}/invocations",
+                    f"/v2/models/{settings.model_name}/infer",
+                    "/metrics",
+                ],
+            }
+        )
+
+    if static_dir.is_dir():
+        from fastapi.staticfiles import StaticFiles
+
+        app.mount("/static", StaticFiles(directory=static_dir), name="static")
+
+    @app.exception_handler(RequestError)
+    async def request_error(_: Request, exc: RequestError) -> Response:
+        return JSONResponse({"error": exc.message}, exc.status, headers=exc.headers)
+
+    return app
+
+
+def _aws_error(exc: RequestError, request_id: str) -> Response:
+    """Runtime-API errors as boto3 parses them: service faults keep their code, model faults: ModelError."""
+    headers = {"x-amzn-RequestId": request_id, **exc.headers}
+    if exc.aws_code is not None or exc.status in (401, 403, 413, 503):
+        code = exc.aws_code or {413: "ValidationError", 503: "ServiceUnavailable"}.get(
+            exc.status, "AccessDenied"
+        )
+        headers["x-amzn-ErrorType"] = code
+        return JSONResponse({"__type": code, "message": exc.message}, exc.status, headers=headers)
+    side = "client" if exc.status < 500 else "server"
+    message = (
+        f'Received {side} error ({exc.status}) from primary with message "{exc.message}". '
+        f"See the vizsla server log for details."
+    )
+    if exc.status == 504:
+        message = (
+            f"Your invocation timed out while waiting for a response from container primary: {exc.message}"
+        )
+    headers["x-amzn-ErrorType"] = "ModelError"
+    body = {
+        "ErrorCode": f"{side.upper()}_ERROR_FROM_MODEL",
+        "Message": message,
+        "message": message,
+        "OriginalStatusCode": exc.status,
+        "OriginalMessage": json.dumps({"error": exc.message}),
+        "LogStreamArn": "",
+    }
+    return JSONResponse(body, 424, headers=headers)
+
+
+def app_from_env() -> FastAPI:
+    """uvicorn factory for worker processes: settings come from VIZSLA_SERVE_SETTINGS."""
+    started = time.perf_counter()
+    app = create_app(ServeSettings.from_env())
+    log.info("worker ready in %.1f s", time.perf_counter() - started)
+    return app

@@ -1,0 +1,227 @@
+"""The served model: the whole classifier on ONNX Runtime (exported once per weights digest) or torch eager.
+
+ONNX Runtime is the default; at startup its probabilities are compared with torch's on a few inputs and it is
+refused (torch is used, with a logged reason) when top-1 differs or the scores drift beyond ONNX_TOLERANCE.
+"""
+
+from __future__ import annotations
+
+import copy
+import io
+import logging
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+log = logging.getLogger("vizsla.serving")
+
+ONNX_TOLERANCE = 1e-3  # max |p_onnx - p_torch| over the check inputs' class probabilities
+ONNX_DIR = "onnx"
+
+
+def softmax(logits: np.ndarray) -> np.ndarray:
+    """Row-wise softmax in float32, stable for large logits."""
+    shifted = logits - logits.max(axis=1, keepdims=True)
+    exp = np.exp(shifted, dtype=np.float32)
+    return exp / exp.sum(axis=1, keepdims=True)
+
+
+@dataclass
+class ServedModel:
+    """Labels, preprocessing and a `predict` from preprocessed images (N,3,H,W) to probabilities (N,C)."""
+
+    labels: list[str]
+    preprocessing: dict[str, Any]
+    runtime: str
+    model_dir: Path
+    runner: Any
+    check: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def input_hw(self) -> tuple[int, int]:
+        size = self.preprocessing["input_size"]
+        return int(size[1]), int(size[2])
+
+    def predict(self, images: np.ndarray) -> np.ndarray:
+        """Class probabilities for a float32 batch; raises ValueError on a wrong shape."""
+        height, width = self.input_hw
+        if images.ndim != 4 or images.shape[1:] != (3, height, width):
+            raise ValueError(
+                f"expected a float32 array of shape [N, 3, {height}, {width}], got {list(images.shape)}"
+            )
+        if images.shape[0] == 0:
+            return np.zeros((0, len(self.labels)), np.float32)
+        return softmax(self.runner(np.ascontiguousarray(images, dtype=np.float32)))
+
+
+class TorchRunner:
+    """Eager PyTorch under inference_mode: logits as float32 numpy."""
+
+    def __init__(self, model: Any, threads: int = 0) -> None:
+        import torch
+
+        if threads:
+            torch.set_num_threads(threads)
+        self.model = model.eval()
+
+    def __call__(self, images: np.ndarray) -> np.ndarray:
+        import torch
+
+        with torch.inference_mode():
+            return self.model(torch.from_numpy(images)).float().numpy()
+
+
+class OrtRunner:
+    """An ONNX Runtime CPU session; no spinning threads, so decoding threads keep their cores."""
+
+    def __init__(self, model_bytes_or_path: bytes | str, threads: int = 0) -> None:
+        import onnxruntime as ort
+
+        from vizsla.data.validate import available_cores
+
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = threads or available_cores()
+        options.inter_op_num_threads = 1
+        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+        options.log_severity_level = 3
+        self.session = ort.InferenceSession(model_bytes_or_path, options, providers=["CPUExecutionProvider"])
+        self.input_name = self.session.get_inputs()[0].name
+
+    def __call__(self, images: np.ndarray) -> np.ndarray:
+        return np.asarray(self.session.run(None, {self.input_name: images})[0], dtype=np.float32)
+
+
+def export_classifier_onnx(model: Any, input_hw: tuple[int, int]) -> bytes:
+    """ONNX bytes of the whole classifier (images -> logits) with a dynamic batch axis."""
+    import torch
+
+    from vizsla.data.extract import _quiet_exporter_logs
+
+    model = copy.deepcopy(model).to("cpu", torch.float32).eval()
+    example = (torch.zeros(2, 3, *input_hw),)
+    with warnings.catch_warnings(), torch.no_grad(), _quiet_exporter_logs():
+        warnings.simplefilter("ignore")
+        try:
+            program = torch.onnx.export(
+                model,
+                example,
+                dynamo=True,
+                verbose=False,
+                optimize=True,
+                input_names=["images"],
+                output_names=["logits"],
+                dynamic_shapes=({0: torch.export.Dim("batch", min=1)},),
+            )
+            return program.model_proto.SerializeToString()  # type: ignore[union-attr]
+        except Exception as exc:  # any exporter failure: try the TorchScript exporter
+            log.info(
+                "dynamo ONNX export failed (%s: %s); trying the TorchScript exporter", type(exc).__name__, exc
+            )
+        buffer = io.BytesIO()
+        torch.onnx.export(
+            model,
+            example,
+            buffer,
+            dynamo=False,
+            input_names=["images"],
+            output_names=["logits"],
+            opset_version=17,
+            dynamic_axes={"images": {0: "batch"}, "logits": {0: "batch"}},
+        )
+        return buffer.getvalue()
+
+
+def model_digest(model: Any) -> str:
+    """Content digest of every weight: names the ONNX export, so new weights get a new export."""
+    from vizsla.data.extract import backbone_digest
+
+    return backbone_digest(model, model.arch)
+
+
+def onnx_cache_path(model_dir: Path, digest: str, input_hw: tuple[int, int]) -> Path:
+    """<model_dir>/onnx/classifier-<digest16>-<H>x<W>.onnx (the vizsla cache when the folder is read-only)."""
+    return model_dir / ONNX_DIR / f"classifier-{digest[:16]}-{input_hw[0]}x{input_hw[1]}.onnx"
+
+
+def _fallback_cache_path(digest: str, input_hw: tuple[int, int]) -> Path:
+    from vizsla.cache import cache_dir
+
+    return cache_dir("onnx") / f"classifier-{digest[:16]}-{input_hw[0]}x{input_hw[1]}.onnx"
+
+
+def cached_onnx_bytes(model: Any, model_dir: Path, input_hw: tuple[int, int]) -> tuple[bytes, Path]:
+    """The cached export for these weights, or a fresh export written next to the model (or to the cache)."""
+    from vizsla.jobdir import atomic_write_bytes
+
+    digest = model_digest(model)
+    candidates = [onnx_cache_path(model_dir, digest, input_hw), _fallback_cache_path(digest, input_hw)]
+    for path in candidates:
+        if path.is_file():
+            return path.read_bytes(), path
+    data = export_classifier_onnx(model, input_hw)
+    for path in candidates:
+        try:
+            atomic_write_bytes(path, data)
+            log.info("exported the classifier to %s (%.1f MB)", path, len(data) / 1e6)
+            return data, path
+        except OSError as exc:
+            log.info("cannot write %s (%s)", path, exc)
+    return data, candidates[0]
+
+
+def compare_runners(
+    reference: Any, candidate: Any, input_hw: tuple[int, int], count: int, samples: np.ndarray | None = None
+) -> dict[str, Any]:
+    """Top-1 agreement and max probability difference of two runners on random (or given) inputs."""
+    images = (
+        samples
+        if samples is not None
+        else np.random.default_rng(0).standard_normal((count, 3, *input_hw)).astype(np.float32)
+    )
+    expected, got = softmax(reference(images)), softmax(candidate(images))
+    if got.shape != expected.shape:
+        return {"agree": False, "reason": f"output shape {got.shape} != {expected.shape}"}
+    max_diff = float(np.abs(got - expected).max())
+    top1_same = bool((got.argmax(1) == expected.argmax(1)).all())
+    agree = top1_same and max_diff <= ONNX_TOLERANCE
+    return {"agree": agree, "inputs": int(len(images)), "top1_identical": top1_same, "max_abs_diff": max_diff}
+
+
+def load_served_model(
+    path: str | Path, *, runtime: str = "onnx", threads: int = 0, check_inputs: int = 4
+) -> ServedModel:
+    """Load a job's or model folder's classifier on RUNTIME; ONNX falls back to torch when it disagrees."""
+    from vizsla.models.io import load_model, resolve_model_dir
+
+    model_dir = resolve_model_dir(path)
+    model = load_model(model_dir)
+    preprocessing = dict(model.preprocessing)
+    input_hw = (int(preprocessing["input_size"][1]), int(preprocessing["input_size"][2]))
+    torch_runner = TorchRunner(model, threads)
+    if runtime == "torch":
+        return ServedModel(list(model.labels), preprocessing, "torch", model_dir, torch_runner)
+    try:
+        data, onnx_path = cached_onnx_bytes(model, model_dir, input_hw)
+        ort_runner = OrtRunner(data, threads)
+        check = compare_runners(torch_runner, ort_runner, input_hw, check_inputs)
+    except Exception as exc:  # exporters and ORT raise anything; torch always works
+        log.warning(
+            "ONNX Runtime unavailable for this model (%s: %s); serving with torch", type(exc).__name__, exc
+        )
+        return ServedModel(
+            list(model.labels),
+            preprocessing,
+            "torch",
+            model_dir,
+            torch_runner,
+            {"agree": False, "reason": f"{type(exc).__name__}: {exc}"},
+        )
+    if not check["agree"]:
+        log.warning("ONNX Runtime disagrees with torch (%s); serving with torch", check)
+        return ServedModel(list(model.labels), preprocessing, "torch", model_dir, torch_runner, check)
+    check["onnx_path"] = str(onnx_path)
+    return ServedModel(list(model.labels), preprocessing, "onnx", model_dir, ort_runner, check)

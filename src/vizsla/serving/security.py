@@ -1,0 +1,248 @@
+"""Who may call (API keys, boto3 SigV4 signatures) and which image URLs the server may fetch (SSRF guard)."""
+
+from __future__ import annotations
+
+import datetime as dt
+import hmac
+import ipaddress
+import re
+import socket
+import time
+from typing import Any
+from urllib.parse import urlsplit
+
+from vizsla.serving.errors import RequestError
+
+_SIGV4 = re.compile(
+    r"AWS4-HMAC-SHA256\s+Credential=([^,\s]+),\s*SignedHeaders=([^,\s]+),\s*Signature=([0-9a-f]+)"
+)
+IMAGE_CONTENT_TYPES = ("image/", "application/octet-stream", "binary/octet-stream")
+
+
+# ---------------------------------------------------------------- auth
+
+
+def check_auth(
+    method: str,
+    url: str,
+    headers: dict[str, str],
+    body: bytes,
+    *,
+    api_keys: list[str],
+    sigv4: dict[str, str],
+    max_skew_s: float,
+    aws: bool = False,
+) -> None:
+    """Raise 401 (no credentials) or 403 (wrong ones); HEADERS lower-cased. Either auth method suffices."""
+    authorization = headers.get("authorization", "")
+    if sigv4 and authorization.startswith("AWS4-HMAC-SHA256"):
+        verify_sigv4(method, url, headers, body, sigv4, max_skew_s)
+        return
+    key = headers.get("x-api-key") or (
+        authorization[7:].strip() if authorization.lower().startswith("bearer ") else ""
+    )
+    if api_keys and key:
+        if any(hmac.compare_digest(key.encode(), known.encode()) for known in api_keys):
+            return
+        raise RequestError(403, "invalid API key", aws_code="UnrecognizedClientException")
+    if authorization.startswith("AWS4-HMAC-SHA256"):
+        raise RequestError(
+            403,
+            "SigV4 signatures are not accepted by this server; send an API key",
+            aws_code="UnrecognizedClientException",
+        )
+    wanted = " or ".join(
+        w
+        for w, on in (
+            ("an API key (X-Api-Key or Authorization: Bearer)", api_keys),
+            ("a SigV4 signature", sigv4),
+        )
+        if on
+    )
+    raise RequestError(
+        401,
+        f"authentication required: send {wanted}",
+        aws_code="MissingAuthenticationTokenException",
+        headers={"WWW-Authenticate": 'Bearer realm="vizsla"'} if api_keys and not aws else None,
+    )
+
+
+def verify_sigv4(
+    method: str, url: str, headers: dict[str, str], body: bytes, secrets: dict[str, str], max_skew_s: float
+) -> None:
+    """Recompute a boto3 SigV4 signature with botocore's own signer over the signed headers and the body."""
+    from botocore.auth import SigV4Auth
+    from botocore.awsrequest import AWSRequest
+    from botocore.credentials import Credentials
+
+    match = _SIGV4.match(headers.get("authorization", ""))
+    if not match:
+        raise RequestError(
+            403, "malformed SigV4 Authorization header", aws_code="IncompleteSignatureException"
+        )
+    credential, signed_headers, signature = match.groups()
+    parts = credential.split("/")
+    if len(parts) != 5 or parts[4] != "aws4_request":
+        raise RequestError(403, "malformed SigV4 credential scope", aws_code="IncompleteSignatureException")
+    access_key, date, region, service, _ = parts
+    secret = secrets.get(access_key)
+    if secret is None:
+        raise RequestError(
+            403, "the access key id is not known to this server", aws_code="UnrecognizedClientException"
+        )
+    amz_date = headers.get("x-amz-date", "")
+    try:
+        when = dt.datetime.strptime(amz_date, "%Y%m%dT%H%M%SZ").replace(tzinfo=dt.UTC)
+    except ValueError:
+        raise RequestError(
+            403, "missing or malformed X-Amz-Date", aws_code="IncompleteSignatureException"
+        ) from None
+    skew = abs((dt.datetime.now(dt.UTC) - when).total_seconds())
+    if skew > max_skew_s or not amz_date.startswith(date):
+        raise RequestError(
+            403, "signature expired or clock skew too large", aws_code="InvalidSignatureException"
+        )
+    names = signed_headers.split(";")
+    if "host" not in names:
+        raise RequestError(403, "the Host header must be signed", aws_code="IncompleteSignatureException")
+    request = AWSRequest(
+        method=method, url=url, data=body, headers={name: headers.get(name, "") for name in names}
+    )
+    request.context["timestamp"] = amz_date
+    signer = SigV4Auth(Credentials(access_key, secret), service, region)
+    expected = signer.signature(signer.string_to_sign(request, signer.canonical_request(request)), request)
+    if not hmac.compare_digest(expected, signature):
+        raise RequestError(
+            403,
+            "the request signature does not match (check the secret key and the region)",
+            aws_code="InvalidSignatureException",
+        )
+
+
+# ---------------------------------------------------------------- URL fetching
+
+
+def _refused_address(address: str) -> str | None:
+    """Why ADDRESS may not be fetched (loopback, private, link-local, ...), or None for a global one."""
+    ip = ipaddress.ip_address(address.split("%")[0])
+    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
+        ip = ip.ipv4_mapped
+    for flag in ("loopback", "link_local", "private", "multicast", "reserved", "unspecified"):
+        if getattr(ip, f"is_{flag}"):
+            return flag.replace("_", "-")
+    if not ip.is_global:
+        return "not globally reachable"
+    return None
+
+
+class UrlFetcher:
+    """Fetch an image by http(s) URL: host allow-list, pinned vetted IPs, no redirects, size/time caps."""
+
+    def __init__(
+        self, *, allow_hosts: list[str], allow_private: bool, max_bytes: int, timeout_s: float
+    ) -> None:
+        self.allow_hosts = [h.lower() for h in allow_hosts]
+        self.allow_private = allow_private
+        self.max_bytes = max_bytes
+        self.timeout_s = timeout_s
+
+    def _host_allowed(self, host: str) -> bool:
+        if not self.allow_hosts:
+            return True
+        return any(host.endswith(h[1:]) if h.startswith("*.") else host == h for h in self.allow_hosts)
+
+    def resolve(self, host: str, port: int) -> str:
+        """One vetted address for HOST; every resolved address must pass (DNS answers can rotate)."""
+        try:
+            infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+        except (socket.gaierror, UnicodeError) as exc:
+            raise RequestError(
+                400, f"cannot resolve image URL host {host!r}: {exc}", reason="url_refused"
+            ) from None
+        addresses = sorted({str(info[4][0]) for info in infos})
+        if not addresses:
+            raise RequestError(400, f"image URL host {host!r} has no address", reason="url_refused")
+        if not self.allow_private:
+            for address in addresses:
+                why = _refused_address(address)
+                if why:
+                    raise RequestError(
+                        400,
+                        f"image URL refused: {host} resolves to {why} address {address}",
+                        reason="url_refused",
+                    )
+        return addresses[0]
+
+    def __call__(self, url: str) -> bytes:
+        import httpx
+
+        parts = urlsplit(url)
+        if parts.scheme not in ("http", "https"):
+            raise RequestError(
+                400,
+                f"image URL scheme {parts.scheme or '(none)'!r} refused: http or https only",
+                reason="url_refused",
+            )
+        host = (parts.hostname or "").lower()
+        if not host:
+            raise RequestError(400, "image URL has no host", reason="url_refused")
+        if parts.username or parts.password:
+            raise RequestError(400, "image URL must not carry credentials", reason="url_refused")
+        if not self._host_allowed(host):
+            raise RequestError(400, f"image URL host {host!r} is not in the allow-list", reason="url_refused")
+        try:
+            port = parts.port or (443 if parts.scheme == "https" else 80)
+        except ValueError:
+            raise RequestError(400, "image URL has an invalid port", reason="url_refused") from None
+        address = self.resolve(host, port)
+        pinned = f"[{address}]" if ":" in address else address
+        target = f"{parts.scheme}://{pinned}:{port}{parts.path or '/'}" + (
+            f"?{parts.query}" if parts.query else ""
+        )
+        netloc_host = parts.netloc.rsplit("@", 1)[-1]
+        extensions: dict[str, Any] = {"sni_hostname": host} if parts.scheme == "https" else {}
+        return self._download(httpx, target, netloc_host, extensions)
+
+    def _download(self, httpx: Any, target: str, host_header: str, extensions: dict[str, Any]) -> bytes:
+        timeout = httpx.Timeout(self.timeout_s)
+        try:
+            with (
+                httpx.Client(timeout=timeout, follow_redirects=False, trust_env=False) as client,
+                client.stream(
+                    "GET", target, headers={"Host": host_header, "Accept": "image/*"}, extensions=extensions
+                ) as response,
+            ):
+                if response.is_redirect:
+                    raise RequestError(
+                        400,
+                        "image URL answered with a redirect; redirects are not followed",
+                        reason="url_refused",
+                    )
+                if response.status_code != 200:
+                    raise RequestError(
+                        400, f"image URL answered HTTP {response.status_code}", reason="url_failed"
+                    )
+                kind = response.headers.get("content-type", "").lower()
+                if kind and not kind.startswith(IMAGE_CONTENT_TYPES):
+                    raise RequestError(
+                        400, f"image URL content type {kind!r} is not an image", reason="url_failed"
+                    )
+                chunks, size, deadline = [], 0, time.monotonic() + self.timeout_s
+                for chunk in response.iter_bytes():
+                    size += len(chunk)
+                    if time.monotonic() > deadline:
+                        raise httpx.ReadTimeout("total time limit")
+                    if size > self.max_bytes:
+                        raise RequestError(
+                            400, f"image at URL is larger than {self.max_bytes} bytes", reason="url_too_large"
+                        )
+                    chunks.append(chunk)
+                return b"".join(chunks)
+        except httpx.TimeoutException:
+            raise RequestError(
+                400, f"image URL did not answer within {self.timeout_s:g} s", reason="url_failed"
+            ) from None
+        except httpx.HTTPError as exc:
+            raise RequestError(
+                400, f"cannot fetch image URL: {type(exc).__name__}: {exc}", reason="url_failed"
+            ) from None

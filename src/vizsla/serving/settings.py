@@ -1,0 +1,71 @@
+"""One settings object for every serving knob, filled by the CLI (or JSON in an env var for workers)."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+SETTINGS_ENV = "VIZSLA_SERVE_SETTINGS"
+RUNTIMES = ("onnx", "torch")
+MIB = 1024 * 1024
+
+
+class ServeSettings(BaseModel):
+    """What `create_app` needs: the model, limits, batching, URL fetching and auth."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    model_path: Path
+    model_name: str = Field("model", pattern=r"^[a-zA-Z0-9](-*[a-zA-Z0-9])*$", max_length=63)
+    runtime: str = "onnx"
+    handler_path: Path | None = None
+    # limits (6 MiB = SageMaker's InvokeEndpoint body limit)
+    max_payload_bytes: int = Field(6 * MIB, ge=1)
+    max_pixels: int = Field(40_000_000, ge=1)
+    max_images_per_request: int = Field(64, ge=1)
+    request_timeout_s: float = Field(60.0, gt=0)
+    # batching
+    max_batch_size: int = Field(16, ge=1)
+    max_wait_ms: float = Field(2.0, ge=0)
+    max_queue: int = Field(1024, ge=1)
+    decode_threads: int = Field(0, ge=0)  # 0: one per core
+    inference_threads: int = Field(0, ge=0)  # ONNX Runtime intra-op threads; 0: one per core
+    default_topk: int = Field(5, ge=1)
+    # image URL fetching (off by default: SSRF)
+    allow_url_fetch: bool = False
+    url_allow_hosts: list[str] = Field(default_factory=list)  # empty: any public host
+    url_allow_private: bool = False
+    url_max_bytes: int = Field(6 * MIB, ge=1)
+    url_timeout_s: float = Field(5.0, gt=0)
+    # auth: API keys and/or SigV4 (access key id -> secret)
+    api_keys: list[str] = Field(default_factory=list)
+    sigv4_credentials: dict[str, str] = Field(default_factory=dict)
+    sigv4_max_skew_s: float = Field(900.0, gt=0)
+    static_dir: Path | None = None
+    onnx_check_inputs: int = Field(4, ge=1)
+
+    @field_validator("runtime")
+    @classmethod
+    def _known_runtime(cls, value: str) -> str:
+        if value not in RUNTIMES:
+            raise ValueError(f"runtime must be one of {', '.join(RUNTIMES)}")
+        return value
+
+    @property
+    def auth_enabled(self) -> bool:
+        return bool(self.api_keys or self.sigv4_credentials)
+
+    def to_env(self) -> str:
+        """JSON for SETTINGS_ENV, so uvicorn worker processes build the same app."""
+        return self.model_dump_json()
+
+    @classmethod
+    def from_env(cls) -> ServeSettings:
+        """Settings written by the parent `vizsla serve` process into SETTINGS_ENV."""
+        raw = os.environ.get(SETTINGS_ENV)
+        if not raw:
+            raise RuntimeError(f"{SETTINGS_ENV} is not set; start workers with `vizsla serve`")
+        return cls.model_validate(json.loads(raw))
