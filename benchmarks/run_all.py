@@ -23,7 +23,16 @@ from pathlib import Path
 
 from common import REPO_ROOT, machine_lines
 
-SCRIPTS = ("bench_head", "bench_tuning", "bench_finetune", "bench_data", "bench_hpo")
+SCRIPTS = (
+    "bench_head",
+    "bench_tuning",
+    "bench_finetune",
+    "bench_data",
+    "bench_hpo",
+    "bench_serving",
+    "bench_debugger",
+    "bench_profiler",
+)
 BENCH_DIR = Path(__file__).resolve().parent
 
 

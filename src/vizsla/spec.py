@@ -13,6 +13,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from vizsla.errors import SpecError
+from vizsla.profiler.spec import ProfileSpec
 
 
 class _Spec(BaseModel):
@@ -118,6 +119,81 @@ class TrackingSpec(_Spec):
     )
 
 
+DEBUG_REDUCTIONS = ("mean", "std", "min", "max", "l1", "l2", "zero_fraction", "nan_count", "inf_count")
+
+
+class CollectionSpec(_Spec):
+    """Overrides of one debugger collection (a built-in one like `gradients`, or a new one by name)."""
+
+    include_regex: str | None = Field(None, description="Regex over tensor names; default: the built-in one.")
+    enabled: bool | None = Field(None, description="Save this collection at all; default: built-in choice.")
+    save_interval: int | None = Field(None, ge=1, description="Save every N mode steps (and step 0).")
+    save_steps: list[int] | None = Field(None, description="Extra mode steps to save, e.g. [3, 7].")
+    reductions: list[str] | None = Field(
+        None, description="mean, std, min, max, l1, l2, zero_fraction, nan_count, inf_count, histogram."
+    )
+    save_raw: bool | None = Field(None, description="Store the full tensors (large) besides reductions.")
+    modes: list[Literal["TRAIN", "EVAL", "PREDICT", "GLOBAL"]] | None = Field(
+        None, description="Modes in which the collection is saved."
+    )
+
+    @field_validator("include_regex")
+    @classmethod
+    def _regex_compiles(cls, value: str | None) -> str | None:
+        if value is not None:
+            import re
+
+            try:
+                re.compile(value)
+            except re.error as exc:
+                raise ValueError(f"invalid regex {value!r}: {exc}") from None
+        return value
+
+    @field_validator("reductions")
+    @classmethod
+    def _known_reductions(cls, value: list[str] | None) -> list[str] | None:
+        known = (*DEBUG_REDUCTIONS, "histogram")
+        unknown = [name for name in value or () if name not in known]
+        if unknown:
+            raise ValueError(f"unknown reductions {unknown}; choose from {', '.join(known)}")
+        return value
+
+
+class RuleSpec(_Spec):
+    """One debugger rule: its name (or path/to/file.py:ClassName), parameters and actions."""
+
+    name: str = Field(description="Built-in rule name (e.g. VanishingGradient) or path/to/file.py:Class.")
+    parameters: dict[str, Any] = Field(default_factory=dict, description="Rule parameters (SageMaker names).")
+    actions: list[str] = Field(
+        default_factory=lambda: ["log"],
+        description="log, stop, command:<shell command>, webhook:<url>.",
+    )
+
+    @field_validator("actions")
+    @classmethod
+    def _known_actions(cls, value: list[str]) -> list[str]:
+        for action in value:
+            kind, _, target = action.partition(":")
+            needs_target = kind in ("command", "webhook")
+            if kind not in ("log", "stop", "command", "webhook") or (needs_target and not target):
+                raise ValueError(f"unknown action {action!r}; use log, stop, command:<cmd> or webhook:<url>")
+        return value
+
+
+class DebugSpec(_Spec):
+    """The training debugger: which tensors to record, and which rules watch them."""
+
+    enabled: bool = Field(False, description="Record tensors and run rules (vizsla train --debug).")
+    out_dir: str = Field("debug", description="Tensor store folder, relative to the job directory.")
+    save_interval: int = Field(100, ge=1, description="Save weights/gradients/activations every N steps.")
+    collections: dict[str, CollectionSpec] = Field(
+        default_factory=dict, description="Per-collection overrides (losses, weights, gradients, ...)."
+    )
+    rules: list[RuleSpec] = Field(default_factory=list, description="Rules to run besides the defaults.")
+    default_rules: bool = Field(True, description="Also run the default rule set.")
+    tensorboard: bool = Field(False, description="Export the store to TensorBoard files at the end.")
+
+
 class JobSpec(_Spec):
     """A whole training job: data, model, training, tracking and where it writes."""
 
@@ -127,6 +203,8 @@ class JobSpec(_Spec):
     model: ModelSpec = Field(default_factory=ModelSpec)
     train: TrainSpec = Field(default_factory=TrainSpec)
     tracking: TrackingSpec = Field(default_factory=TrackingSpec)
+    debug: DebugSpec = Field(default_factory=DebugSpec)
+    profile: ProfileSpec = Field(default_factory=ProfileSpec)
     cache_dir: str | None = Field(
         None,
         description="Cache of datasets, validation and features; default $VIZSLA_CACHE_DIR, ~/.cache/vizsla.",

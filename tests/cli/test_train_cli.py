@@ -117,3 +117,25 @@ def test_cli_job_from_yaml_and_flags(tiny_folder, tmp_path):
     assert (tmp_path / "runs" / "mlflow.db").is_file(), "default MLflow store lives in the runs folder"
     again = vizsla("train", "--config", str(config), "--data", str(tiny_folder), "--output", str(out))
     _assert_user_error(again, "already holds a job")
+
+
+def test_profile_and_debug_flags_write_their_outputs(tiny_folder, tmp_path):
+    config = tmp_path / "job.yaml"
+    config.write_text(
+        "model: {name: test_efficientnet, weights: none, image_size: 32}\n"
+        "train: {epochs: 2, batch_size: 8, precision: fp32, finetune: full}\n"
+        "data: {num_workers: 0}\n"
+    )
+    out = tmp_path / "runs" / "flags-job"
+    args = ("--config", str(config), "--data", str(tiny_folder), "--output", str(out))
+    proc = vizsla("train", *args, "--profile", "--debug", "--no-tracking", "--quiet")
+    assert proc.returncode == 0, proc.stderr
+    assert (out / "profile" / "summary.json").is_file()
+    assert (out / "reports" / "profiler-report.html").is_file()
+    assert (out / "debug" / "rules.json").is_file()
+    assert 'id="debugger"' in (out / "reports" / "training.html").read_text()
+    shown = vizsla("debug", str(out))
+    assert shown.returncode == 0, shown.stderr
+    assert "LossNotDecreasing" in shown.stdout + shown.stderr
+    rebuilt = vizsla("profile", str(out))
+    assert rebuilt.returncode == 0, rebuilt.stderr

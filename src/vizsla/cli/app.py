@@ -19,13 +19,15 @@ app = typer.Typer(
 
 
 def _mount() -> None:
-    from vizsla.cli import datasets, jobs, models, serve, train, tune
+    from vizsla.cli import datasets, debug, jobs, models, profile, serve, train, tune
 
     app.command("train", help=train.train.__doc__)(train.train)
     app.add_typer(
         datasets.app, name="datasets", help="Create built-in datasets (digits for the quick start)."
     )
     app.add_typer(tune.app, name="tune", help=tune.tune.__doc__)
+    app.command("debug", help=debug.debug.__doc__)(debug.debug)
+    app.command("profile", help=profile.profile.__doc__)(profile.profile)
     app.command("serve", help=serve.serve.__doc__)(serve.serve)
     app.command("export", help=serve.export.__doc__)(serve.export)
     app.command("predict", help=serve.predict.__doc__)(serve.predict)

@@ -15,6 +15,7 @@ DATA = "Data"
 MODEL = "Model"
 OPTIM = "Optimisation"
 RUN = "Run"
+DEBUG = "Debugger"
 
 
 def _overrides(values: dict[str, Any]) -> dict[str, Any]:
@@ -147,6 +148,27 @@ def train(
         False, "--no-tracking", help="Do not record the job in MLflow.", rich_help_panel=RUN
     ),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bars.", rich_help_panel=RUN),
+    debug: bool = typer.Option(
+        False,
+        "--debug",
+        help="Record losses, weights, gradients and activations into DIR/debug and run the default "
+        "debugger rules during training (`vizsla debug DIR` shows what they found).",
+        rich_help_panel=DEBUG,
+    ),
+    profile: bool = typer.Option(
+        False,
+        "--profile",
+        help="Profile the job: system metrics, step phases, rules with recommendations, "
+        "DIR/reports/profiler-report.html (`vizsla profile DIR` rebuilds it).",
+        rich_help_panel=DEBUG,
+    ),
+    rules: str = typer.Option(
+        None,
+        "--rules",
+        help="Debugger rules to run instead of the defaults, e.g. VanishingGradient,Overfit "
+        "(implies --debug; tune them in the YAML debug: section).",
+        rich_help_panel=DEBUG,
+    ),
 ) -> None:
     """Fine-tune a pretrained image classifier on a folder of images (a training job)."""
     from vizsla.spec import build_spec, load_spec, read_yaml
@@ -189,6 +211,8 @@ def train(
             "tracking.uri": tracking_uri,
             "tracking.experiment": experiment,
             "tracking.enabled": False if no_tracking else None,
+            **_debug_overrides(debug, rules),
+            "profile.enabled": True if profile else None,
         }
         base = read_yaml(config) if config else {}
         merged = _overrides(values)
@@ -202,6 +226,16 @@ def train(
     _print_summary(console, result)
     if result.get("status") == "Failed":
         raise typer.Exit(1)
+
+
+def _debug_overrides(debug: bool, rules: str | None) -> dict[str, Any]:
+    """--debug turns the debugger on with its default rules; --rules A,B runs exactly those rules."""
+    if rules is None:
+        return {"debug.enabled": True} if debug else {}
+    names = [name.strip() for name in rules.split(",") if name.strip()]
+    if not names:
+        raise UserError("--rules needs rule names, e.g. --rules VanishingGradient,Overfit")
+    return {"debug.enabled": True, "debug.default_rules": False, "debug.rules": [{"name": n} for n in names]}
 
 
 def _job_spec_path(job_dir: Path) -> Path:

@@ -162,6 +162,12 @@ def write_outputs(job: Job, state: TrainState) -> None:
     try:
         if state.history:
             plot_loss(state.history, job.job_dir.loss_plot)
+        if job.spec.debug.enabled:  # the classic plot: train and eval loss per step, from recorded tensors
+            from vizsla.debugger import open_trial
+            from vizsla.debugger.report import plot_losses_from_trial
+
+            trial = open_trial(job.job_dir.root / job.spec.debug.out_dir)
+            plot_losses_from_trial(trial, job.job_dir.loss_plot)
         if "confusion_matrix" in result:
             cm = result["confusion_matrix"]
             plot_confusion_matrix(cm["matrix"], cm["labels"], job.job_dir.confusion_matrix_plot)
@@ -169,6 +175,16 @@ def write_outputs(job: Job, state: TrainState) -> None:
         write_training_report(job.job_dir)
     except Exception:  # noqa: BLE001 - outputs are a convenience on top of result.json
         log.exception("could not write plots or the training report")
+
+
+def write_report(job: Job) -> None:
+    """Rewrite reports/training.html from the job directory (e.g. after callbacks added their outputs)."""
+    from vizsla.training.report import write_training_report
+
+    try:
+        write_training_report(job.job_dir)
+    except Exception:  # noqa: BLE001 - the report is a convenience on top of result.json
+        log.exception("could not write the training report")
 
 
 def write_result(job_dir: JobDir, result: dict[str, Any] | None) -> None:

@@ -203,10 +203,20 @@ def build_report_context(job_dir: JobDir, result: Mapping[str, Any] | None = Non
         "data_facts": facts,
         "loss_plot": _png_data_uri(job_dir.loss_plot),
         "confusion_plot": _png_data_uri(job_dir.confusion_matrix_plot),
+        "debugger_html": _debugger_section(job_dir),
         "spec_yaml": spec_text,
         "job_dir": str(job_dir.root.resolve()),
         "generated": datetime.now().astimezone().strftime("%Y-%m-%d %H:%M:%S %Z"),
     }
+
+
+def _debugger_section(job_dir: JobDir) -> str:
+    """The debugger's rules and findings (an HTML fragment it escapes itself), or "" without a debug store."""
+    if not (job_dir.root / "debug").is_dir():
+        return ""
+    from vizsla.debugger.report import debugger_section
+
+    return debugger_section(job_dir.root)
 
 
 def render_training_report(context: Mapping[str, Any]) -> str:

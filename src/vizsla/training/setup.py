@@ -289,13 +289,27 @@ def restore_state(job: Job, state: TrainState) -> None:
 
 
 def default_callbacks(job: Job) -> list[Callback]:
-    """Callbacks every job gets: MLflow tracking unless turned off."""
+    """Callbacks every job gets: the profiler and the debugger when asked for, MLflow tracking unless off.
+
+    The profiler goes first so its report exists when the tracker uploads artifacts at fit_end."""
+    callbacks: list[Callback] = []
+    if job.spec.profile.enabled:
+        from vizsla.profiler import create_profile_callbacks
+
+        callbacks += create_profile_callbacks(job.spec.profile, job.job_dir)
+    if job.spec.debug.enabled:
+        from vizsla.debugger import create_debug_callbacks
+
+        callbacks += create_debug_callbacks(job.spec.debug, job.job_dir)
     tracking = job.spec.tracking
     if not tracking.enabled:
-        return []
+        return callbacks
     from vizsla.tracking import MlflowTracker
 
-    return [MlflowTracker(tracking.uri, tracking.experiment, parent_run_id=tracking.parent_run_id)]
+    return [
+        *callbacks,
+        MlflowTracker(tracking.uri, tracking.experiment, parent_run_id=tracking.parent_run_id),
+    ]
 
 
 def apply_finetune_policy(job: Job, epoch: int) -> None:

@@ -62,6 +62,8 @@ def finish(
     bookkeeping.write_outputs(job, state)
     runner.fire("fit_end", state)
     bookkeeping.write_result(job.job_dir, state.result)
+    if job.spec.debug.enabled:  # the debugger's rules finish at fit_end: show their final verdicts
+        bookkeeping.write_report(job)
 
 
 def evaluate_best(
