@@ -1,0 +1,35 @@
+"""A healthy fine-tune on real photos: every default debugger rule ends NoIssuesFound."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from vizsla.spec import build_spec
+from vizsla.training import run_job
+
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
+
+
+def test_healthy_run_on_real_photos_finds_no_issues(hymenoptera: Path, tmp_path: Path) -> None:
+    spec = build_spec(
+        {
+            "output": str(tmp_path / "healthy"),
+            "data": {"root": str(hymenoptera)},
+            "model": {"name": "efficientnet_lite0", "image_size": 160},
+            "train": {"epochs": 2, "batch_size": 32, "finetune": "full", "lr": 1e-3},
+            "debug": {"enabled": True, "save_interval": 2},
+            "tracking": {"enabled": False},
+        }
+    )
+    result = run_job(spec, progress=False)
+
+    assert result["status"] == "Completed"
+    assert result["metrics"]["valid_accuracy"] > 0.8
+    rules = json.loads((tmp_path / "healthy" / "debug" / "rules.json").read_text())["rules"]
+    assert len(rules) >= 10
+    verdicts = {rule["name"]: rule["status"] for rule in rules}
+    assert all(status in ("NoIssuesFound", "Skipped") for status in verdicts.values()), verdicts
+    assert sum(status == "NoIssuesFound" for status in verdicts.values()) >= 9, verdicts
