@@ -34,6 +34,7 @@ from typing import Any
 from vizsla.callbacks import Callback, TrainState
 from vizsla.debugger.rules.base import BaseRule, Finding
 from vizsla.debugger.rules.registry import DEFAULT_RULES, create_rule, get_rule_class
+from vizsla.debugger.threads import lower_thread_priority
 from vizsla.errors import SpecError
 from vizsla.jobdir import JobDir, atomic_write_json
 
@@ -44,6 +45,9 @@ MAX_FINDINGS = 100  # findings kept per rule in rules.json; findings_total count
 COMMAND_TIMEOUT_S = 10.0
 WEBHOOK_TIMEOUT_S = 5.0
 END_WAIT_S = 30.0  # how long fit_end waits for the hook's END marker
+# Rules look at new steps twice a second, so a "stop" action ends a diverging job within a few steps; each
+# step is evaluated once whatever the interval, on a thread nicer than the training threads.
+POLL_INTERVAL_S = 0.5
 
 
 @dataclass
@@ -196,7 +200,7 @@ class RuleRunner(Callback):
         job_dir: Any,
         hook: Any = None,
         *,
-        poll_interval: float = 0.5,
+        poll_interval: float = POLL_INTERVAL_S,
         end_wait: float = END_WAIT_S,
         trial: Any = None,
     ) -> None:
@@ -255,6 +259,7 @@ class RuleRunner(Callback):
 
     # background loop ----------------------------------------------------------------------------------
     def _loop(self) -> None:
+        lower_thread_priority()
         while not self._stop.wait(self.poll_interval):
             trial = self._open()
             if trial is None:

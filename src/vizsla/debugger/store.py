@@ -41,6 +41,7 @@ from typing import Any
 import numpy as np
 
 from vizsla.debugger.collections import HISTOGRAM_BINS, REDUCTIONS, Collection
+from vizsla.debugger.threads import lower_thread_priority
 from vizsla.jobdir import atomic_write_json
 
 log = logging.getLogger(__name__)
@@ -116,6 +117,7 @@ class TensorStore:
         (self.root / END_FILE).write_text(f"{time.time()}\n")
 
     def _run(self) -> None:
+        lower_thread_priority()
         while True:
             record = self._queue.get()
             try:
