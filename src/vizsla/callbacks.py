@@ -55,6 +55,8 @@ class TrainState:
     should_stop: bool = False
     stop_reason: str | None = None
     result: dict[str, Any] | None = None  # result.json content, set before fit_end
+    rank: int = 0  # this process in a distributed job (callbacks run in every process)
+    world_size: int = 1
 
     def request_stop(self, reason: str) -> None:
         """Ask the trainer to stop after the current step; the job ends with status Stopped."""

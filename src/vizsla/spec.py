@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from vizsla.errors import SpecError
 from vizsla.profiler.spec import ProfileSpec
@@ -67,7 +67,9 @@ class TrainSpec(_Spec):
     """Optimisation settings of the training loop."""
 
     epochs: int = Field(5, ge=1, description="Number of epochs.")
-    batch_size: int = Field(32, ge=1, description="Images per optimizer step.")
+    batch_size: int = Field(
+        32, ge=1, description="Images per optimizer step: the global batch, shared by all processes of a job."
+    )
     lr: float = Field(1e-3, gt=0, description="Peak learning rate of the head.")
     backbone_lr_scale: float = Field(
         0.1, gt=0, le=1, description="Backbone LR = lr * this, for full and staged fine-tuning."
@@ -106,6 +108,44 @@ class TrainSpec(_Spec):
         "auto", description="Backend of feature extraction; auto picks the fastest available."
     )
     compile: bool = Field(False, description="torch.compile the model for full fine-tuning.")
+
+
+class DistributedSpec(_Spec):
+    """How the processes of a distributed job (torchrun) work together; resolved fields are written back."""
+
+    backend: Literal["auto", "gloo", "nccl"] = Field(
+        "auto", description="Process group backend: auto = nccl on CUDA, gloo on CPU."
+    )
+    timeout_s: float = Field(
+        300.0, gt=0, description="Seconds a collective may wait for a silent rank before the job fails."
+    )
+    lr_scaling: Literal["none", "linear", "sqrt"] = Field(
+        "none",
+        description="Scale train.lr with the global batch: linear (Goyal et al.) or sqrt of "
+        "batch_size / lr_base_batch_size; none keeps train.lr.",
+    )
+    lr_base_batch_size: int | None = Field(
+        None, ge=1, description="The global batch train.lr was chosen for (needed by lr_scaling)."
+    )
+    world_size: int = Field(1, ge=1, description="Resolved: processes in the job.")
+    per_process_batch_size: int | None = Field(None, description="Resolved: batch_size / world_size.")
+    effective_lr: float | None = Field(None, description="Resolved: train.lr after lr_scaling.")
+
+    @model_validator(mode="after")
+    def _check_scaling(self) -> DistributedSpec:
+        if self.lr_scaling != "none" and self.lr_base_batch_size is None:
+            raise ValueError(
+                f"lr_scaling '{self.lr_scaling}' needs lr_base_batch_size "
+                "(the global batch train.lr was set for)"
+            )
+        return self
+
+    def lr_scale(self, global_batch: int) -> float:
+        """Factor applied to train.lr for GLOBAL_BATCH images per step."""
+        if self.lr_scaling == "none" or self.lr_base_batch_size is None:
+            return 1.0
+        ratio = global_batch / self.lr_base_batch_size
+        return ratio if self.lr_scaling == "linear" else ratio**0.5
 
 
 class TrackingSpec(_Spec):
@@ -169,6 +209,31 @@ class RuleSpec(_Spec):
         description="log, stop, command:<shell command>, webhook:<url>.",
     )
 
+    @model_validator(mode="before")
+    @classmethod
+    def _sagemaker_shape(cls, data: Any) -> Any:
+        """Also accept the SageMaker SDK's rule config (RuleConfigurationName, RuleParameters with
+        rule_to_invoke) and its snake_case rule names (vanishing_gradient -> VanishingGradient)."""
+        if not isinstance(data, dict):
+            return data
+        import re
+
+        data = dict(data)
+        if "RuleConfigurationName" in data:
+            data.setdefault("name", data.pop("RuleConfigurationName"))
+        if "RuleParameters" in data:
+            data.setdefault("parameters", data.pop("RuleParameters"))
+        params = dict(data.get("parameters") or {})
+        invoked = params.pop("rule_to_invoke", None)
+        params.pop("base_trial", None)  # SageMaker's rule container sets it; ours is the job's store
+        data["parameters"] = params
+        name = invoked or data.get("name")
+        if isinstance(name, str) and re.fullmatch(r"[a-z][a-z0-9_]*", name):
+            name = "".join(part.capitalize() for part in name.split("_"))
+        if name is not None:
+            data["name"] = name
+        return data
+
     @field_validator("actions")
     @classmethod
     def _known_actions(cls, value: list[str]) -> list[str]:
@@ -205,6 +270,7 @@ class JobSpec(_Spec):
     tracking: TrackingSpec = Field(default_factory=TrackingSpec)
     debug: DebugSpec = Field(default_factory=DebugSpec)
     profile: ProfileSpec = Field(default_factory=ProfileSpec)
+    distributed: DistributedSpec = Field(default_factory=DistributedSpec)
     cache_dir: str | None = Field(
         None,
         description="Cache of datasets, validation and features; default $VIZSLA_CACHE_DIR, ~/.cache/vizsla.",

@@ -158,6 +158,8 @@ def summarize_job(path: Path) -> JobSummary:
         return summarize_tuning_job(path)
     job = JobDir(path)
     spec, result = _read_spec(job), _read_result(job)
+    if spec.get("kind") == "script":
+        return summarize_script_job(path, spec, result)
     metrics = result.get("metrics") or {}
     last = {} if "valid_accuracy" in metrics else _last_epoch(job)  # a running job: its latest epoch
     start = _parse_time(result.get("start_time"))
@@ -175,6 +177,26 @@ def summarize_job(path: Path) -> JobSummary:
         epochs=f"{'?' if done is None else done}/{'?' if planned is None else planned}",
         valid_accuracy=metrics.get("valid_accuracy", last.get("valid_accuracy")),
         test_accuracy=metrics.get("test_accuracy"),
+    )
+
+
+def summarize_script_job(path: Path, spec: dict[str, Any], result: dict[str, Any]) -> JobSummary:
+    """A script-mode job: model = the entry point, accuracy column = the first metric definition's value."""
+    definitions = spec.get("metric_definitions") or []
+    first = definitions[0].get("name") if definitions and isinstance(definitions[0], dict) else None
+    start = _parse_time(result.get("start_time"))
+    if start is None:
+        start = datetime.fromtimestamp(JobDir(path).spec.stat().st_mtime).astimezone()
+    return JobSummary(
+        path=path,
+        name=result.get("job_name") or spec.get("name") or path.name,
+        status=result.get("status") or Status.Unknown.value,
+        start=start,
+        duration_s=result.get("duration_s"),
+        model=spec.get("entry_point"),
+        epochs="script",
+        valid_accuracy=(result.get("metrics") or {}).get(first) if first else None,
+        test_accuracy=None,
     )
 
 
@@ -314,10 +336,24 @@ def _summary_rows(job: JobDir, result: dict[str, Any], spec: dict[str, Any]) -> 
         ("End", format_time(result.get("end_time")) if result.get("end_time") else None),
         ("Duration", None if result.get("duration_s") is None else format_duration(result["duration_s"])),
         ("Last activity", _last_activity(job) if status in ("InProgress", "Unknown") else None),
-        ("Epochs", f"{result.get('epochs_completed', 0)} of {planned}"),
+        *(_script_rows(result, spec) if spec.get("kind") == "script" else
+          [("Epochs", f"{result.get('epochs_completed', 0)} of {planned}")]),
         ("Best epoch", None if best_epoch is None else f"{best_epoch + 1} (1-based)"),
         ("Best metric", f"{best.get('name')} = {format_number(best.get('value'))}" if best else None),
         ("Test metrics from", result.get("test_source")),
+    ]
+
+
+def _script_rows(result: dict[str, Any], spec: dict[str, Any]) -> list[tuple[str, Any]]:
+    """What describe shows of a script job instead of epochs: the script, its exit and its metric regexes."""
+    unmatched = result.get("unmatched_metric_definitions") or []
+    return [
+        ("Entry point", spec.get("entry_point")),
+        ("Source dir", spec.get("source_dir")),
+        ("Exit code", result.get("exit_code")),
+        ("Signal", result.get("signal")),
+        ("Channels", ", ".join(f"{k}={v}" for k, v in (spec.get("channels") or {}).items()) or None),
+        ("Unmatched metrics", ", ".join(unmatched) or None),
     ]
 
 
@@ -386,7 +422,10 @@ def describe_job(
         typer.echo(job.result.read_text().rstrip("\n"))
         return
     spec, result = _read_spec(job), _read_result(job)
-    hyperparameters = result.get("hyperparameters") or _flatten(spec)
+    if spec.get("kind") == "script":  # the script's own hyperparameters, even when there are none
+        hyperparameters = spec.get("hyperparameters") or {}
+    else:
+        hyperparameters = result.get("hyperparameters") or _flatten(spec)
     metrics = result.get("metrics") or {}
     sections = [
         _key_value_table("Job", _summary_rows(job, result, spec)),

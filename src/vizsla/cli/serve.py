@@ -31,8 +31,15 @@ def serve(
     handler: Path = typer.Option(
         None,
         "--handler",
-        help="Python file overriding model_fn/input_fn/predict_fn/"
-        "output_fn (SageMaker inference-toolkit names).",
+        "--entry-point",
+        help="Python file overriding model_fn/input_fn/predict_fn/output_fn/transform_fn (SageMaker "
+        "inference-toolkit names). With a script job's own model files (e.g. model.pth) it must define "
+        "model_fn; such a model is served in-process by that Python code (no ONNX export is possible).",
+    ),
+    source_dir: Path = typer.Option(
+        None,
+        "--source-dir",
+        help="Folder holding the entry point and the modules it imports (SageMaker's source_dir).",
     ),
     max_payload_mb: float = typer.Option(
         6.0, "--max-payload-mb", help="Request body limit (413 above).", rich_help_panel=LIMITS
@@ -74,7 +81,11 @@ def serve(
         rich_help_panel=SECURITY,
     ),
 ) -> None:
-    """Serve a trained model: SageMaker routes, boto3 invoke_endpoint, KServe v2, metrics."""
+    """Serve a trained model: SageMaker routes, boto3 invoke_endpoint, KServe v2, metrics.
+
+    A script job's model (whatever its training script saved) is served through the entry point's
+    model_fn / input_fn / predict_fn / output_fn, as SageMaker's PyTorch inference toolkit does.
+    """
     from vizsla.serving.server import resolve_target, run_server
     from vizsla.serving.settings import MIB, ServeSettings
 
@@ -96,6 +107,7 @@ def serve(
             model_name=name,
             runtime=runtime,
             handler_path=handler,
+            handler_source_dir=source_dir,
             max_payload_bytes=int(max_payload_mb * MIB),
             max_batch_size=max_batch_size,
             max_wait_ms=max_wait_ms,
@@ -119,7 +131,11 @@ def export(
     quantize: str = typer.Option(None, "--quantize", help="int8: quantise and report the accuracy change."),
     output: Path = typer.Option(None, "--output", "-o", help="File to write (default: in the model folder)."),
 ) -> None:
-    """Export a trained model to ONNX (checked against torch), optionally int8 with its accuracy change."""
+    """Export a trained model to ONNX (checked against torch), optionally int8 with its accuracy change.
+
+    Only vizsla models export: a script job's own files (model.pth) are loaded by its inference script's
+    model_fn, so serve them with `vizsla serve JOB --entry-point inference.py` instead.
+    """
     from vizsla.serving.export import export_model
 
     export_model(path, fmt=fmt, quantize=quantize, output=output, echo=typer.echo)

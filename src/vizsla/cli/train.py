@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 from pathlib import Path
 from typing import Any
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 from vizsla.errors import UserError
 
@@ -16,6 +18,9 @@ MODEL = "Model"
 OPTIM = "Optimisation"
 RUN = "Run"
 DEBUG = "Debugger"
+SCRIPT = "Script mode"
+DIST = "Distributed (torchrun)"
+LAUNCHED_BY_VIZSLA = "VIZSLA_LAUNCHER_PID"  # set by `--nproc-per-node` for the processes it starts
 
 
 def _overrides(values: dict[str, Any]) -> dict[str, Any]:
@@ -169,8 +174,119 @@ def train(
         "(implies --debug; tune them in the YAML debug: section).",
         rich_help_panel=DEBUG,
     ),
+    entry_point: str = typer.Option(
+        None,
+        "--entry-point",
+        help="Run your own SageMaker training script (e.g. train_model.py) under the training toolkit's "
+        "contract (SM_* variables, --key value hyperparameters) instead of the built-in trainer.",
+        rich_help_panel=SCRIPT,
+    ),
+    source_dir: Path = typer.Option(
+        None,
+        "--source-dir",
+        help="Folder of the script and its modules (its working directory).",
+        rich_help_panel=SCRIPT,
+    ),
+    channel: list[str] = typer.Option(
+        None,
+        "--channel",
+        help="NAME=PATH_OR_URI input channel -> SM_CHANNEL_NAME (repeat it).",
+        rich_help_panel=SCRIPT,
+    ),
+    hyperparameters: list[str] = typer.Option(
+        None,
+        "--hyperparameters",
+        "--hyperparameter",
+        "-H",
+        help="KEY=VALUE hyperparameters passed as --KEY VALUE: --hyperparameters epochs=5 batch-size=64.",
+        rich_help_panel=SCRIPT,
+    ),
+    metric_definition: list[str] = typer.Option(
+        None,
+        "--metric-definition",
+        help="NAME=REGEX read from the script's output (first capture group), e.g. "
+        '"test_loss=Test set: Average loss: ([0-9\\.]+)".',
+        rich_help_panel=SCRIPT,
+    ),
+    install_requirements: bool = typer.Option(
+        False,
+        "--install-requirements",
+        help="pip install the source dir's requirements.txt first.",
+        rich_help_panel=SCRIPT,
+    ),
+    max_run: float = typer.Option(
+        None,
+        "--max-run",
+        help="Stop the script after this many seconds (MaxRuntimeInSeconds).",
+        rich_help_panel=SCRIPT,
+    ),
+    extra: list[str] = typer.Argument(
+        None, hidden=True, metavar="KEY=VALUE", help="More KEY=VALUE after --hyperparameters."
+    ),
+    nproc_per_node: int = typer.Option(
+        None,
+        "--nproc-per-node",
+        help="Processes on this machine (one per GPU on CUDA), started by torchrun; --batch-size stays "
+        "the global batch, split between all processes.",
+        rich_help_panel=DIST,
+    ),
+    nnodes: int = typer.Option(
+        1, "--nnodes", help="Machines in the job (run the same command on each).", rich_help_panel=DIST
+    ),
+    node_rank: int = typer.Option(
+        None, "--node-rank", help="This machine's index, 0 for the first one.", rich_help_panel=DIST
+    ),
+    rdzv_endpoint: str = typer.Option(
+        None,
+        "--rdzv-endpoint",
+        help="HOST:PORT of the c10d rendezvous on the first machine (needed with --nnodes > 1).",
+        rich_help_panel=DIST,
+    ),
+    max_restarts: int = typer.Option(
+        0,
+        "--max-restarts",
+        help="Restart the processes up to K times after one dies; the job continues from its last "
+        "checkpoint.",
+        rich_help_panel=DIST,
+    ),
 ) -> None:
-    """Fine-tune a pretrained image classifier on a folder of images (a training job)."""
+    """Fine-tune a pretrained image classifier on a folder of images, or run your own training script."""
+    from vizsla.cli import script_train
+
+    script_options = {
+        "--channel": channel,
+        "--hyperparameters": hyperparameters,
+        "--metric-definition": metric_definition,
+        "--install-requirements": install_requirements,
+        "--max-run": max_run,
+        "--source-dir": source_dir,
+    }
+    if script_train.is_script_job(entry_point, config, resume):
+        script_train.train_script(
+            entry_point=entry_point,
+            source_dir=source_dir,
+            channels=channel,
+            hyperparameters=hyperparameters,
+            extra=extra,
+            metric_definitions=metric_definition,
+            install_requirements=install_requirements,
+            max_run=max_run,
+            data=data,
+            output=output,
+            config=config,
+            resume=resume,
+            overwrite=overwrite,
+            name=name,
+            tracking_uri=tracking_uri,
+            experiment=experiment,
+            no_tracking=no_tracking,
+            quiet=quiet,
+            debug=debug,
+            rules=rules,
+            profile=profile,
+        )
+        return
+    script_train.check_builtin_args(extra, script_options)
     from vizsla.spec import build_spec, load_spec, read_yaml
     from vizsla.training import run_job
     from vizsla.tuning.space import parse_head
@@ -221,8 +337,19 @@ def train(
         if not (merged.get("output") or base.get("output")):
             raise UserError("no job directory given: pass --output DIR")
         spec = build_spec(base, merged, source=str(config) if config else "command line")
-        _prepare_output(Path(spec.output), overwrite)
-    result = run_job(spec, resume=resume is not None, progress=not quiet)
+        if node_rank in (None, 0) and os.environ.get("RANK", "0") == "0":  # one process prepares it
+            _prepare_output(Path(spec.output), overwrite)
+    if nproc_per_node is not None:
+        from vizsla.training.launch import LaunchOptions, launch
+
+        options = LaunchOptions(nproc_per_node, nnodes, node_rank, rdzv_endpoint, max_restarts)
+        result = launch(spec, options, resume=resume is not None, quiet=quiet)
+    else:
+        result = run_job(spec, resume=resume is not None, progress=not quiet)
+    if os.environ.get("RANK", "0") != "0" or os.environ.get(LAUNCHED_BY_VIZSLA):
+        if result.get("status") == "Failed":
+            raise typer.Exit(1)
+        return  # rank 0, or the launcher that started the processes, prints the job's summary
     _print_summary(console, result)
     if result.get("status") == "Failed":
         raise typer.Exit(1)
@@ -268,5 +395,5 @@ def _print_summary(console: Console, result: dict[str, Any]) -> None:
     if result.get("stop_reason"):
         console.print(f"  {result['stop_reason']}")
     if result.get("failure_reason"):
-        console.print(f"  [red]{result['failure_reason']}[/]")
+        console.print(f"  [red]{escape(str(result['failure_reason']))}[/]")
     console.print(f"  job directory: {result.get('job_dir')}")

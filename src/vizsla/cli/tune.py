@@ -15,6 +15,7 @@ SEARCH = "Search"
 BUDGET = "Budget and completion"
 RUN = "Run"
 TRAIN = "Static training settings"
+SCRIPT = "Your own training script (SageMaker script mode)"
 
 app = typer.Typer(
     help="Tune training hyperparameters: Bayesian (TPE), Random, Grid or Hyperband, in parallel, resumable.",
@@ -60,11 +61,20 @@ def tune(
     metric: str = typer.Option(
         None,
         "--objective-metric",
-        help="Metric the trainer records, e.g. valid_accuracy (default), valid_loss.",
+        "--objective",
+        help="Metric the trainer records, e.g. valid_accuracy (default), valid_loss; for a script, the "
+        "name of one of its --metric-definition regexes.",
         rich_help_panel=SEARCH,
     ),
     objective_type: str = typer.Option(
         None, "--objective-type", help="Maximize (default) or Minimize.", rich_help_panel=SEARCH
+    ),
+    minimize: bool = typer.Option(
+        None,
+        "--minimize/--maximize",
+        help="Shorthand for --objective-type Minimize / Maximize.",
+        show_default=False,
+        rich_help_panel=SEARCH,
     ),
     early_stopping: str = typer.Option(
         None,
@@ -121,12 +131,45 @@ def tune(
         None, "--epochs", help="Epochs per trial (unless tuned).", rich_help_panel=TRAIN
     ),
     finetune: str = typer.Option(None, "--finetune", help="head, full or staged.", rich_help_panel=TRAIN),
+    entry_point: str = typer.Option(
+        None,
+        "--entry-point",
+        help="Tune your own SageMaker training script (e.g. hpo.py) instead of Vizsla's trainer; "
+        "ranges name its arguments verbatim (batch-size, lr).",
+        rich_help_panel=SCRIPT,
+    ),
+    source_dir: str = typer.Option(
+        None, "--source-dir", help="Folder of the script and its modules.", rich_help_panel=SCRIPT
+    ),
+    channel: list[str] = typer.Option(
+        None,
+        "--channel",
+        help="Input channel NAME=PATH (SM_CHANNEL_NAME); repeatable.",
+        rich_help_panel=SCRIPT,
+    ),
+    hyperparameters: list[str] = typer.Option(
+        None,
+        "--hyperparameters",
+        help="Static script arguments KEY=VALUE (several in one quoted value, or repeat the option); "
+        "the sampled values are merged over them.",
+        rich_help_panel=SCRIPT,
+    ),
+    metric_definition: list[str] = typer.Option(
+        None,
+        "--metric-definition",
+        help="NAME=REGEX read from the script's output, e.g. \"average test loss=Test set: Average loss: "
+        '([0-9\\.]+)"; the objective is the last value matched; repeatable.',
+        rich_help_panel=SCRIPT,
+    ),
     no_tracking: bool = typer.Option(
         False, "--no-tracking", help="Do not record in MLflow.", rich_help_panel=RUN
     ),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar.", rich_help_panel=RUN),
 ) -> None:
-    """Run a tuning job: many training jobs, one Optuna study. Re-running the same command resumes it."""
+    """Run a tuning job: many training jobs, one Optuna study. Re-running the same command resumes it.
+
+    With --entry-point the trials run your own SageMaker training script (script mode).
+    """
     if ctx.invoked_subcommand is not None:
         return
     from vizsla.cli.train import _overrides
@@ -146,6 +189,20 @@ def tune(
             base = read_yaml(TuneDir(output).spec)  # the same command without --space: continue the job
         training = read_yaml(config) if config else {}
         training.pop("output", None)
+        if minimize is not None and objective_type is None:
+            objective_type = "Minimize" if minimize else "Maximize"
+        script = _script_overrides(
+            training,
+            entry_point=entry_point,
+            source_dir=source_dir,
+            channels=channel,
+            hyperparameters=hyperparameters,
+            metric_definitions=metric_definition,
+            no_tracking=no_tracking,
+            trainer_options={"--data": data, "--model": model, "--epochs": epochs, "--finetune": finetune},
+        )
+        if script is not None:
+            training = {}
         values = {
             "output": str(output),
             "strategy": strategy,
@@ -171,11 +228,73 @@ def tune(
         overrides = _overrides(values)
         if training:
             overrides["training"] = _merge(training, overrides.get("training", {}))
+        if script is not None:
+            overrides.pop("training", None)
+            overrides["script"] = script
         if not base and not space:
             raise UserError("no search space given: pass --space space.yaml")
         spec = build_tune_spec(base, overrides, source=str(space) if space else "command line")
     summary = run_tuning(spec, on_event=console.print if not quiet else None, progress=not quiet)
     _print_summary(console, summary)
+
+
+def _script_overrides(
+    config: dict[str, Any],
+    *,
+    entry_point: str | None,
+    source_dir: str | None,
+    channels: list[str] | None,
+    hyperparameters: list[str] | None,
+    metric_definitions: list[str] | None,
+    no_tracking: bool,
+    trainer_options: dict[str, Any],
+) -> dict[str, Any] | None:
+    """The script section from --entry-point & co. (over a script job YAML given as --config), or None."""
+    from vizsla.scriptmode.spec import is_script_spec, parse_hyperparameters, parse_metric_definition
+
+    base = dict(config) if config and is_script_spec(config) else None
+    script_flags = [channels, hyperparameters, metric_definitions, source_dir]
+    if entry_point is None and base is None:
+        if any(script_flags):
+            raise UserError(
+                "--channel, --hyperparameters, --metric-definition and --source-dir tune a script: "
+                "pass --entry-point too"
+            )
+        return None
+    given = [flag for flag, value in trainer_options.items() if value is not None]
+    if given:
+        raise UserError(
+            f"{', '.join(given)} set Vizsla's own trainer; a script takes its inputs as --channel "
+            "NAME=PATH and its arguments as --hyperparameters KEY=VALUE"
+        )
+    script: dict[str, Any] = base or {}
+    script.pop("kind", None)
+    if entry_point is not None:
+        script["entry_point"] = entry_point
+    if source_dir is not None:
+        script["source_dir"] = source_dir
+    for item in channels or []:
+        name, sep, path = item.partition("=")
+        if not sep or not name.strip() or not path:
+            raise UserError(
+                f"--channel wants NAME=PATH, got {item!r}", hint="e.g. --channel training=data/train"
+            )
+        script.setdefault("channels", {})[name.strip()] = path
+    if hyperparameters:
+        pairs = [pair for item in hyperparameters for pair in item.split()]
+        script["hyperparameters"] = {**(script.get("hyperparameters") or {}), **parse_hyperparameters(pairs)}
+    if metric_definitions:
+        parsed = [parse_metric_definition(text).model_dump() for text in metric_definitions]
+        names = {d["name"] for d in parsed}
+        kept = [d for d in script.get("metric_definitions") or [] if _definition_name(d) not in names]
+        script["metric_definitions"] = kept + parsed
+    if no_tracking:
+        script.setdefault("tracking", {})["enabled"] = False
+    return script
+
+
+def _definition_name(item: Any) -> Any:
+    return item.get("name", item.get("Name")) if isinstance(item, dict) else None
 
 
 def _merge(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:

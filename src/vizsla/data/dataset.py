@@ -26,8 +26,14 @@ _MAX_SEED = 2**62
 class ImageFolderDataset(Dataset):
     """Decodes and transforms (path, label) samples; a file that fails to decode yields None, never raises."""
 
-    def __init__(self, samples: Sequence[Sample], transform: Callable[[Any], torch.Tensor], *,
-                 max_pixels: int, draft_size: int | None = None) -> None:
+    def __init__(
+        self,
+        samples: Sequence[Sample],
+        transform: Callable[[Any], torch.Tensor],
+        *,
+        max_pixels: int,
+        draft_size: int | None = None,
+    ) -> None:
         self.samples = list(samples)
         self.transform = transform
         self.max_pixels = max_pixels
@@ -53,13 +59,20 @@ class ImageFolderDataset(Dataset):
 
 
 class SeededSampler(Sampler[tuple[int, int]]):
-    """Yields (index, augmentation seed) in an order and with seeds fixed by SEED alone."""
+    """Yields (index, augmentation seed) in an order and with seeds fixed by SEED alone.
 
-    def __init__(self, length: int, *, shuffle: bool, seed: int) -> None:
-        self.length, self.shuffle, self.seed = length, shuffle, seed
+    `select` picks this process's part of the full sequence (a slice for sharded feature extraction, a
+    rank's share of each global batch in a distributed job); the seeds stay those of the full sequence, so
+    every sample is transformed the same way whichever process handles it.
+    """
+
+    def __init__(
+        self, length: int, *, shuffle: bool, seed: int, select: Callable[[list[Any]], list[Any]] | None = None
+    ) -> None:
+        self.length, self.shuffle, self.seed, self.select = length, shuffle, seed, select
 
     def __len__(self) -> int:
-        return self.length
+        return self.length if self.select is None else len(self.select(list(range(self.length))))
 
     def __iter__(self) -> Iterator[tuple[int, int]]:
         generator = torch.Generator().manual_seed(self.seed)
@@ -68,7 +81,8 @@ class SeededSampler(Sampler[tuple[int, int]]):
         else:
             order = list(range(self.length))
         seeds = torch.randint(0, _MAX_SEED, (self.length,), generator=generator).tolist()
-        return iter(zip(order, seeds, strict=True))
+        pairs = list(zip(order, seeds, strict=True))
+        return iter(pairs if self.select is None else self.select(pairs))
 
 
 def collate_skip_bad(batch: list[tuple[torch.Tensor, int] | None]) -> Any:
@@ -88,8 +102,18 @@ def loader_seed(seed: int, epoch: int) -> int:
     return seed * 1000 + epoch
 
 
-def create_loader(dataset: Dataset, *, batch_size: int, shuffle: bool, num_workers: int, seed: int,
-                  epoch: int, drop_last: bool = False, pin_memory: bool = False) -> DataLoader:
+def create_loader(
+    dataset: Dataset,
+    *,
+    batch_size: int,
+    shuffle: bool,
+    num_workers: int,
+    seed: int,
+    epoch: int,
+    drop_last: bool = False,
+    pin_memory: bool = False,
+    select: Callable[[list[Any]], list[Any]] | None = None,
+) -> DataLoader:
     """A DataLoader whose batches (order and augmentation) depend only on (seed, epoch).
 
     Batches may be smaller than batch_size when files fail to decode, and None when all of them do.
@@ -98,7 +122,12 @@ def create_loader(dataset: Dataset, *, batch_size: int, shuffle: bool, num_worke
     return DataLoader(
         dataset,
         batch_size=batch_size,
-        sampler=SeededSampler(len(dataset), shuffle=shuffle, seed=epoch_seed),  # type: ignore[arg-type]
+        sampler=SeededSampler(
+            len(dataset),
+            shuffle=shuffle,
+            seed=epoch_seed,  # type: ignore[arg-type]
+            select=select,
+        ),
         num_workers=num_workers,
         collate_fn=collate_skip_bad,
         pin_memory=pin_memory,

@@ -20,7 +20,7 @@ import os
 import shutil
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
@@ -102,6 +102,7 @@ class _Plan:
 # that, torch extracts at once (an export already in the cache is always used).
 ONNX_MIN_IMAGES = 4000
 
+
 def _digest_of(path: str, digests: dict[str, str]) -> str:
     """The validated content digest of PATH; files prepared without one are hashed here."""
     known = digests.get(path)
@@ -117,25 +118,41 @@ def _key_inputs(model: Classifier, data: PreparedData, plan: dict[str, Any]) -> 
     import PIL
     import torchvision
 
-    transform = {"augment": plan["augment"], "hflip": plan["augment"] and plan["hflip"],
-                 "crop_scale": list(TRAIN_CROP_SCALE), "crop_ratio": list(TRAIN_CROP_RATIO),
-                 "default_crop_pct": DEFAULT_CROP_PCT, "draft_size": plan["draft_size"],
-                 "torchvision": torchvision.__version__, "pillow": PIL.__version__}
+    transform = {
+        "augment": plan["augment"],
+        "hflip": plan["augment"] and plan["hflip"],
+        "crop_scale": list(TRAIN_CROP_SCALE),
+        "crop_ratio": list(TRAIN_CROP_RATIO),
+        "default_crop_pct": DEFAULT_CROP_PCT,
+        "draft_size": plan["draft_size"],
+        "torchvision": torchvision.__version__,
+        "pillow": PIL.__version__,
+    }
     splits: dict[str, Any] = {
         split: [[_digest_of(path, data.digests), label] for path, label in data.splits[split]]
         for split in ("train", *_eval_splits(data))
     }
     if data.test_source != "test":
         splits["test"] = "valid"
-    return {"format": FORMAT_VERSION, "arch": model.arch, "backbone": plan["backbone"],
-            "preprocessing": model.preprocessing,
-            "classes": list(data.classes), "transform": transform, "views": plan["views"],
-            "seed": plan["seed"] if plan["augment"] else None, "backend": plan["backend"],
-            "precision": plan["precision"], "storage": np.dtype(STORAGE_DTYPE).name, "splits": splits}
+    return {
+        "format": FORMAT_VERSION,
+        "arch": model.arch,
+        "backbone": plan["backbone"],
+        "preprocessing": model.preprocessing,
+        "classes": list(data.classes),
+        "transform": transform,
+        "views": plan["views"],
+        "seed": plan["seed"] if plan["augment"] else None,
+        "backend": plan["backend"],
+        "precision": plan["precision"],
+        "storage": np.dtype(STORAGE_DTYPE).name,
+        "splits": splits,
+    }
 
 
-def _plan(model: Classifier, data: PreparedData, settings: dict[str, Any], backend: str,
-          cache_base: Path | None) -> _Plan:
+def _plan(
+    model: Classifier, data: PreparedData, settings: dict[str, Any], backend: str, cache_base: Path | None
+) -> _Plan:
     """Resolve the backend (without exporting) and compute the key."""
     augment = bool(settings["augment"])
     if int(settings["views"]) < 1:
@@ -147,8 +164,15 @@ def _plan(model: Classifier, data: PreparedData, settings: dict[str, Any], backe
     if backend == "auto" and not onnx_path.is_file() and _images_to_extract(data, views) < ONNX_MIN_IMAGES:
         backend = "torch"  # exporting would cost more than ONNX Runtime saves on so few images
     name, precision = resolve_backend(backend, device_of(model.backbone), onnx_path)
-    plan = {"augment": augment, "hflip": bool(settings["hflip"]), "views": views,
-            "seed": int(settings["seed"]), "draft_size": draft, "backend": name, "precision": precision}
+    plan = {
+        "augment": augment,
+        "hflip": bool(settings["hflip"]),
+        "views": views,
+        "seed": int(settings["seed"]),
+        "draft_size": draft,
+        "backend": name,
+        "precision": precision,
+    }
     inputs = _key_inputs(model, data, {**plan, "backbone": digest})
     key = hashlib.sha256(json.dumps(inputs, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
     return _Plan(key=key[:32], inputs=inputs, **plan)  # type: ignore[arg-type]
@@ -192,19 +216,44 @@ def _load(folder: Path, plan: _Plan, data: PreparedData) -> FeatureSet | None:
         return None
     if data.test_source != "test":
         arrays["test"], labels["test"] = arrays["valid"], labels["valid"]
-    return FeatureSet(plan.key, folder, plan.views, int(train.shape[2]), plan.backend, plan.precision, True,
-                      0.0, train, arrays, labels)
+    return FeatureSet(
+        plan.key,
+        folder,
+        plan.views,
+        int(train.shape[2]),
+        plan.backend,
+        plan.precision,
+        True,
+        0.0,
+        train,
+        arrays,
+        labels,
+    )
 
 
-def _loader(data: PreparedData, split: str, transform: Any, plan: _Plan, settings: dict[str, Any],
-            view: int) -> Any:
+def _loader(
+    data: PreparedData,
+    split: str,
+    transform: Any,
+    plan: _Plan,
+    settings: dict[str, Any],
+    view: int,
+    select: Any = None,
+) -> Any:
     """A loader in sample order whose per-sample augmentation seed is fixed by (seed, view, index)."""
-    dataset = ImageFolderDataset(data.splits[split], transform, max_pixels=settings["max_pixels"],
-                                 draft_size=plan.draft_size)
+    dataset = ImageFolderDataset(
+        data.splits[split], transform, max_pixels=settings["max_pixels"], draft_size=plan.draft_size
+    )
     workers = settings["num_workers"]
-    return create_loader(dataset, batch_size=settings["batch_size"], shuffle=False,
-                         num_workers=default_num_workers() if workers is None else workers,
-                         seed=plan.seed, epoch=view)
+    return create_loader(
+        dataset,
+        batch_size=settings["batch_size"],
+        shuffle=False,
+        num_workers=default_num_workers() if workers is None else workers,
+        seed=plan.seed,
+        epoch=view,
+        select=select,
+    )
 
 
 def _fill(out: np.ndarray, loader: Any, extractor: Extractor, split: str, advance: Any) -> None:
@@ -218,12 +267,21 @@ def _fill(out: np.ndarray, loader: Any, extractor: Extractor, split: str, advanc
         row += len(features)
         advance(len(batch[0]))
     if row != len(out):
-        raise DataError(f"{len(out) - row} {split} image(s) could not be decoded for the feature cache "
-                        "(changed since validation?)", hint="run the job again: validation lists them")
+        raise DataError(
+            f"{len(out) - row} {split} image(s) could not be decoded for the feature cache "
+            "(changed since validation?)",
+            hint="run the job again: validation lists them",
+        )
 
 
-def _extract(model: Classifier, data: PreparedData, plan: _Plan, settings: dict[str, Any],
-             extractor: Extractor, folder: Path) -> None:
+def _extract(
+    model: Classifier,
+    data: PreparedData,
+    plan: _Plan,
+    settings: dict[str, Any],
+    extractor: Extractor,
+    folder: Path,
+) -> None:
     """Write train.npy (every view), the eval splits' arrays and the labels into FOLDER."""
     pre, dim = model.preprocessing, model.head.in_features
     train_tf = create_transform(pre, train=True, augment=plan.augment, hflip=plan.hflip)
@@ -232,15 +290,25 @@ def _extract(model: Classifier, data: PreparedData, plan: _Plan, settings: dict[
     total = plan.views * len(data.splits["train"]) + sum(len(data.splits[s]) for s in splits[1:])
     label = f"extracting features ({extractor.backend} {extractor.precision})"
     with ProgressBar(total, settings["progress"], label) as advance:
-        train = np.lib.format.open_memmap(folder / "train.npy", mode="w+", dtype=STORAGE_DTYPE,
-                                          shape=(plan.views, len(data.splits["train"]), dim))
+        train = np.lib.format.open_memmap(
+            folder / "train.npy",
+            mode="w+",
+            dtype=STORAGE_DTYPE,
+            shape=(plan.views, len(data.splits["train"]), dim),
+        )
         for view in range(plan.views):
-            _fill(train[view], _loader(data, "train", train_tf, plan, settings, view), extractor, "train",
-                  advance)
+            _fill(
+                train[view],
+                _loader(data, "train", train_tf, plan, settings, view),
+                extractor,
+                "train",
+                advance,
+            )
         train.flush()
         for split in splits[1:]:
-            out = np.lib.format.open_memmap(folder / f"{split}.npy", mode="w+", dtype=STORAGE_DTYPE,
-                                            shape=(len(data.splits[split]), dim))
+            out = np.lib.format.open_memmap(
+                folder / f"{split}.npy", mode="w+", dtype=STORAGE_DTYPE, shape=(len(data.splits[split]), dim)
+            )
             _fill(out, _loader(data, split, eval_tf, plan, settings, 0), extractor, split, advance)
             out.flush()
     for split in splits:
@@ -251,15 +319,24 @@ def _meta(plan: _Plan, seconds: float, data: PreparedData, dim: int) -> dict[str
     """meta.json: the key inputs in readable form (each split's digest list summarised) and the dims."""
     inputs = dict(plan.inputs)
     inputs["splits"] = {
-        split: value if isinstance(value, str) else
-        {"images": len(value), "sha256": hashlib.sha256(json.dumps(value).encode()).hexdigest()}
+        split: value
+        if isinstance(value, str)
+        else {"images": len(value), "sha256": hashlib.sha256(json.dumps(value).encode()).hexdigest()}
         for split, value in plan.inputs["splits"].items()
     }
     sizes = {split: len(data.splits[split]) for split in ("train", *_eval_splits(data))}
-    return {"key": plan.key, "created": datetime.now(UTC).isoformat(timespec="seconds"),
-            "build_seconds": round(seconds, 3), "views": plan.views, "dim": dim, "images": sizes,
-            "dtype": np.dtype(STORAGE_DTYPE).name, "backend": plan.backend, "precision": plan.precision,
-            "inputs": inputs}
+    return {
+        "key": plan.key,
+        "created": datetime.now(UTC).isoformat(timespec="seconds"),
+        "build_seconds": round(seconds, 3),
+        "views": plan.views,
+        "dim": dim,
+        "images": sizes,
+        "dtype": np.dtype(STORAGE_DTYPE).name,
+        "backend": plan.backend,
+        "precision": plan.precision,
+        "inputs": inputs,
+    }
 
 
 def _publish(temp: Path, final: Path) -> None:
@@ -272,8 +349,15 @@ def _publish(temp: Path, final: Path) -> None:
         shutil.rmtree(temp, ignore_errors=True)
 
 
-def _build(model: Classifier, data: PreparedData, plan: _Plan, settings: dict[str, Any],
-           extractor: Extractor, root: Path, started: float) -> FeatureSet:
+def _build(
+    model: Classifier,
+    data: PreparedData,
+    plan: _Plan,
+    settings: dict[str, Any],
+    extractor: Extractor,
+    root: Path,
+    started: float,
+) -> FeatureSet:
     """Extract into a temp folder and rename it to <root>/<key> (the caller holds the key's lock).
 
     The build time counts from STARTED, so it includes the key, the wait for the lock and any ONNX export.
@@ -300,25 +384,57 @@ def _build(model: Classifier, data: PreparedData, plan: _Plan, settings: dict[st
     return replace(loaded, hit=False, seconds=seconds)
 
 
-def _settings(views: int, augment: bool, hflip: bool, seed: int, draft_size: int | None,
-              **loading: Any) -> dict[str, Any]:
-    return {"views": views, "augment": augment, "hflip": hflip, "seed": seed, "draft_size": draft_size,
-            **loading}
+def _settings(
+    views: int, augment: bool, hflip: bool, seed: int, draft_size: int | None, **loading: Any
+) -> dict[str, Any]:
+    return {
+        "views": views,
+        "augment": augment,
+        "hflip": hflip,
+        "seed": seed,
+        "draft_size": draft_size,
+        **loading,
+    }
 
 
-def feature_key(model: Classifier, data: PreparedData, *, views: int = 4, augment: bool = True,
-                hflip: bool = True, seed: int = 0, backend: str = "auto", draft_size: int | None = None,
-                cache_dir: Path | str | None = None) -> str:
+def feature_key(
+    model: Classifier,
+    data: PreparedData,
+    *,
+    views: int = 4,
+    augment: bool = True,
+    hflip: bool = True,
+    seed: int = 0,
+    backend: str = "auto",
+    draft_size: int | None = None,
+    cache_dir: Path | str | None = None,
+) -> str:
     """The key build_features would use for these arguments (nothing is extracted)."""
     base = Path(cache_dir) if cache_dir is not None else None
     return _plan(model, data, _settings(views, augment, hflip, seed, draft_size), backend, base).key
 
 
-def build_features(model: Classifier, data: PreparedData, *, views: int = 4, augment: bool = True,
-                   hflip: bool = True, seed: int = 0, batch_size: int = 64, num_workers: int | None = None,
-                   backend: str = "auto", max_pixels: int = 89_478_485, draft_size: int | None = None,
-                   cache_dir: Path | str | None = None, progress: bool = False) -> FeatureSet:
+def build_features(
+    model: Classifier,
+    data: PreparedData,
+    *,
+    views: int = 4,
+    augment: bool = True,
+    hflip: bool = True,
+    seed: int = 0,
+    batch_size: int = 64,
+    num_workers: int | None = None,
+    backend: str = "auto",
+    max_pixels: int = 89_478_485,
+    draft_size: int | None = None,
+    cache_dir: Path | str | None = None,
+    progress: bool = False,
+    dist_ctx: Any = None,
+) -> FeatureSet:
     """The cached backbone features of DATA's splits: loaded when the key exists, else extracted once.
+
+    In a distributed job (`dist_ctx` with world_size > 1) the processes share the extraction: each fills
+    its block of rows of the same cache files (when they all see the cache folder), rank 0 publishes.
 
     With `augment`, `views` augmented views of each train image (the train transform, seeded per
     (seed, view, image)); without, one view through the eval transform. `cache_dir` is the base cache
@@ -326,10 +442,21 @@ def build_features(model: Classifier, data: PreparedData, *, views: int = 4, aug
     """
     started = time.perf_counter()
     base = Path(cache_dir) if cache_dir is not None else None
-    settings = _settings(views, augment, hflip, seed, draft_size, batch_size=batch_size,
-                         num_workers=num_workers, max_pixels=max_pixels, progress=progress)
+    settings = _settings(
+        views,
+        augment,
+        hflip,
+        seed,
+        draft_size,
+        batch_size=batch_size,
+        num_workers=num_workers,
+        max_pixels=max_pixels,
+        progress=progress,
+    )
     root = kind_dir("features", base)
     plan = _plan(model, data, settings, backend, base)
+    if dist_ctx is not None and dist_ctx.enabled:
+        return _build_shared(model, data, plan, settings, root, base, started, dist_ctx)
     found = _load(root / plan.key, plan, data)
     if found is not None:
         return found
@@ -338,12 +465,155 @@ def build_features(model: Classifier, data: PreparedData, *, views: int = 4, aug
         if found is not None:
             return found
         input_hw = tuple(model.preprocessing["input_size"][1:])
-        extractor = create_extractor(model.backbone, input_hw=input_hw, model_key=plan.inputs["backbone"],
-                                     backend=plan.backend if backend == "auto" else backend, cache_dir=base)
+        extractor = create_extractor(
+            model.backbone,
+            input_hw=input_hw,
+            model_key=plan.inputs["backbone"],
+            backend=plan.backend if backend == "auto" else backend,
+            cache_dir=base,
+        )
         if (extractor.backend, extractor.precision) == (plan.backend, plan.precision):
             return _build(model, data, plan, settings, extractor, root, started)
     # ONNX failed just now: plan again for torch, whose features get their own key.
     return build_features(model, data, **{**settings, "backend": "torch", "cache_dir": base})
+
+
+def _block(length: int, rank: int, world: int) -> tuple[int, int]:
+    """Rows [lo, hi) of LENGTH that process RANK of WORLD extracts (contiguous, sizes differ by <= 1)."""
+    return length * rank // world, length * (rank + 1) // world
+
+
+def _create_arrays(model: Classifier, data: PreparedData, plan: _Plan, folder: Path) -> None:
+    """Empty memory-mapped arrays and the labels, which the processes then fill block by block."""
+    dim = model.head.in_features
+    np.lib.format.open_memmap(
+        folder / "train.npy",
+        mode="w+",
+        dtype=STORAGE_DTYPE,
+        shape=(plan.views, len(data.splits["train"]), dim),
+    ).flush()
+    for split in _eval_splits(data):
+        np.lib.format.open_memmap(
+            folder / f"{split}.npy", mode="w+", dtype=STORAGE_DTYPE, shape=(len(data.splits[split]), dim)
+        ).flush()
+    for split in ("train", *_eval_splits(data)):
+        np.save(folder / f"labels_{split}.npy", np.array([s[1] for s in data.splits[split]], np.int64))
+
+
+def _extract_block(
+    model: Classifier,
+    data: PreparedData,
+    plan: _Plan,
+    settings: dict[str, Any],
+    extractor: Extractor,
+    folder: Path,
+    rank: int,
+    world: int,
+) -> None:
+    """Fill this process's block of rows of every view and split; the augmentation seeds are those of a
+    single-process build, so the cache holds the same features whichever way it was built."""
+    pre = model.preprocessing
+    train_tf = create_transform(pre, train=True, augment=plan.augment, hflip=plan.hflip)
+    eval_tf = create_transform(pre, train=False, augment=False, hflip=False)
+    blocks = {split: _block(len(data.splits[split]), rank, world) for split in ("train", *_eval_splits(data))}
+    total = plan.views * (blocks["train"][1] - blocks["train"][0]) + sum(
+        hi - lo for split, (lo, hi) in blocks.items() if split != "train"
+    )
+    label = f"extracting features ({extractor.backend} {extractor.precision}, {world} processes)"
+    with ProgressBar(total, settings["progress"], label) as advance:
+        train = np.load(folder / "train.npy", mmap_mode="r+")
+        lo, hi = blocks["train"]
+        for view in range(plan.views):
+            loader = _loader(data, "train", train_tf, plan, settings, view, select=lambda p: p[lo:hi])
+            _fill(train[view, lo:hi], loader, extractor, "train", advance)
+        train.flush()
+        for split in _eval_splits(data):
+            out = np.load(folder / f"{split}.npy", mmap_mode="r+")
+            s_lo, s_hi = blocks[split]
+            loader = _loader(data, split, eval_tf, plan, settings, 0, select=lambda p, a=s_lo, b=s_hi: p[a:b])
+            _fill(out[s_lo:s_hi], loader, extractor, split, advance)
+            out.flush()
+
+
+def _build_shared(
+    model: Classifier,
+    data: PreparedData,
+    plan: _Plan,
+    settings: dict[str, Any],
+    root: Path,
+    base: Path | None,
+    started: float,
+    ctx: Any,
+) -> FeatureSet:
+    """The distributed build: rank 0 plans, locks and publishes; every rank extracts its block."""
+    from vizsla.training import distributed
+
+    plan = distributed.broadcast_object(plan)  # rank 0's backend choice, whatever the others' caches hold
+    found = _load(root / plan.key, plan, data)
+    if not distributed.any_rank(found is None):
+        return found  # type: ignore[return-value]
+    with contextlib.ExitStack() as stack:
+        temp: Path | None = None
+        error: BaseException | None = None
+        if ctx.is_main:
+            try:
+                stack.enter_context(_locked(root / f"{plan.key}.lock"))
+                if _load(root / plan.key, plan, data) is None:
+                    for stale in root.glob(f".{plan.key}.tmp-*"):
+                        shutil.rmtree(stale, ignore_errors=True)
+                    temp = root / f".{plan.key}.tmp-{os.getpid()}-{uuid.uuid4().hex[:8]}"
+                    temp.mkdir(parents=True)
+                    _create_arrays(model, data, plan, temp)
+            except Exception as exc:  # noqa: BLE001 - raised on every rank below
+                error = exc
+        temp, error = distributed.broadcast_object((temp, error))
+        if error is not None:
+            raise error
+        if temp is None:  # built by another job while rank 0 waited for the lock
+            found = _load(root / plan.key, plan, data)
+            return (
+                found if found is not None else build_features(model, data, **_single(settings, plan, base))
+            )
+        if distributed.any_rank(not temp.is_dir()):  # no shared cache folder: each process builds its own
+            distributed.barrier()
+            if ctx.is_main:
+                shutil.rmtree(temp, ignore_errors=True)
+            stack.close()
+            return build_features(model, data, **_single(settings, plan, base))
+        try:
+            input_hw = tuple(model.preprocessing["input_size"][1:])
+            extractor = create_extractor(
+                model.backbone,
+                input_hw=input_hw,
+                model_key=plan.inputs["backbone"],
+                backend=plan.backend,
+                cache_dir=base,
+            )
+            if (extractor.backend, extractor.precision) != (plan.backend, plan.precision):
+                raise RuntimeError(
+                    f"feature extractor is {extractor.backend} {extractor.precision} on rank "
+                    f"{ctx.rank}, planned {plan.backend} {plan.precision}"
+                )
+            _extract_block(model, data, plan, settings, extractor, temp, ctx.rank, ctx.world_size)
+        except Exception as exc:  # noqa: BLE001 - every rank learns of it (no one waits forever)
+            error = exc
+        distributed.agree_on_error(error)
+        if ctx.is_main:
+            seconds = time.perf_counter() - started
+            atomic_write_json(temp / "meta.json", _meta(plan, seconds, data, model.head.in_features))
+            _publish(temp, root / plan.key)
+        distributed.barrier()
+    loaded = _load(root / plan.key, plan, data)
+    if loaded is None:
+        raise RuntimeError(f"feature cache {root / plan.key} unreadable right after it was written")
+    seconds = time.perf_counter() - started
+    log.info("feature cache %s built by %d processes in %.1f s", root / plan.key, ctx.world_size, seconds)
+    return replace(loaded, hit=False, seconds=seconds)
+
+
+def _single(settings: dict[str, Any], plan: _Plan, base: Path | None) -> dict[str, Any]:
+    """build_features arguments for a single-process build of PLAN's key."""
+    return {**settings, "backend": plan.backend, "cache_dir": base}
 
 
 class FeatureLoader:
@@ -354,39 +624,73 @@ class FeatureLoader:
     features [N, D] (or shuffle off): in order, view 0.
     """
 
-    def __init__(self, features: np.ndarray, labels: np.ndarray, *, batch_size: int, shuffle: bool,
-                 seed: int = 0, epoch: int = 0, drop_last: bool = False) -> None:
+    def __init__(
+        self,
+        features: np.ndarray,
+        labels: np.ndarray,
+        *,
+        batch_size: int,
+        shuffle: bool,
+        seed: int = 0,
+        epoch: int = 0,
+        drop_last: bool = False,
+        select: Callable[[list[Any]], list[Any]] | None = None,
+    ) -> None:
         if features.ndim not in (2, 3) or features.shape[-2] != len(labels):
             raise ValueError(f"features {features.shape} do not match {len(labels)} labels")
         self.features, self.labels = features, labels
         self.batch_size, self.shuffle, self.drop_last = batch_size, shuffle, drop_last
         self.seed, self.epoch = seed, epoch
+        self.select = select  # this process's share of the full order (distributed jobs)
+
+    def _count(self) -> int:
+        n = len(self.labels)
+        return n if self.select is None else len(self.select(list(range(n))))
 
     def __len__(self) -> int:
-        n = len(self.labels)
+        n = self._count()
         return n // self.batch_size if self.drop_last else -(-n // self.batch_size)
 
     def _order(self) -> tuple[np.ndarray, np.ndarray | None]:
         n = len(self.labels)
         views = self.features.shape[0] if self.features.ndim == 3 else 0
         if not self.shuffle:
-            return np.arange(n), (np.zeros(n, np.int64) if views else None)
-        generator = torch.Generator().manual_seed(loader_seed(self.seed, self.epoch))
-        order = torch.randperm(n, generator=generator).numpy()
-        chosen = torch.randint(0, views, (n,), generator=generator).numpy() if views else None
-        return order, chosen
+            order, chosen = np.arange(n), (np.zeros(n, np.int64) if views else None)
+        else:
+            generator = torch.Generator().manual_seed(loader_seed(self.seed, self.epoch))
+            order = torch.randperm(n, generator=generator).numpy()
+            chosen = torch.randint(0, views, (n,), generator=generator).numpy() if views else None
+        if self.select is None:
+            return order, (chosen[order] if chosen is not None else None)
+        picked = np.asarray(self.select(list(range(n))), dtype=np.int64)
+        return order[picked], (chosen[order[picked]] if chosen is not None else None)
 
     def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         order, views = self._order()
         for start in range(0, len(self) * self.batch_size, self.batch_size):
             index = order[start : start + self.batch_size]
-            rows = self.features[views[index], index] if views is not None else self.features[index]
-            yield (torch.from_numpy(np.asarray(rows, dtype=np.float32)),
-                   torch.from_numpy(np.asarray(self.labels[index], dtype=np.int64)))
+            rows = (
+                self.features[views[start : start + self.batch_size], index]
+                if views is not None
+                else self.features[index]
+            )
+            yield (
+                torch.from_numpy(np.asarray(rows, dtype=np.float32)),
+                torch.from_numpy(np.asarray(self.labels[index], dtype=np.int64)),
+            )
 
 
-def feature_batches(features: np.ndarray, labels: np.ndarray, *, batch_size: int, shuffle: bool,
-                    seed: int = 0, epoch: int = 0, drop_last: bool = False) -> FeatureLoader:
+def feature_batches(
+    features: np.ndarray,
+    labels: np.ndarray,
+    *,
+    batch_size: int,
+    shuffle: bool,
+    seed: int = 0,
+    epoch: int = 0,
+    drop_last: bool = False,
+) -> FeatureLoader:
     """A FeatureLoader (len() = batches) over cached FEATURES; see FeatureLoader for the view choice."""
-    return FeatureLoader(features, labels, batch_size=batch_size, shuffle=shuffle, seed=seed, epoch=epoch,
-                         drop_last=drop_last)
+    return FeatureLoader(
+        features, labels, batch_size=batch_size, shuffle=shuffle, seed=seed, epoch=epoch, drop_last=drop_last
+    )

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 import statistics
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -19,6 +20,13 @@ OPERATORS_FILE = "operators.json"
 SUMMARY_FILE = "summary.json"
 RULES_DIR = "rules"
 TRACE_DIR = "trace"
+RANK_STEPS_GLOB = "steps-rank*.jsonl"  # rank r > 0 of a distributed job; rank 0 writes STEPS_FILE
+_RANK_STEPS = re.compile(r"steps-rank(\d+)\.jsonl")
+
+
+def rank_steps_file(rank: int) -> str:
+    """The step file of one process: steps.jsonl for rank 0 (what every rule reads), else by rank."""
+    return STEPS_FILE if rank == 0 else f"steps-rank{rank}.jsonl"
 
 
 def percentile(values: Sequence[float], q: float) -> float | None:
@@ -52,16 +60,29 @@ class ProfileData:
     steps: list[dict[str, Any]] = field(default_factory=list)
     job: dict[str, Any] = field(default_factory=dict)
     operators: dict[str, Any] | None = None
+    # Step records per process of a distributed job, rank 0's being `steps` (added when not given).
+    rank_steps: dict[int, list[dict[str, Any]]] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if self.steps and 0 not in self.rank_steps:
+            self.rank_steps = {0: self.steps, **self.rank_steps}
+        self.rank_steps = dict(sorted(self.rank_steps.items()))
 
     @classmethod
     def load(cls, profile_dir: Path) -> ProfileData:
         profile_dir = Path(profile_dir)
         job_file, ops_file = profile_dir / JOB_FILE, profile_dir / OPERATORS_FILE
+        others: dict[int, list[dict[str, Any]]] = {}
+        for path in profile_dir.glob(RANK_STEPS_GLOB) if profile_dir.is_dir() else ():
+            match = _RANK_STEPS.fullmatch(path.name)
+            if match and int(match.group(1)) > 0:
+                others[int(match.group(1))] = _by_step(read_jsonl(path))
         return cls(
             system=read_jsonl(profile_dir / SYSTEM_FILE),
-            steps=sorted(read_jsonl(profile_dir / STEPS_FILE), key=lambda r: r.get("step", 0)),
+            steps=_by_step(read_jsonl(profile_dir / STEPS_FILE)),
             job=json.loads(job_file.read_text()) if job_file.is_file() else {},
             operators=json.loads(ops_file.read_text()) if ops_file.is_file() else None,
+            rank_steps={r: records for r, records in others.items() if records},
         )
 
     # job context
@@ -80,6 +101,29 @@ class ProfileData:
     @property
     def num_workers(self) -> int | None:
         return self.context.get("num_workers")
+
+    @property
+    def world_size(self) -> int:
+        """Processes of the job: as rank 0 recorded it, else as many as the step files say (1 when none)."""
+        recorded = self.context.get("world_size")
+        return int(recorded) if recorded else max(self.rank_steps, default=0) + 1
+
+    @property
+    def ranks(self) -> list[int]:
+        """The ranks whose steps were recorded."""
+        return [r for r, records in self.rank_steps.items() if records]
+
+    def comparable_steps(self, records: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """A process's steps without its first one (warm-up, lazy initialisation) and without the
+        torch.profiler window (slowed by the profiler, on rank 0 and, waiting for it, on every rank)."""
+        if not records:
+            return []
+        first = min(r.get("step", 0) for r in records)
+        skip = range(0)
+        if self.operators and self.operators.get("affected_steps"):
+            low, high = self.operators["affected_steps"]
+            skip = range(low, high + 1)
+        return [r for r in records if r.get("step", 0) != first and r.get("step") not in skip]
 
     @property
     def cached_features(self) -> bool:
@@ -149,6 +193,10 @@ class ProfileData:
     def data_wait_fractions(self) -> list[float]:
         """Per step: data wait / step time."""
         return [r["data_s"] / r["total_s"] for r in self.steps if r.get("total_s")]
+
+
+def _by_step(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    return sorted(records, key=lambda r: r.get("step", 0))
 
 
 def _or(samples: list[dict[str, Any]] | None, default: list[dict[str, Any]]) -> list[dict[str, Any]]:

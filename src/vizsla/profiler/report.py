@@ -130,6 +130,43 @@ def steps_figure(series: dict[str, Any]) -> dict[str, Any] | None:
     }
 
 
+def ranks_figure(series: list[dict[str, Any]]) -> dict[str, Any] | None:
+    """Step time over train steps, one line per process of a distributed job."""
+    if len(series) < 2:
+        return None
+    traces = [
+        {
+            "type": "scatter",
+            "mode": "lines",
+            "name": f"rank {s['rank']}",
+            "x": s["step"],
+            "y": s["total_s"],
+            "line": {"width": 1.5},
+        }
+        for s in series
+    ]
+    return {
+        "data": traces,
+        "layout": _layout(
+            "Step time per rank",
+            xaxis={"title": {"text": "train step"}},
+            yaxis={"title": {"text": "seconds"}, "rangemode": "tozero"},
+        ),
+    }
+
+
+def _rank_rows(ranks: dict[str, Any]) -> list[tuple[int, int, list[str]]]:
+    """Table rows (rank, steps, times in ms) when two or more processes recorded steps."""
+    stats = ranks.get("stats") or []
+    if len(stats) < 2:
+        return []
+    keys = ("median_s", "p90_s", "mean_s", "data_median_s", "to_sync_median_s")
+    return [
+        (r["rank"], r["steps"], [_num(1000 * r[k] if r.get(k) is not None else None) for k in keys])
+        for r in stats
+    ]
+
+
 def phase_pie(shares: dict[str, float]) -> dict[str, Any] | None:
     if not shares or not any(shares.values()):
         return None
@@ -220,6 +257,7 @@ def build_context(summary: dict[str, Any], title: str | None = None) -> dict[str
         "steps": steps_figure(steps["series"]),
         "phase_pie": phase_pie(steps["phase_share"]),
         "histogram": histogram_figure(steps["series"]),
+        "ranks": ranks_figure((summary.get("ranks") or {}).get("series") or []),
     }
     rules = sorted(summary["rules"], key=lambda f: VERDICT_ORDER.get(f["verdict"], 3))
     usage = [
@@ -260,6 +298,8 @@ def build_context(summary: dict[str, Any], title: str | None = None) -> dict[str
         "usage": usage,
         "step_stats": step_stats,
         "outliers": outliers,
+        "rank_rows": _rank_rows(summary.get("ranks") or {}),
+        "world_size": (summary.get("ranks") or {}).get("world_size", 1),
         "operators": [
             {
                 **op,

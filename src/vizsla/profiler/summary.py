@@ -14,6 +14,7 @@ from vizsla.jobdir import atomic_write_json
 from vizsla.profiler.collectors.step_phases import GPU_PHASES, PHASES
 from vizsla.profiler.data import RULES_DIR, SUMMARY_FILE, ProfileData, describe
 from vizsla.profiler.rules import create_rules
+from vizsla.profiler.rules.load_balancing import rank_stats
 from vizsla.profiler.rules.max_initialization_time import initialization_seconds
 from vizsla.profiler.rules.overall_framework_metrics import loop_breakdown
 from vizsla.profiler.rules.overall_system_usage import usage_table
@@ -114,6 +115,15 @@ def step_series(data: ProfileData) -> dict[str, Any]:
     return {k: [r.get(k) for r in rows] for k in keys if any(r.get(k) is not None for r in rows)}
 
 
+def ranks_summary(data: ProfileData) -> dict[str, Any]:
+    """Per-process step statistics and plot-ready step-time series (one rank in a single-process job)."""
+    series = []
+    for rank in data.ranks:
+        rows = _downsample(data.rank_steps[rank], ("step", "total_s", "data_s"))
+        series.append({"rank": rank, **{k: [r.get(k) for r in rows] for k in ("step", "total_s", "data_s")}})
+    return {"world_size": data.world_size, "stats": rank_stats(data), "series": series}
+
+
 def build_summary(
     profile_dir: Path, rule_overrides: dict[str, dict[str, Any]] | None = None
 ) -> dict[str, Any]:
@@ -144,6 +154,7 @@ def build_summary(
             "phase_share": {p: v / step_total for p, v in phase_totals.items()},
             "series": step_series(data),
         },
+        "ranks": ranks_summary(data),
         "operators": data.operators,
         "rules": findings,
         "triggered": [f["rule"] for f in findings if f["triggered"]],

@@ -24,6 +24,7 @@ from fastapi import FastAPI, Request
 from fastapi.responses import FileResponse, JSONResponse, Response
 
 from vizsla import __version__
+from vizsla.errors import UserError
 from vizsla.serving import v2
 from vizsla.serving.batching import DynamicBatcher
 from vizsla.serving.errors import RequestError
@@ -32,6 +33,7 @@ from vizsla.serving.metrics import MetricsMiddleware, ServingMetrics
 from vizsla.serving.runtime import ServedModel, load_served_model
 from vizsla.serving.security import UrlFetcher, check_auth
 from vizsla.serving.settings import ServeSettings
+from vizsla.serving.toolkit import is_vizsla_model, resolve_artefact_dir
 
 log = logging.getLogger("vizsla.serving")
 
@@ -48,13 +50,21 @@ class ServerState:
         from vizsla.models.io import read_config, resolve_model_dir
 
         self.settings = settings
-        self.handler = Handler(settings.handler_path)
-        self.model_dir = resolve_model_dir(settings.model_path)
-        config = read_config(self.model_dir)
-        self.labels: list[str] = list(config["labels"])
-        self.preprocessing: dict[str, Any] = dict(config["preprocessing"])
+        self.script = settings.handler_path is not None and not is_vizsla_model(settings.model_path)
+        self.handler = Handler(
+            settings.handler_path, source_dir=settings.handler_source_dir, script=self.script
+        )
+        self.labels: list[str] = []
+        self.preprocessing: dict[str, Any] = {}
+        if self.script:  # a script's own artefact: its model_fn loads whatever it saved
+            self.model_dir = resolve_artefact_dir(settings.model_path)
+        else:
+            self.model_dir = resolve_model_dir(settings.model_path)
+            config = read_config(self.model_dir)
+            self.labels = list(config["labels"])
+            self.preprocessing = dict(config["preprocessing"])
         if "model_fn" in self.handler.custom:
-            self.model = self.handler.model(str(self.model_dir))
+            self.model = self.load_user_model()
         else:
             self.model = load_served_model(
                 self.model_dir,
@@ -65,8 +75,12 @@ class ServerState:
         if isinstance(self.model, ServedModel):
             self.labels, self.preprocessing = self.model.labels, self.model.preprocessing
         self.runtime = self.model.runtime if isinstance(self.model, ServedModel) else "custom"
-        self.transform = create_transform(self.preprocessing, train=False, augment=False, hflip=False)
-        self.draft_size = draft_size_for(self.preprocessing)
+        self.transform = (
+            None
+            if self.script
+            else create_transform(self.preprocessing, train=False, augment=False, hflip=False)
+        )
+        self.draft_size = None if self.script else draft_size_for(self.preprocessing)
         self.fetcher = (
             UrlFetcher(
                 allow_hosts=settings.url_allow_hosts,
@@ -84,6 +98,19 @@ class ServerState:
         self.metrics = ServingMetrics()
         self.batcher: DynamicBatcher | None = None
         self.ready = False
+
+    def load_user_model(self) -> Any:
+        """The entry point's model_fn(model_dir); a failure is a user error, without a traceback."""
+        context = RequestContext(
+            labels=self.labels, preprocessing=self.preprocessing, model_name=self.settings.model_name
+        )
+        try:
+            return self.handler.model(str(self.model_dir), context)
+        except Exception as exc:
+            raise UserError(
+                f"model_fn in {self.handler.source} failed on {self.model_dir}: {type(exc).__name__}: {exc}",
+                hint="model_dir is the folder the training script saved into (SM_MODEL_DIR).",
+            ) from None
 
     @property
     def batchable(self) -> bool:
@@ -108,7 +135,7 @@ class ServerState:
             labels=self.labels,
             preprocessing=self.preprocessing,
             model_name=self.settings.model_name,
-            topk=min(topk, len(self.labels)),
+            topk=min(topk, len(self.labels)) if self.labels else topk,
             full=full,
             max_pixels=self.settings.max_pixels,
             max_images=self.settings.max_images_per_request,
@@ -341,6 +368,12 @@ def create_app(settings: ServeSettings) -> FastAPI:
     def known_model(name: str) -> None:
         if name != settings.model_name:
             raise RequestError(404, f"unknown model {name!r}; this server serves {settings.model_name!r}")
+        if state.script:
+            raise RequestError(
+                400,
+                "the v2 protocol needs a vizsla model's tensor contract; this script-mode endpoint answers "
+                f"/invocations and /endpoints/{settings.model_name}/invocations",
+            )
 
     @app.get("/v2/models/{name}")
     @app.get("/v2/models/{name}/versions/{version}")

@@ -130,11 +130,18 @@ def export_model(
     """Export the model of job/model folder PATH; returns what was written and measured."""
     from vizsla.models.io import load_model, resolve_model_dir
     from vizsla.serving.runtime import OrtRunner, TorchRunner, cached_onnx_bytes, compare_runners
+    from vizsla.serving.toolkit import is_vizsla_model
 
     if fmt != "onnx":
         raise UserError(f"unknown export format {fmt!r}; only onnx is supported")
     if quantize not in (None, "int8"):
         raise UserError(f"unknown quantisation {quantize!r}; use int8")
+    if Path(path).is_dir() and not is_vizsla_model(Path(path)):
+        raise UserError(
+            f"{path} holds no vizsla model: a script job's own model files (e.g. model.pth) are plain "
+            "Python objects its inference script loads, so they cannot be exported to ONNX",
+            hint="Serve them in-process: vizsla serve PATH --entry-point inference.py",
+        )
     model_dir = resolve_model_dir(path)
     model = load_model(model_dir)
     preprocessing = dict(model.preprocessing)

@@ -1,9 +1,12 @@
 """The request pipeline with SageMaker's inference-toolkit names: model_fn, input_fn, predict_fn, output_fn.
 
-A user's handler file (`--handler inference.py`) overrides any subset; each function may take one extra
-trailing `context` argument (RequestContext), as in the toolkit. Defaults: images (JPEG/PNG/WebP), JSON with
-an image URL, base64 or instances, and NPY (never unpickled) become a float32 batch [N,3,H,W] through the
-model's own eval transform; predictions are class probabilities [N,C]; output: JSON top-k, all scores, NPY.
+A user's handler file (`--handler` / `--entry-point inference.py`) overrides any subset; each function may
+take one extra trailing `context` argument (RequestContext), as in the toolkit, and a user's input_fn or
+transform_fn gets JSON and CSV bodies as `str`, others as `bytes`, as the toolkit passes them. Defaults for a
+vizsla model: images (JPEG/PNG/WebP), JSON with an image URL, base64 or instances, and NPY (never unpickled)
+become a float32 batch [N,3,H,W] through the model's own eval transform; predictions are class probabilities
+[N,C]; output: JSON top-k, all scores, NPY. For a script's own artefact (script mode) the defaults are the
+PyTorch inference toolkit's (serving/toolkit.py) and model_fn is required.
 """
 
 from __future__ import annotations
@@ -310,17 +313,31 @@ def default_output_fn(prediction: Any, accept: str, context: RequestContext) -> 
 # ---------------------------------------------------------------- user overrides
 
 
-def load_user_module(path: Path) -> Any:
-    """Import a handler file by path (its folder joins sys.path, as SageMaker's code/ does)."""
-    path = Path(path).expanduser().resolve()
+def resolve_entry_point(path: Path, source_dir: Path | None = None) -> Path:
+    """The handler file: a relative entry point is looked up in SOURCE_DIR first (SageMaker's code/)."""
+    path = Path(path).expanduser()
+    if source_dir is not None and not path.is_absolute():
+        source = Path(source_dir).expanduser()
+        if not source.is_dir():
+            raise UserError(f"source dir not found: {source}")
+        if (source / path).is_file() or not path.is_file():
+            path = source / path
+    return path.resolve()
+
+
+def load_user_module(path: Path, source_dir: Path | None = None) -> Any:
+    """Import a handler file by path; its folder and SOURCE_DIR join sys.path, as SageMaker's code/ does."""
+    path = resolve_entry_point(path, source_dir)
     if not path.is_file():
         raise UserError(f"handler file not found: {path}")
     spec = importlib.util.spec_from_file_location(f"vizsla_user_handler_{abs(hash(str(path)))}", path)
     if spec is None or spec.loader is None:
         raise UserError(f"cannot import handler file {path}: not a Python file")
     module = importlib.util.module_from_spec(spec)
-    if str(path.parent) not in sys.path:
-        sys.path.insert(0, str(path.parent))
+    folders = [path.parent] + ([Path(source_dir).expanduser().resolve()] if source_dir else [])
+    for folder in reversed(folders):
+        if str(folder) not in sys.path:
+            sys.path.insert(0, str(folder))
     try:
         spec.loader.exec_module(module)
     except Exception as exc:
@@ -347,19 +364,30 @@ def _takes_context(name: str, fn: Callable[..., Any], source: str) -> bool:
 
 
 class Handler:
-    """The four steps, defaults replaced by a user file's functions where it defines them."""
+    """The four steps, defaults replaced by a user file's functions where it defines them.
 
-    def __init__(self, path: Path | None = None) -> None:
+    SCRIPT: the model is a script's own artefact, so the defaults are the inference toolkit's and the file
+    must define model_fn (nothing else can load an arbitrary model.pth).
+    """
+
+    def __init__(
+        self, path: Path | None = None, *, source_dir: Path | None = None, script: bool = False
+    ) -> None:
         self.source = str(path) if path else "vizsla defaults"
-        defaults = {
-            "model_fn": default_model_fn,
-            "input_fn": default_input_fn,
-            "predict_fn": default_predict_fn,
-            "output_fn": default_output_fn,
-            "transform_fn": None,
-        }
+        self.script = script
+        defaults = (
+            _script_defaults()
+            if script
+            else {
+                "model_fn": default_model_fn,
+                "input_fn": default_input_fn,
+                "predict_fn": default_predict_fn,
+                "output_fn": default_output_fn,
+                "transform_fn": None,
+            }
+        )
         self.custom: set[str] = set()
-        module = load_user_module(path) if path else None
+        module = load_user_module(path, source_dir) if path else None
         self.fns: dict[str, Callable[..., Any] | None] = {}
         self.with_context: dict[str, bool] = {}
         for name in HOOKS:
@@ -371,8 +399,14 @@ class Handler:
                 self.with_context[name] = _takes_context(name, fn, self.source)
             else:
                 fn = defaults[name]
-                self.with_context[name] = fn is not None and name != "model_fn"
+                self.with_context[name] = fn is not None and name != "model_fn" and not script
             self.fns[name] = fn
+        if script and "model_fn" not in self.custom:
+            raise UserError(
+                f"{self.source} defines no model_fn; a script's model (not a vizsla model folder) can only "
+                "be loaded by the entry point's own model_fn(model_dir)",
+                hint="Add model_fn(model_dir) that loads what the training script saved (e.g. model.pth).",
+            )
         if "transform_fn" in self.custom and self.custom & {"input_fn", "predict_fn", "output_fn"}:
             raise UserError(
                 f"{self.source} defines transform_fn together with input_fn/predict_fn/output_fn; "
@@ -391,10 +425,13 @@ class Handler:
     def model(self, model_dir: str, context: RequestContext | None = None) -> Any:
         fn = self.fns["model_fn"]
         assert fn is not None
-        return fn(model_dir, context) if self.with_context["model_fn"] and context else fn(model_dir)
+        return fn(model_dir, context) if self.with_context["model_fn"] else fn(model_dir)
 
     def input(self, body: bytes, content_type: str, context: RequestContext) -> Any:
-        return self._call("input_fn", (body, content_type), context)
+        from vizsla.serving.toolkit import body_for_user
+
+        data = body_for_user(body, content_type) if "input_fn" in self.custom else body
+        return self._call("input_fn", (data, content_type), context)
 
     def predict(self, data: Any, model: Any, context: RequestContext) -> Any:
         return self._call("predict_fn", (data, model), context)
@@ -407,7 +444,22 @@ class Handler:
     def transform(
         self, model: Any, body: bytes, content_type: str, accept: str, context: RequestContext
     ) -> tuple[bytes, str]:
-        return as_response(self._call("transform_fn", (model, body, content_type, accept), context), accept)
+        from vizsla.serving.toolkit import body_for_user
+
+        data = body_for_user(body, content_type)
+        return as_response(self._call("transform_fn", (model, data, content_type, accept), context), accept)
+
+
+def _script_defaults() -> dict[str, Callable[..., Any] | None]:
+    from vizsla.serving import toolkit
+
+    return {
+        "model_fn": None,
+        "input_fn": toolkit.toolkit_input_fn,
+        "predict_fn": toolkit.toolkit_predict_fn,
+        "output_fn": toolkit.toolkit_output_fn,
+        "transform_fn": None,
+    }
 
 
 def as_response(result: Any, accept: str) -> tuple[bytes, str]:

@@ -22,6 +22,7 @@ class ServeSettings(BaseModel):
     model_name: str = Field("model", pattern=r"^[a-zA-Z0-9](-*[a-zA-Z0-9])*$", max_length=63)
     runtime: str = "onnx"
     handler_path: Path | None = None
+    handler_source_dir: Path | None = None  # script mode: the entry point's code/ folder
     # limits (6 MiB = SageMaker's InvokeEndpoint body limit)
     max_payload_bytes: int = Field(6 * MIB, ge=1)
     max_pixels: int = Field(40_000_000, ge=1)

@@ -44,7 +44,10 @@ def track_best(job: Job, state: TrainState, record: dict[str, Any]) -> bool:
         return False
     job.best = {"name": metric, "value": value, "epoch": record["epoch"]}
     job.epochs_without_improvement = 0
-    save_model(job.model, job.job_dir.model_dir)
+    if job.dist.is_main:
+        save_model(job.model, job.job_dir.model_dir)
+    if job.dist.enabled:  # every rank evaluates the best weights at the end without reading rank 0's disk
+        job.best_state = {k: v.detach().to("cpu", copy=True) for k, v in job.model.state_dict().items()}
     return True
 
 

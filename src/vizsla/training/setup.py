@@ -19,6 +19,14 @@ from vizsla.errors import UserError
 from vizsla.jobdir import JobDir, atomic_write_text
 from vizsla.spec import JobSpec
 from vizsla.training.checkpoint import load_checkpoint, restore_rng_state
+from vizsla.training.distributed import (
+    SINGLE,
+    DataParallel,
+    DistContext,
+    keeps_last_batch,
+    per_process_batch_size,
+    shard_batches,
+)
 from vizsla.training.progress import EpochProgress
 from vizsla.training.runtime import (
     Runtime,
@@ -35,7 +43,9 @@ log = logging.getLogger("vizsla.train")
 class Loaders:
     """Builds the per-epoch train loader (seeded by epoch) and the eval loaders of each split."""
 
-    def __init__(self, job_spec: JobSpec, data: Any, preprocessing: dict, runtime: Runtime) -> None:
+    def __init__(
+        self, job_spec: JobSpec, data: Any, preprocessing: dict, runtime: Runtime, ctx: DistContext = SINGLE
+    ) -> None:
         from vizsla.data import ImageFolderDataset, create_transform
         from vizsla.data.transforms import draft_size_for
 
@@ -54,18 +64,20 @@ class Loaders:
             )
             for split, samples in data.splits.items()
         }
-        self.batch_size = job_spec.train.batch_size
+        self.global_batch = job_spec.train.batch_size
+        self.batch_size = per_process_batch_size(self.global_batch, ctx.world_size)
         self.seed = job_spec.train.seed
         self.runtime = runtime
-        # BatchNorm cannot train on a last batch of one image; drop it in that case only.
-        self.drop_last = len(data.splits["train"]) % self.batch_size == 1
+        self.ctx = ctx
+        # BatchNorm cannot train on a batch of one image: drop a last global batch that would give a
+        # process fewer than two.
+        self.train_select = train_selector(len(data.splits["train"]), self.global_batch, ctx, min_per_rank=2)
 
     @property
     def steps_per_epoch(self) -> int:
-        n = len(self.datasets["train"])
-        return n // self.batch_size if self.drop_last else math.ceil(n / self.batch_size)
+        return math.ceil(len(self.train_select(list(range(len(self.datasets["train"]))))) / self.batch_size)
 
-    def _loader(self, split: str, *, shuffle: bool, epoch: int, batch_size: int) -> Any:
+    def _loader(self, split: str, *, shuffle: bool, epoch: int, batch_size: int, select: Any) -> Any:
         from vizsla.data import create_loader
 
         return create_loader(
@@ -75,35 +87,71 @@ class Loaders:
             num_workers=self.runtime.num_workers,
             seed=self.seed,
             epoch=epoch,
-            drop_last=shuffle and self.drop_last,
             pin_memory=self.runtime.device.type == "cuda",
+            select=select,
         )
 
     def train(self, epoch: int) -> Any:
-        return self._loader("train", shuffle=True, epoch=epoch, batch_size=self.batch_size)
+        return self._loader(
+            "train", shuffle=True, epoch=epoch, batch_size=self.batch_size, select=self.train_select
+        )
 
     def eval(self, split: str) -> Any:
-        return self._loader(split, shuffle=False, epoch=0, batch_size=2 * self.batch_size)
+        return self._loader(
+            split, shuffle=False, epoch=0, batch_size=2 * self.batch_size, select=eval_selector(self.ctx)
+        )
+
+
+def train_selector(num_samples: int, global_batch: int, ctx: DistContext, *, min_per_rank: int) -> Any:
+    """This process's share of each epoch's sample order: whole global batches (the last one only when
+    every process gets MIN_PER_RANK of it), sliced by rank."""
+    keep_last = keeps_last_batch(num_samples, global_batch, ctx.world_size, min_per_rank)
+
+    def select(order: list[Any]) -> list[Any]:
+        if not keep_last:
+            order = order[: len(order) - len(order) % global_batch]
+        return shard_batches(order, global_batch, ctx)
+
+    return select
+
+
+def eval_selector(ctx: DistContext) -> Any:
+    """Evaluation: each sample on exactly one process (no padding), all of them in a single process."""
+    if not ctx.enabled:
+        return None
+    return lambda order: order[ctx.rank :: ctx.world_size]
 
 
 class FeatureLoaders:
     """Loaders over cached backbone features: with a frozen backbone the head trains without re-running it."""
 
-    def __init__(self, features: Any, batch_size: int, seed: int) -> None:
+    def __init__(self, features: Any, batch_size: int, seed: int, ctx: DistContext = SINGLE) -> None:
         self.features = features
-        self.batch_size = batch_size
+        self.batch_size = per_process_batch_size(batch_size, ctx.world_size)
         self.seed = seed
+        self.ctx = ctx
+        self.train_select = (
+            train_selector(len(features.labels["train"]), batch_size, ctx, min_per_rank=1)
+            if ctx.enabled
+            else None
+        )
 
     @property
     def steps_per_epoch(self) -> int:
-        return math.ceil(len(self.features.labels["train"]) / self.batch_size)
+        return len(self.train(0))
 
     def train(self, epoch: int) -> Any:
         from vizsla.data.features import FeatureLoader
 
         labels = self.features.labels["train"]
         return FeatureLoader(
-            self.features.train, labels, batch_size=self.batch_size, shuffle=True, seed=self.seed, epoch=epoch
+            self.features.train,
+            labels,
+            batch_size=self.batch_size,
+            shuffle=True,
+            seed=self.seed,
+            epoch=epoch,
+            select=self.train_select,
         )
 
     def eval(self, split: str) -> Any:
@@ -114,6 +162,7 @@ class FeatureLoaders:
             self.features.labels[split],
             batch_size=2 * self.batch_size,
             shuffle=False,
+            select=eval_selector(self.ctx),
         )
 
 
@@ -136,6 +185,9 @@ class Job:
     features: Any = None  # FeatureSet when the head trains on cached backbone features
     best: dict[str, Any] = field(default_factory=dict)
     epochs_without_improvement: int = 0
+    dist: DistContext = SINGLE
+    parallel: Any = None  # DataParallel: the DDP wrapper of whatever trains (identity for one process)
+    best_state: dict[str, Any] | None = None  # distributed jobs keep the best weights in memory on every rank
 
 
 def _check_job_dir(job_dir: JobDir, resume: bool) -> None:
@@ -154,34 +206,44 @@ def create_optimizer(model: Any, spec: JobSpec) -> torch.optim.Optimizer:
     from vizsla.models import param_groups
 
     train = spec.train
+    lr = train.lr * spec.distributed.lr_scale(train.batch_size)  # the resolved spec records it
     groups = param_groups(
-        model, lr=train.lr, backbone_lr_scale=train.backbone_lr_scale, weight_decay=train.weight_decay
+        model, lr=lr, backbone_lr_scale=train.backbone_lr_scale, weight_decay=train.weight_decay
     )
     if train.optimizer == "sgd":
-        return torch.optim.SGD(groups, lr=train.lr, momentum=train.momentum, nesterov=True)
-    return torch.optim.AdamW(groups, lr=train.lr)
+        return torch.optim.SGD(groups, lr=lr, momentum=train.momentum, nesterov=True)
+    return torch.optim.AdamW(groups, lr=lr)
 
 
-def create_job(spec: JobSpec, *, resume: bool = False, progress: bool = True) -> Job:
-    """Validate data, build model, optimizer and loaders, and load the checkpoint when resuming."""
-    from vizsla.data import prepare_data
+def create_job(
+    spec: JobSpec, *, resume: bool = False, progress: bool = True, ctx: DistContext = SINGLE
+) -> Job:
+    """Validate data, build model, optimizer and loaders, and load the checkpoint when resuming.
+
+    In a distributed job every rank joins the process group first; rank 0 alone checks and writes the job
+    directory and validates the data, and hands the result to the others."""
     from vizsla.models import create_classifier
+    from vizsla.training import distributed
 
     job_dir = JobDir(spec.output)
-    _check_job_dir(job_dir, resume)
-    import_in_background(LATE_IMPORTS)
-    runtime = resolve_runtime(spec)
-    spec = resolved_spec(spec, runtime)
-    job_dir.root.mkdir(parents=True, exist_ok=True)
-    atomic_write_text(job_dir.spec, spec.to_yaml())
-    size = spec.model.image_size or 224
-    data = prepare_data(
-        spec.data,
-        job_dir,
-        preprocessing={"input_size": [3, size, size]},
-        progress=progress,
-        cache_dir=spec.cache_dir,
+    runtime = resolve_runtime(spec, ctx)
+    distributed.init_process_group(
+        ctx, distributed.resolve_backend(spec.distributed.backend, runtime.device), spec.distributed.timeout_s
     )
+    resume = _resume_after_restart(job_dir, resume, ctx)
+    error: BaseException | None = None
+    if ctx.is_main:
+        try:
+            _check_job_dir(job_dir, resume)
+        except UserError as exc:
+            error = exc
+    distributed.agree_on_error(error)
+    import_in_background(LATE_IMPORTS)
+    spec = resolved_spec(spec, runtime, ctx)
+    if ctx.is_main:
+        job_dir.root.mkdir(parents=True, exist_ok=True)
+        atomic_write_text(job_dir.spec, spec.to_yaml())
+    data = _prepare_data_once(spec, job_dir, progress, ctx)
     seed_everything(spec.train.seed, spec.train.deterministic)
     model = create_classifier(spec.model, data.classes).to(runtime.device)
     if runtime.channels_last:
@@ -189,18 +251,19 @@ def create_job(spec: JobSpec, *, resume: bool = False, progress: bool = True) ->
     if not uses_feature_cache(spec):  # a head on cached features has nothing worth compiling
         model = compile_model(model, runtime)
     optimizer = create_optimizer(model, spec)
-    features = create_features(spec, model, data, runtime, progress) if uses_feature_cache(spec) else None
+    features = (
+        create_features(spec, model, data, runtime, progress, ctx) if uses_feature_cache(spec) else None
+    )
     loaders = (
-        FeatureLoaders(features, spec.train.batch_size, spec.train.seed)
+        FeatureLoaders(features, spec.train.batch_size, spec.train.seed, ctx)
         if features is not None
-        else Loaders(spec, data, model.preprocessing, runtime)
+        else Loaders(spec, data, model.preprocessing, runtime, ctx)
     )
     scheduler = create_scheduler(optimizer, spec.train, loaders.steps_per_epoch)
     scaler = torch.amp.GradScaler(runtime.device.type, enabled=runtime.precision == "fp16")
-    checkpoint = (
-        load_checkpoint(job_dir.last_checkpoint) if resume and job_dir.last_checkpoint.is_file() else None
-    )
+    checkpoint = _load_checkpoint_once(job_dir, resume, ctx)
     started_at = checkpoint["started_at"] if checkpoint else datetime.now(UTC).isoformat(timespec="seconds")
+    started_at = distributed.broadcast_object(started_at)
     return Job(
         spec=spec,
         job_dir=job_dir,
@@ -211,11 +274,66 @@ def create_job(spec: JobSpec, *, resume: bool = False, progress: bool = True) ->
         scheduler=scheduler,
         scaler=scaler,
         loaders=loaders,
-        progress=EpochProgress(spec.train.epochs, enabled=progress),
+        progress=EpochProgress(spec.train.epochs, enabled=progress and ctx.is_main),
         started_at=started_at,
         checkpoint=checkpoint,
         features=features,
+        dist=ctx,
+        parallel=DataParallel(ctx, runtime.device),
     )
+
+
+def _resume_after_restart(job_dir: JobDir, resume: bool, ctx: DistContext) -> bool:
+    """After torchrun restarted the workers (--max-restarts), continue from the last checkpoint; with none
+    yet, start again (rank 0 clears what the failed attempt wrote)."""
+    if resume or ctx.restart_count == 0:
+        return resume
+    from vizsla.training import distributed
+
+    if job_dir.last_checkpoint.is_file():
+        log.info("restart %d of the workers: resuming from %s", ctx.restart_count, job_dir.last_checkpoint)
+        return True
+    if ctx.is_main and job_dir.spec.is_file():
+        import shutil
+
+        shutil.rmtree(job_dir.root)
+    distributed.barrier()
+    return False
+
+
+def _prepare_data_once(spec: JobSpec, job_dir: JobDir, progress: bool, ctx: DistContext) -> Any:
+    """Validate and split the data on rank 0 (it writes the data report); the other ranks receive it."""
+    from vizsla.data import prepare_data
+    from vizsla.training import distributed
+
+    size = spec.model.image_size or 224
+    data, error = None, None
+    if ctx.is_main:
+        try:
+            data = prepare_data(
+                spec.data,
+                job_dir,
+                preprocessing={"input_size": [3, size, size]},
+                progress=progress,
+                cache_dir=spec.cache_dir,
+            )
+        except Exception as exc:  # noqa: BLE001 - handed to every rank, raised everywhere below
+            error = exc
+    if ctx.enabled:
+        data, error = distributed.broadcast_object((data, error))
+    if error is not None:
+        raise error
+    return data
+
+
+def _load_checkpoint_once(job_dir: JobDir, resume: bool, ctx: DistContext) -> dict[str, Any] | None:
+    """Rank 0 reads checkpoints/last.pt and sends it to the others (their disks need not hold it)."""
+    from vizsla.training import distributed
+
+    checkpoint = None
+    if ctx.is_main and resume and job_dir.last_checkpoint.is_file():
+        checkpoint = load_checkpoint(job_dir.last_checkpoint)
+    return distributed.broadcast_object(checkpoint) if ctx.enabled else checkpoint
 
 
 # Modules the job needs only at its end (plots, report); importing them takes ~0.6 s, hidden behind setup.
@@ -239,7 +357,9 @@ def uses_feature_cache(spec: JobSpec) -> bool:
     return spec.train.finetune == "head" and spec.train.feature_cache == "auto"
 
 
-def create_features(spec: JobSpec, model: Any, data: Any, runtime: Runtime, progress: bool) -> Any:
+def create_features(
+    spec: JobSpec, model: Any, data: Any, runtime: Runtime, progress: bool, ctx: DistContext = SINGLE
+) -> Any:
     """Backbone features of every split, from the shared cache or extracted once (see data/features.py)."""
     from vizsla.data.features import build_features
 
@@ -256,7 +376,8 @@ def create_features(spec: JobSpec, model: Any, data: Any, runtime: Runtime, prog
         backend=spec.train.extract_backend,
         max_pixels=spec.data.max_image_pixels,
         cache_dir=spec.cache_dir,
-        progress=progress,
+        progress=progress and ctx.is_main,
+        dist_ctx=ctx,
     )
     source = "hit" if features.hit else "built"
     log.info(
@@ -296,7 +417,14 @@ def default_callbacks(job: Job) -> list[Callback]:
     if job.spec.profile.enabled:
         from vizsla.profiler import create_profile_callbacks
 
-        callbacks += create_profile_callbacks(job.spec.profile, job.job_dir)
+        if job.dist.enabled:  # every rank times its steps (LoadBalancing compares them); rank 0 reports
+            callbacks += create_profile_callbacks(
+                job.spec.profile, job.job_dir, rank=job.dist.rank, world_size=job.dist.world_size
+            )
+        else:
+            callbacks += create_profile_callbacks(job.spec.profile, job.job_dir)
+    if not job.dist.is_main:  # the debugger, tracking and reports belong to rank 0 (its gradients are
+        return callbacks  # the all-reduced ones every rank applies)
     if job.spec.debug.enabled:
         from vizsla.debugger import create_debug_callbacks
 

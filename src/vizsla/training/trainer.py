@@ -13,7 +13,7 @@ import torch.nn.functional as F
 
 from vizsla.callbacks import Callback, CallbackRunner, TrainState
 from vizsla.spec import JobSpec
-from vizsla.training import bookkeeping, setup
+from vizsla.training import bookkeeping, distributed, setup
 from vizsla.training.metrics import ClassificationMeter
 
 log = logging.getLogger("vizsla.train")
@@ -22,8 +22,32 @@ log = logging.getLogger("vizsla.train")
 def run_job(
     spec: JobSpec, *, callbacks: Iterable[Callback] = (), resume: bool = False, progress: bool = True
 ) -> dict:
-    """Run a whole training job into `spec.output` and return its result (also written as result.json)."""
-    job = setup.create_job(spec, resume=resume, progress=progress)
+    """Run a whole training job into `spec.output` and return its result (also written as result.json).
+
+    Started by torchrun (or with RANK/WORLD_SIZE set), each process runs this; see distributed.py."""
+    ctx = distributed.context_from_env()
+    try:
+        with distributed.quiet_other_ranks(ctx):
+            result = _run(spec, ctx, callbacks=callbacks, resume=resume, progress=progress)
+        distributed.barrier()  # leave together: a rank tearing down the group while rank 0 writes aborts
+        return result
+    except BaseException as exc:
+        distributed.post_error(ctx, f"{type(exc).__name__}: {exc}")
+        raise
+    finally:
+        distributed.destroy_process_group()
+
+
+def _run(
+    spec: JobSpec,
+    ctx: distributed.DistContext,
+    *,
+    callbacks: Iterable[Callback],
+    resume: bool,
+    progress: bool,
+) -> dict:
+    job = setup.create_job(spec, resume=resume, progress=progress, ctx=ctx)
+    # Callbacks run in every process; state.rank tells them apart (rank 0 speaks for the job).
     runner = CallbackRunner([*setup.default_callbacks(job), *callbacks])
     state = TrainState(
         spec=job.spec,
@@ -32,9 +56,12 @@ def run_job(
         optimizer=job.optimizer,
         scheduler=job.scheduler,
         device=job.runtime.device,
+        rank=ctx.rank,
+        world_size=ctx.world_size,
     )
     setup.restore_state(job, state)
-    with setup.stop_on_signals(state), setup.job_logging(job.job_dir), setup.thread_budget(job), job.progress:
+    logging_context = setup.job_logging(job.job_dir) if ctx.is_main else contextlib.nullcontext()
+    with setup.stop_on_signals(state), logging_context, setup.thread_budget(job), job.progress:
         try:
             runner.fire("fit_start", state)
             fit(job, state, runner)
@@ -42,9 +69,23 @@ def run_job(
             finish(job, state, runner, "Stopped" if state.should_stop else "Completed", final=final)
         except Exception as exc:
             log.exception("training failed")
-            finish(job, state, runner, "Failed", failure=f"{type(exc).__name__}: {exc}")
+            finish(job, state, runner, "Failed", failure=_failure_reason(job, exc))
             raise
     return state.result or {}
+
+
+def _failure_reason(job: setup.Job, exc: BaseException) -> str:
+    """This process's error, or in a distributed job the error of the rank that failed first (the others
+    see only the broken group)."""
+    own = f"{type(exc).__name__}: {exc}"
+    if not job.dist.enabled:
+        return own
+    distributed.post_error(job.dist, own)
+    others = distributed.posted_errors(job.dist)
+    if not others:
+        return f"rank {job.dist.rank}: {own}"
+    when, rank, message = others[0]
+    return f"rank {rank}: {message}"
 
 
 def finish(
@@ -56,8 +97,13 @@ def finish(
     failure: str | None = None,
     final: dict[str, ClassificationMeter] | None = None,
 ) -> None:
-    """Write result.json, plots and report, then let callbacks (tracking) see the final state."""
+    """Write result.json, plots and report, then let callbacks (tracking) see the final state.
+
+    Only rank 0 writes; the other ranks of a distributed job still fire fit_end (their own profiler data)."""
     state.status = status
+    if not job.dist.is_main:
+        runner.fire("fit_end", state)
+        return
     state.result = bookkeeping.build_result(job, state, status=status, failure=failure, final=final or {})
     bookkeeping.write_outputs(job, state)
     runner.fire("fit_end", state)
@@ -72,9 +118,12 @@ def evaluate_best(
     """Evaluate the best epoch's weights (exported in model/) on valid and test."""
     if not job.best:
         return {}
-    from vizsla.models import load_model
+    if job.best_state is not None:  # distributed: every rank kept the best weights (rank 0 also wrote them)
+        job.model.load_state_dict(job.best_state)
+    else:
+        from vizsla.models import load_model
 
-    job.model.load_state_dict(load_model(job.job_dir.model_dir).state_dict())
+        job.model.load_state_dict(load_model(job.job_dir.model_dir).state_dict())
     return {split: evaluate(job, state, runner, split) for split in ("valid", "test")}
 
 
@@ -101,10 +150,12 @@ def fit(job: setup.Job, state: TrainState, runner: CallbackRunner) -> None:
         }
         state.history.append(record)
         state.metrics = dict(record)
-        bookkeeping.append_metrics(job.job_dir, record)
+        if job.dist.is_main:
+            bookkeeping.append_metrics(job.job_dir, record)
         improved = bookkeeping.track_best(job, state, record)
         runner.fire("epoch_end", state)
-        bookkeeping.save_epoch_checkpoint(job, state, next_epoch=epoch + 1)
+        if job.dist.is_main:
+            bookkeeping.save_epoch_checkpoint(job, state, next_epoch=epoch + 1)
         job.progress.epoch_done(record, improved)
         if bookkeeping.early_stopping_triggered(job, state):
             # A normal end (status Completed), unlike a stop requested by a signal or a callback.
@@ -129,8 +180,15 @@ def train_one_epoch(job: setup.Job, state: TrainState, runner: CallbackRunner) -
     meter = ClassificationMeter(len(job.data.classes))
     job.progress.start_epoch(state.epoch, len(loader))
     state.mode = "train"
+    # What trains, wrapped in DistributedDataParallel in a distributed job (gradients are all-reduced).
+    trained = job.parallel(model.head if cached is not None or frozen else model)
     for batch_index, batch in enumerate(loader):
         if batch is None:  # every image of the batch failed to decode
+            if job.dist.enabled:  # skipping would leave the other processes waiting in the all-reduce
+                raise RuntimeError(
+                    "every image of a batch failed to decode (changed since validation?); "
+                    "a distributed job cannot skip a step on one process"
+                )
             continue
         inputs, targets = setup.to_device(batch, runtime)
         state.batch_index, state.inputs, state.targets = batch_index, inputs, targets
@@ -138,13 +196,13 @@ def train_one_epoch(job: setup.Job, state: TrainState, runner: CallbackRunner) -
         runner.fire("batch_start", state)
         with runtime.autocast() if cached is None else contextlib.nullcontext():
             if cached is not None:
-                logits = model.head(inputs)  # inputs are the backbone's cached features
+                logits = trained(inputs)  # the head; inputs are the backbone's cached features
             elif frozen:
                 with torch.no_grad():
                     features = model.backbone(inputs)
-                logits = model.head(features.float())
+                logits = trained(features.float())
             else:
-                logits = model(inputs)
+                logits = trained(inputs)
             loss = F.cross_entropy(logits.float(), targets, label_smoothing=job.spec.train.label_smoothing)
         state.outputs, state.loss = logits, loss
         runner.fire("after_forward", state)
@@ -166,7 +224,9 @@ def train_one_epoch(job: setup.Job, state: TrainState, runner: CallbackRunner) -
         meter.update(logits, targets, loss.item() * state.batch_size)
         runner.fire("batch_end", state)
         job.progress.step(loss.item())
-        if state.global_step % job.spec.train.log_every_n_steps == 0:
+        if job.dist.enabled and distributed.any_rank(state.should_stop) and not state.should_stop:
+            state.request_stop("another process of the job asked to stop")  # all stop at the same step
+        if job.dist.is_main and state.global_step % job.spec.train.log_every_n_steps == 0:
             bookkeeping.append_metrics(
                 job.job_dir,
                 {
@@ -181,6 +241,7 @@ def train_one_epoch(job: setup.Job, state: TrainState, runner: CallbackRunner) -
         if state.should_stop:
             return None
     state.inputs = state.targets = state.outputs = state.loss = None
+    reduce_meter(meter)
     summary = meter.summary("train")
     summary.pop("train_top5_accuracy")
     return summary
@@ -204,7 +265,25 @@ def evaluate(job: setup.Job, state: TrainState, runner: CallbackRunner, split: s
                 logits = model(inputs).float()
         loss_sum = F.cross_entropy(logits, targets, reduction="sum").item()
         meter.update(logits, targets, loss_sum)
+    reduce_meter(meter)  # each process saw its share of the split: the sums make the whole
     state.metrics = {**state.metrics, **meter.summary(split)}
     runner.fire("eval_end", state)
     state.mode = previous_mode
     return meter
+
+
+def reduce_meter(meter: ClassificationMeter) -> None:
+    """Sum a meter's counts over the processes of a distributed job (in place; a no-op for one)."""
+    import torch.distributed as dist
+
+    if not dist.is_initialized():
+        return
+    import numpy as np
+
+    packed = np.concatenate(
+        [[meter.loss_sum, meter.count, meter.correct_top1, meter.correct_top5], meter.confusion.ravel()]
+    )
+    total = distributed.all_reduce_sum(packed)
+    meter.loss_sum = float(total[0])
+    meter.count, meter.correct_top1, meter.correct_top5 = (int(round(v)) for v in total[1:4])
+    meter.confusion = np.rint(total[4:]).astype(np.int64).reshape(meter.confusion.shape)

@@ -63,6 +63,9 @@ def check_training_spec(spec: TuneSpec) -> None:
     from vizsla.spec import build_spec
     from vizsla.tuning.space import trial_spec_dict
 
+    if spec.is_script:
+        check_script_settings(spec)
+        return
     data_root = (spec.training.get("data") or {}).get("root")
     if not data_root:
         raise SpecError("no data given: pass --data ROOT (or training.data.root in the space file)")
@@ -72,6 +75,29 @@ def check_training_spec(spec: TuneSpec) -> None:
         trial_spec_dict(spec.training, {}, output=str(Path(spec.output) / "trials" / "check")),
         source="the tuning job's training settings",
     )
+
+
+def check_script_settings(spec: TuneSpec) -> None:
+    """Script mode: the entry point and every local channel folder exist before any trial starts."""
+    from vizsla.scriptmode.spec import build_script_spec
+    from vizsla.tuning.space import script_trial_mapping
+
+    assert spec.script is not None
+    script = build_script_spec(
+        script_trial_mapping(spec.script, {}, str(Path(spec.output) / "trials" / "check")),
+        source="the tuning job's script settings",
+    )
+    entry = Path(script.entry_point)
+    if script.source_dir and not entry.is_absolute():
+        entry = Path(script.source_dir) / entry
+    if not entry.is_file():
+        raise UserError(
+            f"entry point not found: {entry}",
+            hint="pass --entry-point FILE (relative to --source-dir when one is given)",
+        )
+    for name, root in script.channels.items():
+        if "://" not in root and not Path(root).is_dir():
+            raise UserError(f"channel {name!r}: folder not found: {root}")
 
 
 def run_tuning(
@@ -228,7 +254,15 @@ def _check_parent(spec: TuneSpec, parent: TuneSpec, parent_dir: str) -> None:
             f"warm start parent {parent_dir} optimises {parent.objective.metric} "
             f"({parent.objective.type}); this job optimises {spec.objective.metric}"
         )
-    if spec.warm_start and spec.warm_start.type == "IdenticalDataAndAlgorithm":
+    if spec.warm_start and spec.warm_start.type == "IdenticalDataAndAlgorithm" and spec.is_script:
+        ours_script, theirs_script = spec.script or {}, parent.script or {}
+        same = all(ours_script.get(k) == theirs_script.get(k) for k in ("entry_point", "channels"))
+        if not same:
+            raise UserError(
+                f"warm start parent {parent_dir} ran another script or read other channels",
+                hint="use --warm-start-type TransferLearning to start from it anyway",
+            )
+    elif spec.warm_start and spec.warm_start.type == "IdenticalDataAndAlgorithm":
         ours, theirs = spec.training.get("data", {}), parent.training.get("data", {})
         if ours.get("root") != theirs.get("root") or spec.training.get("model") != parent.training.get(
             "model"
@@ -250,7 +284,7 @@ def _load_parent_study(parent: TuneSpec, parent_dir: Path) -> optuna.Study:
 
 
 def _start_parent_run(spec: TuneSpec, tune_dir: TuneDir) -> Any:
-    tracking = spec.training.get("tracking") or {}
+    tracking = spec.job_settings.get("tracking") or {}
     if tracking.get("enabled", True) is False:
         return None
     from vizsla.tracking import ParentRun

@@ -297,3 +297,33 @@ def check_space(ranges: dict[str, ParameterRange], training: dict[str, Any], sou
                 problems.append(f"  ranges.{name}: value {value!r} is not valid for {path} ({reason})")
     if problems:
         raise SpecError(f"invalid search space ({source}):\n" + "\n".join(problems))
+
+
+# --- script mode: ranges are the script's own argument names -------------------------------------------
+
+
+def script_trial_mapping(script: dict[str, Any], values: dict[str, Any], output: str) -> dict[str, Any]:
+    """One trial's script job mapping: sampled values merged over the static hyperparameters, verbatim
+    names (`batch-size` stays `batch-size`: the script's argparse defines them, not Vizsla)."""
+    mapping = copy.deepcopy(script)
+    mapping["hyperparameters"] = {**(mapping.get("hyperparameters") or {}), **values}
+    mapping["output"] = str(output)
+    return mapping
+
+
+def check_script_space(spec: Any, source: str) -> None:
+    """Refuse, before any trial runs, a script section or a range value the script job spec rejects."""
+    from vizsla.scriptmode.spec import build_script_spec
+
+    script = spec.script or {}
+    build_script_spec(script_trial_mapping(script, {}, "probe"), source=f"{source}: script")
+    problems: list[str] = []
+    for name, rng in spec.ranges.items():
+        for value in _probe_values(rng):
+            try:
+                build_script_spec(script_trial_mapping(script, {name: value}, "probe"))
+            except SpecError as exc:
+                reason = exc.message.splitlines()[-1].strip()
+                problems.append(f"  ranges.{name}: value {value!r} is not a valid script argument ({reason})")
+    if problems:
+        raise SpecError(f"invalid search space ({source}):\n" + "\n".join(problems))

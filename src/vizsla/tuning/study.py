@@ -132,10 +132,30 @@ def training_epochs(spec: TuneSpec) -> int:
     """The epochs a trial trains: a tuned range's maximum, else the static value, else the default."""
     from vizsla.spec import TrainSpec
 
+    if spec.is_script:
+        return script_epochs(spec) or spec.hyperband.max_resource or 1
     for name, rng in spec.ranges.items():
         if name in ("epochs", "train.epochs"):
             return int(getattr(rng, "max", None) or max(rng.values))  # type: ignore[union-attr]
     return int(spec.training.get("train", {}).get("epochs", TrainSpec.model_fields["epochs"].default))
+
+
+# SageMaker infers Hyperband's MaxResource from these static hyperparameters (HyperbandStrategyConfig).
+EPOCH_NAMES = ("epochs", "numepochs", "n-epochs", "n_epochs", "num_epochs")
+
+
+def script_epochs(spec: TuneSpec) -> int | None:
+    """A script's epochs: the tuned range's maximum or the static hyperparameter, by SageMaker's names."""
+    for name, rng in spec.ranges.items():
+        if name in EPOCH_NAMES:
+            return int(getattr(rng, "max", None) or max(rng.values))  # type: ignore[union-attr]
+    static = (spec.script or {}).get("hyperparameters") or {}
+    for name in EPOCH_NAMES:
+        try:
+            return int(static[name])
+        except (KeyError, TypeError, ValueError):
+            continue
+    return None
 
 
 def open_study(spec: TuneSpec, tune_dir: Path, *, seed_offset: int = 0) -> optuna.Study:

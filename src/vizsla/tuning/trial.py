@@ -1,5 +1,7 @@
 """What runs inside one trial's own process: the trial's training job, reporting each epoch to Optuna.
 
+(A script tuning job's trial runs the user's script instead: tuning/script_trial.py.)
+
 The worker samples the hyperparameters (its sampler holds the study's seed) and starts this process; here
 they are read back from the trial, the JobSpec is built, the training job runs (resuming from its last
 checkpoint when this is the retry of a trial whose process died) and the outcome is told to the study.
@@ -116,6 +118,10 @@ class Outcome:
 
 
 def _train(trial: optuna.Trial, spec: Any, request: TrialRequest) -> Outcome:
+    if spec.is_script:  # the user's own script (script mode): tuning/script_trial.py
+        from vizsla.tuning.script_trial import run_script_trial
+
+        return run_script_trial(trial, spec, request, request.threads)
     from vizsla.spec import build_spec
     from vizsla.training import run_job
     from vizsla.tuning.space import trial_spec_dict, values_from_params

@@ -199,6 +199,11 @@ class TuneSpec(_Spec):
         default_factory=dict,
         description="The fixed part of every trial: a training job spec (data, model, train) without output.",
     )
+    script: dict[str, Any] | None = Field(
+        None,
+        description="Instead of training: the user's own training script as a script job spec without output "
+        "(entry_point, channels, static hyperparameters, metric_definitions); ranges name its arguments.",
+    )
 
     @model_validator(mode="after")
     def _check(self) -> TuneSpec:
@@ -210,6 +215,8 @@ class TuneSpec(_Spec):
             raise ValueError(
                 "training.output: each trial writes into DIR/trials/; set the tuning job's output"
             )
+        if self.script is not None:
+            _check_script(self)
         if self.strategy == "Hyperband" and self.early_stopping != "Off":
             raise ValueError(
                 "early_stopping must be Off with strategy Hyperband (Hyperband stops trials itself)"
@@ -236,8 +243,48 @@ class TuneSpec(_Spec):
     def job_name(self) -> str:
         return self.name or Path(self.output).name
 
+    @property
+    def is_script(self) -> bool:
+        """Trials run the user's own script (script mode) rather than Vizsla's trainer."""
+        return self.script is not None
+
+    @property
+    def job_settings(self) -> dict[str, Any]:
+        """The static job mapping of every trial: the script section in script mode, else training."""
+        return self.script if self.script is not None else self.training
+
     def to_yaml(self) -> str:
         return yaml.safe_dump(self.model_dump(mode="json"), sort_keys=False)
+
+
+def _check_script(spec: TuneSpec) -> None:
+    """A script section: alone (not with training), no output, and the objective one of its metrics."""
+    assert spec.script is not None
+    if spec.training:
+        raise ValueError(
+            "give either training (Vizsla's trainer) or script (your own script), not both: "
+            f"training has {', '.join(sorted(spec.training))}"
+        )
+    if "output" in spec.script:
+        raise ValueError("script.output: each trial writes into DIR/trials/; set the tuning job's output")
+    names = []
+    for item in spec.script.get("metric_definitions") or []:
+        if isinstance(item, dict):
+            names.append(item.get("name", item.get("Name")))
+    if spec.strategy == "Hyperband" and spec.hyperband.max_resource is None:
+        from vizsla.tuning.study import script_epochs
+
+        if script_epochs(spec) is None:
+            raise ValueError(
+                "Hyperband needs the script's epochs: set hyperband.max_resource, or a static "
+                "hyperparameter epochs (or num_epochs, n_epochs, n-epochs, numepochs), as SageMaker does"
+            )
+    if spec.objective.metric not in names:
+        known = ", ".join(repr(n) for n in names) or "none"
+        raise ValueError(
+            f"objective metric {spec.objective.metric!r} is not one of the script's metric definitions "
+            f'({known}); add --metric-definition "{spec.objective.metric}=REGEX" or name one of them'
+        )
 
 
 # --- reading the three file shapes -------------------------------------------------------------------------
@@ -347,8 +394,6 @@ def _is_sagemaker(config: dict[str, Any]) -> bool:
 
 def _from_sagemaker(config: dict[str, Any]) -> dict[str, Any]:
     """SageMaker's CreateHyperParameterTuningJob / SDK JSON -> our mapping (unused keys are logged)."""
-    from vizsla.tuning.space import static_training
-
     job = config.get("HyperParameterTuningJobConfig") or {}
     block = (
         config.get("ParameterRanges")
@@ -362,7 +407,8 @@ def _from_sagemaker(config: dict[str, Any]) -> dict[str, Any]:
     definition = config.get("TrainingJobDefinition") or {}
     static = config.get("StaticHyperParameters") or definition.get("StaticHyperParameters") or {}
     static = {k: _scalar(v) for k, v in static.items() if not k.startswith(("sagemaker_", "_"))}
-    out["training"] = deep_merge(static_training(static), out.get("training") or {})
+    if static:  # placed once the job kind is known (build_tune_spec): script arguments or trainer fields
+        out[_STATIC] = static
     if "HyperParameterTuningJobName" in config:
         out.setdefault("name", config["HyperParameterTuningJobName"])
     objective = job.get("HyperParameterTuningJobObjective")
@@ -398,6 +444,23 @@ def _from_sagemaker(config: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
+_STATIC = "_static_hyperparameters"
+
+
+def _place_static(merged: dict[str, Any]) -> dict[str, Any]:
+    """SageMaker's StaticHyperParameters: a script's own arguments verbatim, or trainer fields by alias."""
+    static = merged.pop(_STATIC, None)
+    if not static:
+        return merged
+    if isinstance(merged.get("script"), dict):
+        script = dict(merged["script"])
+        script["hyperparameters"] = {**static, **(script.get("hyperparameters") or {})}
+        return {**merged, "script": script}
+    from vizsla.tuning.space import static_training
+
+    return {**merged, "training": deep_merge(static_training(static), merged.get("training") or {})}
+
+
 def _is_bare_ranges(config: dict[str, Any]) -> bool:
     return bool(config) and all(
         isinstance(v, dict) and any(str(k).lower() == "type" for k in v) and k not in TuneSpec.model_fields
@@ -425,6 +488,7 @@ def build_tune_spec(
     from vizsla.tuning.space import check_space
 
     merged = deep_merge(normalise(config or {}), normalise(overrides or {}) if overrides else {})
+    merged = _place_static(merged)
     if isinstance(merged.get("ranges"), dict):
         merged["ranges"] = {name: _infer_type(value) for name, value in merged["ranges"].items()}
     try:
@@ -432,5 +496,10 @@ def build_tune_spec(
     except ValidationError as exc:
         message = _format_validation_error(exc, source).replace("invalid job spec", "invalid tuning spec", 1)
         raise SpecError(message) from None
-    check_space(spec.ranges, spec.training, source)
+    if spec.is_script:
+        from vizsla.tuning.space import check_script_space
+
+        check_script_space(spec, source)
+    else:
+        check_space(spec.ranges, spec.training, source)
     return spec

@@ -24,10 +24,11 @@ class JobPhaseCollector(BaseCollector):
 
     name = "job_phases"
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, context: dict[str, Any] | None = None) -> None:
         self.path = Path(path)
         self.timeline: list[dict[str, Any]] = []
-        self.context: dict[str, Any] = {}
+        self.extra = dict(context or {})  # what the trainer's state does not say, e.g. the world size
+        self.context: dict[str, Any] = dict(self.extra)
         self._in_epoch = False
         self._first_step_seen = False
         self._last_batch_end: float | None = None
@@ -41,7 +42,7 @@ class JobPhaseCollector(BaseCollector):
     def fit_start(self, state: TrainState) -> None:
         spec_file = Path(state.job_dir.spec) if state.job_dir is not None else None
         started = spec_file.stat().st_mtime if spec_file is not None and spec_file.is_file() else None
-        self.context = {**job_context(state), "job_start": started}
+        self.context = {**job_context(state), **self.extra, "job_start": started}
         self._mark("fit_start", state, global_step=state.global_step)
 
     def epoch_start(self, state: TrainState) -> None:

@@ -12,7 +12,8 @@ Host timestamps (perf_counter) are taken at batch_start, after_forward, after_ba
 
 On CUDA, events are also recorded on the current stream at the same points and read a few steps later
 (`lag` steps, when they have long completed), giving the device time of forward, backward and optimizer
-(gpu_*_s) without a synchronize per step. Records are buffered and written to profile/steps.jsonl per epoch.
+(gpu_*_s) without a synchronize per step. Records are buffered and written to profile/steps.jsonl per epoch
+(steps-rank{r}.jsonl on rank r > 0 of a distributed job).
 """
 
 from __future__ import annotations
@@ -34,7 +35,8 @@ class StepPhaseCollector(BaseCollector):
 
     name = "step_phases"
 
-    def __init__(self, path: Path, lag: int = 3) -> None:
+    def __init__(self, path: Path, lag: int = 3, *, rank: int | None = None) -> None:
+        self.rank = rank  # set in a distributed job: every record names the process that timed it
         self.writer = JsonlWriter(Path(path), flush_every=1_000_000)  # written at epoch ends only
         self.lag = lag
         self._clock = time.perf_counter
@@ -87,6 +89,8 @@ class StepPhaseCollector(BaseCollector):
             "batch_size": state.batch_size,
             "time": marks[1] + self._offset,
         }
+        if self.rank is not None:
+            record["rank"] = self.rank
         for name, start, stop in zip(PHASES, marks, marks[1:], strict=False):
             record[name] = stop - start
         record["total_s"] = end - marks[0]

@@ -1,0 +1,175 @@
+"""What Vizsla attaches around a script process: the MLflow run and the profiler's system sampling.
+
+Both reuse the built-in job's pieces (MlflowTracker, SystemCollector, build_profile_report). The script has
+no trainer events, so each adapter feeds those pieces what a trainer would have: a TrainState for the tracker;
+a job timeline (process start, first and last step from the smdebug shim's steps.jsonl, process end) for the
+profiler. Neither may fail the job: errors are logged as warnings.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from pathlib import Path
+from typing import Any
+
+from vizsla.callbacks import TrainState
+from vizsla.jobdir import JobDir, atomic_write_json
+from vizsla.scriptmode.metrics import MetricMatch
+from vizsla.scriptmode.spec import ScriptJobSpec
+
+log = logging.getLogger(__name__)
+PROFILE_DIR_ENV = "VIZSLA_PROFILE_DIR"  # the smdebug shim writes TRAIN step records there
+
+
+class _ParamsView:
+    """What MlflowTracker reads from a spec: the run name and the params (the script's hyperparameters)."""
+
+    def __init__(self, spec: ScriptJobSpec) -> None:
+        self.spec = spec
+        self.job_name = spec.job_name
+
+    def model_dump(self, mode: str = "json") -> dict[str, Any]:
+        return dict(self.spec.hyperparameters)
+
+
+class ScriptTracker:
+    """One MLflow run for a script job: hyperparameters, every metric match (step = index), tags, files."""
+
+    def __init__(self, spec: ScriptJobSpec, job: JobDir) -> None:
+        from vizsla.tracking import MlflowTracker
+
+        tracking = spec.tracking
+        self.spec, self.job = spec, job
+        self.tracker = MlflowTracker(tracking.uri, tracking.experiment, tracking.parent_run_id)
+        self.active = False
+
+    def start(self) -> None:
+        try:
+            self.tracker.fit_start(TrainState(spec=_ParamsView(self.spec), job_dir=self.job))
+            client, run_id = self.tracker.client, self.tracker.run_id
+            client.set_tag(run_id, "vizsla.kind", "script")
+            client.set_tag(run_id, "vizsla.entry_point", self.spec.entry_point)
+            self.active = True
+        except Exception as exc:  # noqa: BLE001 - tracking never fails the job
+            log.warning("MLflow tracking is off for this job: %r", exc)
+
+    def info(self) -> dict[str, Any]:
+        return self.tracker.info() if self.active else {}
+
+    def finish(self, result: dict[str, Any], matches: list[MetricMatch], files: list[Path]) -> None:
+        if not self.active:
+            return
+        tracker = self.tracker
+        result["mlflow"] = tracker.info()
+        state = TrainState(
+            spec=_ParamsView(self.spec), job_dir=self.job, status=result["status"], result=result
+        )
+        try:
+            for match in matches:
+                tracker._log_metrics({match.name: match.value}, match.index, match.time)
+            tracker._log_end_tags(state)
+            tracker._log_artifacts(self.job, result)
+            for path in files:
+                if path.is_file():
+                    tracker.client.log_artifact(tracker.run_id, str(path), _artifact_dir(self.job, path))
+        except Exception as exc:  # noqa: BLE001
+            log.warning("could not record the job in MLflow: %r", exc)
+        finally:
+            try:
+                status = {"Completed": "FINISHED", "Stopped": "KILLED"}.get(result["status"], "FAILED")
+                tracker.client.set_terminated(tracker.run_id, status=status)
+            except Exception as exc:  # noqa: BLE001
+                log.warning("could not close the MLflow run: %r", exc)
+
+
+def _artifact_dir(job: JobDir, path: Path) -> str | None:
+    parent = path.resolve().parent.relative_to(job.root.resolve()).as_posix()
+    return None if parent == "." else parent
+
+
+class ScriptProfiler:
+    """System metrics of this process and the script's process tree, and the built-in profiler report."""
+
+    def __init__(self, spec: ScriptJobSpec, job: JobDir) -> None:
+        self.spec, self.job = spec, job
+        self.collector: Any = None
+        self.timeline: list[dict[str, Any]] = []
+        self.context: dict[str, Any] = {}
+
+    def prepare(self, env: dict[str, str], job_start: float, num_gpus: int) -> None:
+        """Clear an earlier run's records, start sampling, and tell the shim where steps go."""
+        from vizsla.profiler.collectors.system import SystemCollector
+        from vizsla.profiler.data import JOB_FILE, STEPS_FILE, SYSTEM_FILE
+
+        out = self.job.profile
+        out.mkdir(parents=True, exist_ok=True)
+        for name in (SYSTEM_FILE, STEPS_FILE, JOB_FILE):
+            (out / name).unlink(missing_ok=True)
+        env[PROFILE_DIR_ENV] = str(out.resolve())
+        hps = self.spec.hyperparameters
+        cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+        self.context = {
+            "job_name": self.spec.job_name,
+            "kind": "script",
+            "entry_point": self.spec.entry_point,
+            "cores": cores,
+            "job_start": job_start,
+            "num_workers": None,
+            "batch_size": hps.get("batch-size", hps.get("batch_size")),
+            "epochs": hps.get("epochs"),
+            "device_type": "cuda" if num_gpus else "cpu",
+        }
+        try:
+            self.collector = SystemCollector(out / SYSTEM_FILE, self.spec.profile.interval_ms)
+            self.collector.start()
+        except Exception as exc:  # noqa: BLE001
+            log.warning("profiler system sampling is off: %r", exc)
+            self.collector = None
+
+    def process_started(self, pid: int) -> None:
+        self.context["pid"] = pid
+        self.timeline.append({"event": "fit_start", "time": time.time(), "epoch": 0})
+
+    def finish(self, status: str) -> dict[str, Any] | None:
+        """Stop sampling, write profile/job.json with the step window, build summary.json and the report."""
+        from vizsla.profiler import build_profile_report, report_path
+        from vizsla.profiler.collectors.base import read_jsonl
+        from vizsla.profiler.data import JOB_FILE, STEPS_FILE
+
+        if self.collector is not None:
+            self.collector.stop()
+        end = time.time()
+        steps = [
+            s for s in read_jsonl(self.job.profile / STEPS_FILE) if isinstance(s.get("time"), int | float)
+        ]
+        timeline = list(self.timeline)
+        if steps:
+            # a record's "time" is its forward start; the step began data_s earlier and lasted total_s
+            starts = [s["time"] - float(s.get("data_s") or 0.0) for s in steps]
+            ends = [b + float(s.get("total_s") or 0.0) for b, s in zip(starts, steps, strict=True)]
+            first = min(range(len(steps)), key=starts.__getitem__)
+            timeline += [
+                {"event": "epoch_start", "time": starts[first], "epoch": 0},
+                {"event": "first_step_end", "time": ends[first], "epoch": 0},
+                {"event": "train_end", "time": max(ends), "epoch": 0},
+            ]
+        timeline.append({"event": "fit_end", "time": end, "epoch": 0, "status": status})
+        timeline.sort(key=lambda m: m["time"])
+        atomic_write_json(
+            self.job.profile / JOB_FILE, {"context": {**self.context, "status": status}, "timeline": timeline}
+        )
+        try:
+            summary = build_profile_report(self.job, self.spec.profile, report=self.spec.profile.report)
+        except Exception as exc:  # noqa: BLE001 - a report that cannot be built must not fail the job
+            log.warning("could not build the profiler report: %r", exc)
+            return {"error": repr(exc)}
+        triggered = [f["rule"] for f in summary.get("rules", []) if f.get("triggered")]
+        report = report_path(self.job)
+        return {
+            "steps": len(steps),
+            "system_samples": len(read_jsonl(self.job.profile / "system.jsonl")),
+            "rules_triggered": triggered,
+            "report": str(report.resolve()) if report.is_file() else None,
+        }

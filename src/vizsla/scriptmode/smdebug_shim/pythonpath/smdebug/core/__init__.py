@@ -1,0 +1,1 @@
+"""smdebug.core: modes, save configs and collections."""

@@ -1,0 +1,209 @@
+"""ScriptJobSpec: a user's own SageMaker training script run as a Vizsla job (the estimator's arguments).
+
+The fields mirror what `sagemaker.pytorch.PyTorch(...).fit({...})` takes: entry point, source dir,
+hyperparameters, channels, metric definitions, environment; AWS-only arguments are kept in `sagemaker`.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from vizsla.errors import SpecError
+from vizsla.profiler.spec import ProfileSpec
+from vizsla.spec import DebugSpec, TrackingSpec, deep_merge
+
+# SageMaker's API limits (botocore model: MetricDefinition Name <= 255, Regex <= 500, list <= 40).
+MAX_METRIC_NAME = 255
+MAX_METRIC_REGEX = 500
+MAX_METRIC_DEFINITIONS = 40
+# Channel names as CreateTrainingJob accepts them (ChannelName pattern, <= 64 chars).
+CHANNEL_NAME = re.compile(r"^[A-Za-z0-9.\-_]{1,64}$")
+
+
+class MetricDefinition(BaseModel):
+    """A named regex over the script's output lines; the first capture group is the value."""
+
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+
+    name: str = Field(min_length=1, max_length=MAX_METRIC_NAME, description="Metric name.")
+    regex: str = Field(min_length=1, max_length=MAX_METRIC_REGEX, description="Python regex (re.search).")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _sagemaker_spelling(cls, value: Any) -> Any:
+        """Accept the SDK's {"Name": ..., "Regex": ...} as well."""
+        if isinstance(value, dict) and ("Name" in value or "Regex" in value):
+            renamed = {k: v for k, v in value.items() if k not in ("Name", "Regex")}
+            renamed["name"] = value.get("Name", value.get("name"))
+            renamed["regex"] = value.get("Regex", value.get("regex"))
+            return renamed
+        return value
+
+    @field_validator("regex")
+    @classmethod
+    def _compiles(cls, value: str) -> str:
+        try:
+            re.compile(value)
+        except re.error as exc:
+            raise ValueError(f"invalid regex {value!r}: {exc}") from None
+        return value
+
+
+class ScriptJobSpec(BaseModel):
+    """A script-mode training job: the script, its inputs and what Vizsla does around it."""
+
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+    kind: Literal["script"] = "script"
+    name: str | None = Field(None, description="Job name; default: the output folder's name.")
+    output: str = Field(description="Job directory (SageMaker's /opt/ml, mirrored).")
+    entry_point: str = Field(description="The script: a .py file (run with python) or an executable.")
+    source_dir: str | None = Field(
+        None, description="Folder of the script and its modules (its cwd); default: the entry point's folder."
+    )
+    channels: dict[str, str] = Field(
+        default_factory=dict, description="Input channels: name -> local folder or fsspec URI."
+    )
+    hyperparameters: dict[str, Any] = Field(
+        default_factory=dict, description="Passed as --key value arguments and SM_HP_* variables."
+    )
+    metric_definitions: list[MetricDefinition] = Field(
+        default_factory=list, description="Regexes that read metrics from the script's output."
+    )
+    environment: dict[str, str] = Field(default_factory=dict, description="Extra environment variables.")
+    install_requirements: bool = Field(
+        False, description="pip install the source dir's requirements.txt before running (else only check)."
+    )
+    debug: DebugSpec = Field(default_factory=DebugSpec)
+    profile: ProfileSpec = Field(default_factory=ProfileSpec)
+    tracking: TrackingSpec = Field(default_factory=TrackingSpec)
+    sagemaker: dict[str, Any] = Field(
+        default_factory=dict,
+        description="AWS-only estimator arguments (role, instance_type, framework_version...): recorded.",
+    )
+    max_run_s: float | None = Field(
+        None, gt=0, description="Like MaxRuntimeInSeconds: stop the script after this many seconds."
+    )
+
+    @field_validator("channels")
+    @classmethod
+    def _channel_names(cls, value: dict[str, str]) -> dict[str, str]:
+        for name in value:
+            if not CHANNEL_NAME.match(name):
+                raise ValueError(f"channel name {name!r}: use letters, digits, '.', '-', '_' (at most 64)")
+        return value
+
+    @field_validator("hyperparameters")
+    @classmethod
+    def _hyperparameter_names(cls, value: dict[str, Any]) -> dict[str, Any]:
+        for key in value:
+            if not key or any(c.isspace() or c == "=" for c in key):
+                raise ValueError(f"hyperparameter name {key!r} must be non-empty, without spaces or '='")
+        return value
+
+    @field_validator("metric_definitions")
+    @classmethod
+    def _metric_list(cls, value: list[MetricDefinition]) -> list[MetricDefinition]:
+        if len(value) > MAX_METRIC_DEFINITIONS:
+            raise ValueError(f"{len(value)} metric definitions; SageMaker allows {MAX_METRIC_DEFINITIONS}")
+        names = [d.name for d in value]
+        duplicates = sorted({n for n in names if names.count(n) > 1})
+        if duplicates:
+            raise ValueError(f"metric names must be unique: {', '.join(duplicates)}")
+        return value
+
+    @property
+    def job_name(self) -> str:
+        return self.name or Path(self.output).name
+
+    def to_yaml(self) -> str:
+        return yaml.safe_dump(self.model_dump(mode="json"), sort_keys=False)
+
+
+def parse_metric_definition(text: str) -> MetricDefinition:
+    """'NAME=REGEX' (split at the first '='; the regex may hold '=') -> MetricDefinition."""
+    name, sep, regex = text.partition("=")
+    if not sep or not name.strip() or not regex:
+        raise SpecError(
+            f"metric definition {text!r} is not NAME=REGEX",
+            hint='e.g. --metric-definition "test_loss=Test set: Average loss: ([0-9\\.]+)"',
+        )
+    try:
+        return MetricDefinition(name=name.strip(), regex=regex)
+    except ValidationError as exc:
+        raise SpecError(f"metric definition {name.strip()!r}: {exc.errors()[0]['msg']}") from None
+
+
+def parse_hyperparameter_value(text: str) -> Any:
+    """Type a command-line value: 5 -> int, 1e-3 -> float, True/false -> bool, anything else -> str.
+
+    Not yaml.safe_load: YAML 1.1 reads 1e-3 as text, 010 as octal 8 and yes/off as booleans, which
+    surprises users typing hyperparameters; this keeps the cases SageMaker notebooks use.
+    """
+    stripped = text.strip()
+    if stripped.lower() in ("true", "false"):
+        return stripped.lower() == "true"
+    try:
+        return int(stripped)
+    except ValueError:
+        pass
+    if _looks_like_float(stripped):
+        return float(stripped)
+    return text
+
+
+def _looks_like_float(text: str) -> bool:
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return text.lower().lstrip("+-") not in ("nan", "inf", "infinity")
+
+
+def parse_hyperparameters(items: list[str]) -> dict[str, Any]:
+    """['key=value', ...] -> {key: typed value}; a later key wins."""
+    parsed: dict[str, Any] = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise SpecError(
+                f"hyperparameter {item!r} is not KEY=VALUE", hint="e.g. --hyperparameters epochs=5"
+            )
+        parsed[key.strip()] = parse_hyperparameter_value(value)
+    return parsed
+
+
+def _format_error(exc: ValidationError, source: str) -> str:
+    lines = [f"invalid script job spec ({source}):"]
+    for err in exc.errors():
+        where = ".".join(str(p) for p in err["loc"]) or "(root)"
+        lines.append(f"  {where}: {err['msg']}")
+    return "\n".join(lines)
+
+
+def build_script_spec(
+    config: dict[str, Any] | None = None, overrides: dict[str, Any] | None = None, source: str = "options"
+) -> ScriptJobSpec:
+    """A ScriptJobSpec from a YAML mapping and CLI overrides (overrides win), as a user error on failure."""
+    merged = deep_merge(config or {}, overrides or {})
+    try:
+        return ScriptJobSpec.model_validate(merged)
+    except ValidationError as exc:
+        raise SpecError(_format_error(exc, source)) from None
+
+
+def is_script_spec(mapping: dict[str, Any]) -> bool:
+    """A YAML mapping that describes a script job (kind: script, or an entry_point)."""
+    return mapping.get("kind") == "script" or "entry_point" in mapping
+
+
+def load_script_spec(path: str | Path) -> ScriptJobSpec:
+    """A ScriptJobSpec from a YAML file (e.g. a script job directory's spec.yaml)."""
+    from vizsla.spec import read_yaml
+
+    return build_script_spec(read_yaml(path), source=str(path))

@@ -1,0 +1,135 @@
+"""Script-mode serving: a user's `inference.py` over whatever files their training script saved.
+
+The defaults follow SageMaker's PyTorch inference toolkit (sagemaker-pytorch-inference-toolkit
+`default_pytorch_inference_handler.py`, sagemaker-inference-toolkit `decoder.py` / `encoder.py`): JSON, CSV
+and NPY bodies become a float tensor, `predict_fn` calls `model(data)` under `torch.no_grad()` in eval mode,
+`output_fn` encodes to the first supported Accept type (JSON by default, CSV, NPY). There is no default
+`model_fn`: a non-vizsla artefact is only loadable by the script's own code (the toolkit raises too unless a
+TorchScript file is present, which we do not guess at).
+"""
+
+from __future__ import annotations
+
+import io
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from vizsla.errors import UserError
+from vizsla.serving.errors import RequestError
+
+JSON_TYPE = "application/json"
+CSV_TYPE = "text/csv"
+NPY_TYPE = "application/x-npy"
+UTF8_TYPES = (JSON_TYPE, CSV_TYPE)  # the toolkit decodes these bodies to str before input_fn
+ENCODABLE = (JSON_TYPE, CSV_TYPE, NPY_TYPE)
+JOB_MARKERS = ("result.json", "spec.yaml", "output")
+
+
+def resolve_artefact_dir(path: str | Path) -> Path:
+    """The folder model_fn receives: a script job's `model/` (SM_MODEL_DIR), else PATH itself."""
+    path = Path(path).expanduser().resolve()
+    if not path.is_dir():
+        raise UserError(
+            f"model path not found or not a folder: {path}",
+            hint="Pass a script job's folder or the folder its script saved the model into.",
+        )
+    model = path / "model"
+    if model.is_dir() and any((path / marker).exists() for marker in JOB_MARKERS):
+        return model
+    return path
+
+
+def is_vizsla_model(path: str | Path) -> bool:
+    """Whether PATH (or its model/) holds a vizsla model folder rather than a script's own files."""
+    from vizsla.errors import ModelError
+    from vizsla.models.io import resolve_model_dir
+
+    try:
+        resolve_model_dir(path)
+    except ModelError:
+        return False
+    return True
+
+
+def body_for_user(body: bytes, content_type: str) -> bytes | str:
+    """JSON and CSV bodies as str (UTF-8), anything else as bytes, as the toolkit hands them to input_fn."""
+    from vizsla.serving.handler import media_type
+
+    kind, params = media_type(content_type)
+    if kind not in UTF8_TYPES:
+        return body
+    try:
+        return body.decode(params.get("charset") or "utf-8")
+    except (UnicodeDecodeError, LookupError) as exc:
+        raise RequestError(400, f"a {kind} body must be UTF-8 text: {exc}") from None
+
+
+def toolkit_input_fn(data: bytes | str, content_type: str) -> Any:
+    """JSON/CSV/NPY -> float32 torch tensor (the toolkit's default_input_fn); 415 for other types."""
+    import torch
+
+    from vizsla.serving.handler import media_type
+
+    kind, _ = media_type(content_type)
+    try:
+        if kind == JSON_TYPE:
+            array = np.asarray(json.loads(data), dtype=np.float32)
+        elif kind == CSV_TYPE:
+            text = data if isinstance(data, str) else data.decode("utf-8")
+            array = np.genfromtxt(io.StringIO(text), dtype=np.float32, delimiter=",")
+        elif kind == NPY_TYPE:
+            raw = data.encode() if isinstance(data, str) else data
+            array = np.load(io.BytesIO(raw), allow_pickle=False)  # never unpickle a request
+        else:
+            raise RequestError(
+                415,
+                f"unsupported Content-Type {content_type!r} for the default input_fn; send "
+                f"{', '.join(ENCODABLE)} or define input_fn in the entry point",
+            )
+    except RequestError:
+        raise
+    except (ValueError, TypeError, UnicodeDecodeError, OSError, EOFError) as exc:
+        raise RequestError(400, f"cannot decode the {kind} body: {exc}") from None
+    if array.dtype.kind not in "biuf":
+        raise RequestError(400, f"the {kind} body must hold numbers, got dtype {array.dtype}")
+    return torch.from_numpy(np.ascontiguousarray(array, dtype=np.float32))
+
+
+def toolkit_predict_fn(data: Any, model: Any) -> Any:
+    """model(data) under no_grad, in eval mode (the toolkit's default_predict_fn, on CPU)."""
+    import torch
+
+    with torch.no_grad():
+        if hasattr(model, "eval"):
+            model.eval()
+        return model(data)
+
+
+def toolkit_output_fn(prediction: Any, accept: str) -> tuple[bytes, str]:
+    """Encode to the first Accept type we can write (missing or */* -> JSON); 406 when none fits."""
+    from vizsla.serving.handler import media_type
+
+    if hasattr(prediction, "detach"):
+        prediction = prediction.detach().cpu().numpy()
+    for part in (accept or "").split(","):
+        kind, _ = media_type(part)
+        if kind in ("", "*/*", "application/*", JSON_TYPE):
+            return json.dumps(prediction, default=_tolist).encode(), JSON_TYPE
+        if kind == CSV_TYPE:
+            stream = io.StringIO()
+            np.savetxt(stream, np.atleast_1d(np.asarray(prediction)), delimiter=",", fmt="%s")
+            return stream.getvalue().encode(), CSV_TYPE
+        if kind == NPY_TYPE:
+            buffer = io.BytesIO()
+            np.save(buffer, np.asarray(prediction), allow_pickle=False)
+            return buffer.getvalue(), NPY_TYPE
+    raise RequestError(406, f"cannot answer with Accept {accept!r}; use one of {', '.join(ENCODABLE)}")
+
+
+def _tolist(value: Any) -> Any:
+    if hasattr(value, "tolist"):
+        return value.tolist()
+    raise TypeError(f"{type(value).__name__} is not JSON serializable; define output_fn")
