@@ -32,6 +32,7 @@ SCRIPTS = (
     "bench_serving",
     "bench_debugger",
     "bench_profiler",
+    "bench_distributed",
 )
 BENCH_DIR = Path(__file__).resolve().parent
 
