@@ -92,8 +92,13 @@ def init_process_group(ctx: DistContext, backend: str, timeout_s: float) -> None
             f"WORLD_SIZE={ctx.world_size} but MASTER_ADDR/MASTER_PORT are not set",
             hint="launch with `vizsla train --nproc-per-node N` or torchrun, or set the standard variables",
         )
+    timeout = timedelta(seconds=timeout_s)
+    store, _, _ = next(dist.rendezvous("env://", rank=ctx.rank, world_size=ctx.world_size, timeout=timeout))
+    # torchrun's workers share the agent's store across restarts: without a per-attempt prefix, a restarted
+    # group reads the dead group's addresses and waits until the timeout.
+    store = dist.PrefixStore(f"vizsla/attempt_{ctx.restart_count}", store)
     dist.init_process_group(
-        backend=backend, rank=ctx.rank, world_size=ctx.world_size, timeout=timedelta(seconds=timeout_s)
+        backend=backend, store=store, rank=ctx.rank, world_size=ctx.world_size, timeout=timeout
     )
     log.info("rank %d of %d joined the %s process group", ctx.rank, ctx.world_size, backend)
 
