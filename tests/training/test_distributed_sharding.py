@@ -1,4 +1,4 @@
-"""Sharding of a distributed job: ranks together see exactly the single-process batches, eval has no padding."""
+"""Sharding of a distributed job: ranks together see the single-process batches; eval has no padding."""
 
 from __future__ import annotations
 
