@@ -59,9 +59,9 @@ def _run(
         rank=ctx.rank,
         world_size=ctx.world_size,
     )
-    setup.restore_state(job, state)
     logging_context = setup.job_logging(job.job_dir) if ctx.is_main else contextlib.nullcontext()
     with setup.stop_on_signals(state), logging_context, setup.thread_budget(job), job.progress:
+        setup.restore_state(job, state)  # inside: train.log says where a resumed job continued
         try:
             runner.fire("fit_start", state)
             fit(job, state, runner)
