@@ -169,6 +169,10 @@ class CollectionSpec(_Spec):
     enabled: bool | None = Field(None, description="Save this collection at all; default: built-in choice.")
     save_interval: int | None = Field(None, ge=1, description="Save every N mode steps (and step 0).")
     save_steps: list[int] | None = Field(None, description="Extra mode steps to save, e.g. [3, 7].")
+    mode_save_intervals: dict[Literal["TRAIN", "EVAL", "PREDICT", "GLOBAL"], int] | None = Field(
+        None,
+        description="Per-mode intervals over save_interval, e.g. {EVAL: 1} (SageMaker's eval.save_interval).",
+    )
     reductions: list[str] | None = Field(
         None, description="mean, std, min, max, l1, l2, zero_fraction, nan_count, inf_count, histogram."
     )
@@ -251,6 +255,9 @@ class DebugSpec(_Spec):
     enabled: bool = Field(False, description="Record tensors and run rules (vizsla train --debug).")
     out_dir: str = Field("debug", description="Tensor store folder, relative to the job directory.")
     save_interval: int = Field(100, ge=1, description="Save weights/gradients/activations every N steps.")
+    mode_save_intervals: dict[Literal["TRAIN", "EVAL", "PREDICT", "GLOBAL"], int] | None = Field(
+        None, description="Per-mode intervals over save_interval (SageMaker's hook-level eval.save_interval)."
+    )
     collections: dict[str, CollectionSpec] = Field(
         default_factory=dict, description="Per-collection overrides (losses, weights, gradients, ...)."
     )

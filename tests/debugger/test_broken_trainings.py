@@ -90,7 +90,7 @@ def test_learning_rate_10_trips_and_stop_ends_the_job_early(tmp_path: Path, tiny
         tmp_path,
         tiny_folder,
         lr=10.0,
-        epochs=6,
+        epochs=40,  # the rule thread runs at low priority: on a busy machine it may lag by dozens of steps
         rules=[{"name": "LossNotDecreasing", "actions": stop}, {"name": "ExplodingTensor", "actions": stop}],
     )
     # lr=10 drives the logits to ~1e3: the softmax saturates and the gradients really vanish (to exactly 0 at
@@ -104,8 +104,9 @@ def test_learning_rate_10_trips_and_stop_ends_the_job_early(tmp_path: Path, tiny
     assert result["stop_reason"].startswith(
         ("debugger rule LossNotDecreasing:", "debugger rule ExplodingTensor:")
     )
-    # Status Stopped with the rule's reason is the stop action's proof; how many of the 48 steps ran first
-    # depends on when the rule thread (checking twice a second) sees them, so it is not asserted.
+    # Status Stopped with the rule's reason is the stop action's proof; how many of the 320 steps ran first
+    # depends on when the rule thread (checking twice a second) sees them, so it is only bounded.
+    assert result["epochs_completed"] < 40
     assert rules["VanishingGradient"]["steps_evaluated"]["TRAIN"] > 0
 
 

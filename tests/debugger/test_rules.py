@@ -174,6 +174,12 @@ def test_poor_weight_initialization_on_collapsed_gradients_and_activation_varian
     ratio.add_reduced("b_relu_output_0", 20, np.maximum(RNG.normal(0, 0.1, (8, 16)), 0))
     findings = run(create_rule("PoorWeightInitialization"), ratio)
     assert [f.step for f in findings] == [0] and findings[0].tensor == "a_relu_output_0"  # only early steps
+    # an smdebug hook in a script names a nested ReLU module's output <Model>_<path>.relu_output_<i>
+    script = MemoryTrial()
+    script.add_reduced("Net_layer1.0.relu_output_0", 0, np.maximum(RNG.normal(0, 10, (8, 16)), 0))
+    script.add_reduced("Net_layer2.0.relu_output_0", 0, np.maximum(RNG.normal(0, 0.1, (8, 16)), 0))
+    findings = run(create_rule("PoorWeightInitialization"), script)
+    assert [f.tensor for f in findings] == ["Net_layer1.0.relu_output_0"]
 
 
 @pytest.mark.parametrize("raw", [False, True], ids=["histogram", "raw"])

@@ -227,3 +227,18 @@ def test_evaluate_offline_reruns_rules_on_a_stored_trial() -> None:
         by_name["StalledTraining"]["status"] == "Error" and "live job" in by_name["StalledTraining"]["error"]
     )
     assert by_name["LossNotDecreasing"]["status"] == "NoIssuesFound"
+
+
+def test_training_rules_read_global_steps_when_the_script_never_set_a_mode() -> None:
+    """smdebug records GLOBAL steps until set_mode is called; SageMaker's rules read those."""
+    trial = MemoryTrial()
+    for step in range(3):
+        trial.add_reduced("gradient/w.weight", step, np.zeros(4), mode="GLOBAL")
+    engine = RuleEngine(build_entries(["VanishingGradient"], default_rules=False))
+    engine.cycle(trial)
+    entry = engine.to_json()["rules"][0]
+    assert entry["steps_evaluated"] == {"GLOBAL": 3} and entry["findings_total"] == 3
+    # once TRAIN steps exist, TRAIN is what a training rule reads
+    trial.add_reduced("gradient/w.weight", 0, np.ones(4), mode="TRAIN")
+    engine.cycle(trial)
+    assert engine.to_json()["rules"][0]["steps_evaluated"] == {"GLOBAL": 3, "TRAIN": 1}

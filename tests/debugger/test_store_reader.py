@@ -115,3 +115,24 @@ def test_stats_row_counts_nan_and_inf_and_bins_only_finite_values():
     assert values["nan_count"] == 1 and values["inf_count"] == 1
     assert values["min"] == -2.0 and values["max"] == 1.0 and values["zero_fraction"] == pytest.approx(0.2)
     assert row[len(REDUCTIONS) + 2 :].sum() == 3
+
+
+def test_per_mode_save_intervals_override_the_collection_interval() -> None:
+    from vizsla.debugger.collections import Collection
+
+    spec = DebugSpec(
+        enabled=True,
+        save_interval=10,
+        collections={
+            "losses": {"save_interval": 5, "mode_save_intervals": {"EVAL": 1}, "modes": ["TRAIN", "EVAL"]}
+        },
+    )
+    losses = resolve_collections(spec)["losses"]
+    assert [s for s in range(12) if losses.should_save("TRAIN", s)] == [0, 5, 10]
+    assert [s for s in range(4) if losses.should_save("EVAL", s)] == [0, 1, 2, 3]
+    assert Collection.from_json(losses.to_json()) == losses  # as collections.json stores it
+    spec = DebugSpec(enabled=True, save_interval=100, mode_save_intervals={"TRAIN": 20})
+    spec_wide = resolve_collections(spec)
+    gradients = spec_wide["gradients"]
+    assert gradients.should_save("TRAIN", 20) and not gradients.should_save("TRAIN", 30)
+    assert spec_wide["losses"].should_save("TRAIN", 3)  # an every-step collection keeps its own interval

@@ -16,6 +16,8 @@ from pathlib import Path
 import pytest
 import yaml
 
+from vizsla.testing.jobs import wait_for_first_epoch
+
 pytestmark = pytest.mark.slow
 
 VIZSLA = [sys.executable, "-m", "vizsla"]
@@ -89,6 +91,13 @@ def test_two_processes_match_one_and_only_rank0_writes(digits, tmp_path):
     extra = _files(tmp_path / "two") - _files(tmp_path / "one")
     assert extra == {"profile/steps-rank1.jsonl"}
     assert "Completed" in two.stdout + two.stderr
+    described = subprocess.run(
+        [*VIZSLA, "jobs", "describe", str(tmp_path / "two")], capture_output=True, text=True,
+        env={**os.environ, "COLUMNS": "200"},
+    )  # fmt: skip
+    assert "Processes" in described.stdout and "2 (gloo, torchrun): global batch 32, 16 per process" in (
+        described.stdout
+    )
 
 
 def test_ddp_full_finetune_and_resume_with_another_world_size(digits, tmp_path):
@@ -135,6 +144,63 @@ def test_two_machines_on_loopback_complete_one_job(digits, tmp_path):
     assert yaml.safe_load((job / "spec.yaml").read_text())["distributed"]["world_size"] == 2
 
 
+@pytest.fixture
+def s3_images(tmp_path):
+    """A small image folder in a bucket of a real S3-compatible server (moto): (uri, options, images)."""
+    pytest.importorskip("s3fs")
+    boto3 = pytest.importorskip("boto3")
+    moto_server = pytest.importorskip("moto.server")
+    from vizsla.testing.images import make_image_folder
+
+    server = moto_server.ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    host, port = server.get_host_and_port()
+    endpoint = f"http://{host}:{port}"
+    client = boto3.client(
+        "s3", endpoint_url=endpoint, aws_access_key_id="test", aws_secret_access_key="test",
+        region_name="us-east-1",
+    )  # fmt: skip
+    client.create_bucket(Bucket="images")
+    local = make_image_folder(tmp_path / "upload", classes=("cat", "dog", "fox"), per_class=12, seed=0)
+    images = sorted(local.rglob("*.png"))
+    for path in images:
+        client.put_object(Bucket="images", Key=f"data/{path.relative_to(local)}", Body=path.read_bytes())
+    options = {"key": "test", "secret": "test", "client_kwargs": {"endpoint_url": endpoint}}
+    yield "s3://images/data", options, len(images)
+    server.stop()
+
+
+def test_two_machines_each_read_their_own_copy_of_remote_data(s3_images, tmp_path):
+    """Two simulated machines (separate dataset caches) train on s3:// data: each mirrors it locally."""
+    uri, options, images = s3_images
+    config = tmp_path / "job.yaml"
+    config.write_text(yaml.safe_dump({"data": {"root": uri, "storage_options": options, "num_workers": 0}}))
+    job = tmp_path / "job"
+    endpoint = f"127.0.0.1:{_free_port()}"
+    caches = [tmp_path / "machine-0-cache", tmp_path / "machine-1-cache"]
+    command = [
+        *VIZSLA, "train", "--config", str(config), "--output", str(job), "--model", "test_efficientnet",
+        "--weights", "none", "--image-size", "32", "--finetune", "full", "--epochs", "2", "--batch-size", "8",
+        "--precision", "fp32", "--no-tracking", "--quiet", "--nproc-per-node", "1", "--nnodes", "2",
+        "--rdzv-endpoint", endpoint,
+    ]  # fmt: skip
+    nodes = [
+        subprocess.Popen(
+            [*command, "--node-rank", str(rank)],
+            env={**os.environ, "VIZSLA_CACHE_DIR": str(caches[rank])},
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for rank in (0, 1)
+    ]
+    outputs = [node.communicate(timeout=600) for node in nodes]
+    assert [node.returncode for node in nodes] == [0, 0], outputs[0][1][-2000:] + outputs[1][1][-2000:]
+    assert _result(job)["status"] == "Completed"
+    for cache in caches:  # each machine holds its own complete mirror of the bucket's images
+        assert len(list((cache / "datasets").rglob("*.png"))) == images, cache
+
+
 def _worker_pids(launcher: int) -> list[int]:
     import psutil
 
@@ -157,11 +223,7 @@ def test_sigkill_of_a_worker_restarts_from_the_checkpoint(digits, tmp_path):
         text=True,
     )
     metrics = job / "metrics.jsonl"
-    deadline = time.monotonic() + 300
-    while time.monotonic() < deadline:  # wait for the first epoch's checkpoint, then kill mid-epoch 2
-        if metrics.is_file() and '"kind": "epoch"' in metrics.read_text():
-            break
-        time.sleep(0.2)
+    wait_for_first_epoch(metrics, poll_s=0.2)  # the first epoch's checkpoint; then kill mid-epoch 2
     time.sleep(1.0)
     workers = _worker_pids(launcher.pid)
     assert len(workers) == 2
@@ -181,7 +243,7 @@ RAISING = textwrap.dedent(
     """
     import sys
     from vizsla.spec import build_spec
-    from vizsla.testing.jobs import tiny_spec_dict
+    from vizsla.testing.jobs import tiny_spec_dict, wait_for_first_epoch
     from vizsla.training import run_job, trainer
 
     # A bug in the training step on rank 1 only (a callback's error would just disable the callback).
@@ -220,3 +282,56 @@ def test_a_rank_that_raises_fails_the_job_cleanly(tiny_folder, tmp_path):
     result = _result(job)
     assert result["status"] == "Failed"
     assert "rank 1" in result["failure_reason"] and "boom on rank 1" in result["failure_reason"]
+
+
+STOP_RULE = """
+from dataclasses import dataclass
+
+from vizsla.debugger.rules import BaseRule
+
+
+@dataclass
+class LossRecorded(BaseRule):
+    name = "LossRecorded"
+
+    def evaluate(self, trial, step, mode):
+        value = trial.tensor("loss").reduction(step, "mean", mode)
+        if value is not None:
+            return self.finding(step, mode, "loss", value, 0.0, "a loss was recorded")
+        return None
+"""
+
+
+def test_debugger_stop_and_early_stopping_end_every_rank(tiny_folder, tmp_path):
+    """Stops decided on rank 0 alone (a debugger rule's stop action) or on every rank (early stopping)
+    end both processes after the same step: the jobs finish, nothing waits on a missing peer."""
+    rule = tmp_path / "stop_rule.py"
+    rule.write_text(STOP_RULE)
+    config = tmp_path / "debug.yaml"
+    config.write_text(
+        yaml.safe_dump(
+            {"debug": {"enabled": True, "default_rules": False,
+                       "rules": [{"name": f"{rule}:LossRecorded", "actions": ["log", "stop"]}]}}
+        )  # fmt: skip
+    )
+    base = [
+        *VIZSLA, "train", "--data", str(tiny_folder), "--model", "test_efficientnet", "--weights", "none",
+        "--image-size", "32", "--finetune", "full", "--batch-size", "8", "--precision", "fp32",
+        "--workers", "0", "--no-tracking", "--quiet", "--nproc-per-node", "2",
+    ]  # fmt: skip
+    started = time.monotonic()
+    stopped = _run([*base, "--config", str(config), "--epochs", "50", "--output", str(tmp_path / "rule")])
+    assert time.monotonic() - started < 150
+    result = _result(tmp_path / "rule")
+    assert result["status"] == "Stopped", stopped.stderr[-3000:]
+    assert "LossRecorded" in result["stop_reason"]
+    assert result["epochs_completed"] < 50
+
+    # A learning rate too small to change the predictions: valid accuracy stops improving at once.
+    config.write_text(yaml.safe_dump({"train": {"early_stopping_metric": "valid_accuracy"}}))
+    early = _run([*base, "--config", str(config), "--lr", "1e-9", "--epochs", "30", "--early-stopping", "2",
+                  "--output", str(tmp_path / "early")], 300)  # fmt: skip
+    assert early.returncode == 0, early.stderr[-3000:]
+    result = _result(tmp_path / "early")
+    assert result["status"] == "Completed" and "early stopping" in result["stop_reason"]
+    assert result["epochs_completed"] < 30

@@ -441,3 +441,84 @@ def test_request_timeout_and_a_failing_handler(served_job, tmp_path):
         assert failed.status_code == 500 and "two is too many" in failed.json()["error"]
         assert "Traceback" not in failed.text
         assert http.get("/ping").status_code == 200
+
+
+def test_serve_best_trial_and_sigterm_drains_in_flight_requests(tmp_path):
+    """`vizsla serve TUNE_DIR --best` serves the best trial's model; SIGTERM lets a request in flight finish
+    (uvicorn's graceful shutdown) before the server exits."""
+    import os
+    import signal
+    import socket
+    import subprocess
+    import sys
+    import threading
+
+    import yaml
+
+    from vizsla.testing.images import make_image_folder
+    from vizsla.testing.jobs import tiny_spec_dict
+
+    data = make_image_folder(tmp_path / "data", classes=("cat", "dog", "fox"), per_class=10, seed=0)
+    training = tiny_spec_dict(data, tmp_path / "unused", epochs=3)
+    training.pop("output")
+    space = tmp_path / "space.yaml"
+    space.write_text(
+        yaml.safe_dump(
+            {"ranges": {"lr": {"type": "Continuous", "min": 1e-3, "max": 1e-1, "scaling": "Logarithmic"}},
+             "training": training}
+        )  # fmt: skip
+    )
+    tune = tmp_path / "tune"
+    done = subprocess.run(
+        [sys.executable, "-m", "vizsla", "tune", "--space", str(space), "--output", str(tune),
+         "--max-jobs", "2", "--strategy", "Random", "--quiet"],
+        capture_output=True, text=True, timeout=600,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr[-3000:]
+    best = json.loads((tune / "result.json").read_text())["best"]
+
+    slow = tmp_path / "slow.py"  # keeps one request in flight long enough to stop the server under it
+    slow.write_text(
+        "import time\n\n\ndef predict_fn(data, model):\n    time.sleep(2.0)\n    return model.predict(data)\n"
+    )
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    log = tmp_path / "serve.log"
+    with open(log, "wb") as out:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "vizsla", "serve", str(tune), "--best", "--port", str(port),
+             "--host", "127.0.0.1", "--handler", str(slow), "--runtime", "torch"],
+            stdout=out, stderr=subprocess.STDOUT, env={**os.environ, "COLUMNS": "500"},
+        )  # fmt: skip
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 120
+        while True:
+            assert proc.poll() is None, log.read_text()[-3000:]
+            try:
+                if httpx.get(f"{url}/ping", timeout=2).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            assert time.monotonic() < deadline, log.read_text()[-3000:]
+            time.sleep(0.25)
+        image = _jpegs(Path(best["job_dir"]), 1)[0]
+        answers: list[httpx.Response] = []
+        request = threading.Thread(
+            target=lambda: answers.append(httpx.post(f"{url}/invocations", content=image, timeout=30))
+        )
+        request.start()
+        time.sleep(0.5)  # the request is in predict_fn now
+        proc.send_signal(signal.SIGTERM)
+        request.join(timeout=30)
+        # uvicorn drains, then re-raises the signal so a supervisor sees how the server ended
+        assert proc.wait(timeout=30) in (0, -signal.SIGTERM), log.read_text()[-3000:]
+        assert "Finished server process" in log.read_text()
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert answers and answers[0].status_code == 200, answers  # answered, though SIGTERM came first
+    served = Path(best["job_dir"])
+    assert f"serving {served}" in log.read_text()
+    assert answers[0].json()["predictions"][0]["label"] == _in_process_labels(served, [image])[0]

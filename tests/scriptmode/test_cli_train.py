@@ -149,3 +149,47 @@ def test_config_file_and_resume_of_a_script_job(tmp_path):
     again = vizsla("train", "--resume", str(job), "-q")
     assert again.returncode == 0, again.stderr
     assert json.loads((job / "result.json").read_text())["status"] == "Completed"
+
+
+def test_script_under_torchrun_with_nproc_per_node(tmp_path):
+    """SageMaker's torch_distributed launcher: torchrun starts the script twice, ranks set in the env."""
+    job = tmp_path / "ddp"
+    proc = vizsla(
+        "train", "--entry-point", "ddp_script.py", "--source-dir", str(SCRIPTS), "--nproc-per-node", "2",
+        "--hyperparameters", "epochs=1", "--metric-definition", "world=world_size=([0-9]+);",
+        "--output", str(job), "--no-tracking", "--quiet",
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    result = json.loads((job / "result.json").read_text())
+    assert result["status"] == "Completed"
+    assert result["metrics"] == {"world": 2.0}
+    assert result["command"][1:4] == ["-m", "torch.distributed.run", "--nproc-per-node=2"]
+    log = (job / "train.log").read_text()
+    assert "rank 0/2 local_rank 0 sum 3.0" in log and "rank 1/2 local_rank 1 sum 3.0" in log
+    assert '"sagemaker_torch_distributed_enabled": true' in log
+    assert (job / "model" / "model.pth").is_file()
+    spec = (job / "spec.yaml").read_text()
+    assert "nproc_per_node: 2" in spec
+
+
+def test_distributed_script_must_be_python_and_other_launchers_are_refused(tmp_path):
+    shell = tmp_path / "train.sh"
+    shell.write_text("#!/bin/sh\necho hi\n")
+    shell.chmod(0o755)
+    proc = vizsla(
+        "train", "--entry-point", str(shell), "--nproc-per-node", "2", "--output", str(tmp_path / "j1"),
+        "--no-tracking", "--quiet",
+    )  # fmt: skip
+    assert_user_error(proc, "a distributed script job runs a .py file under torchrun")
+    from vizsla.errors import SpecError
+    from vizsla.scriptmode.spec import build_script_spec
+
+    base = {"entry_point": "train.py", "output": str(tmp_path / "j2")}
+    try:
+        build_script_spec({**base, "distribution": {"pytorchddp": {"enabled": True}}})
+    except SpecError as exc:
+        assert "only {'torch_distributed': {'enabled': True}} (torchrun) is supported" in str(exc)
+    else:
+        raise AssertionError("pytorchddp was accepted")
+    spec = build_script_spec({**base, "distribution": {"torch_distributed": {"enabled": True}}})
+    assert spec.distribution is not None and spec.distribution.nproc_per_node >= 1

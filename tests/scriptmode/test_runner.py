@@ -324,6 +324,15 @@ def test_mlflow_run_has_params_metric_series_tags_and_files(tmp_path):
     assert {"result.json", "train.log", "spec.yaml", "metrics.jsonl", "output", "model"} <= files
     assert {f.path for f in client.list_artifacts(run.info.run_id, "output")} == {"output/success"}
 
+    # A re-run (--resume) starts the script over: a run of its own, its series not piled onto the first's.
+    again = run_script_job(spec, progress=False, resume=True)
+    second = client.get_run(again["mlflow"]["run_id"])
+    assert second.info.run_id != run.info.run_id
+    assert second.data.tags["vizsla.previous_run_id"] == run.info.run_id
+    history = client.get_metric_history(second.info.run_id, "test_loss")
+    assert sorted(m.step for m in history) == [0, 1, 2]
+    assert len(client.get_metric_history(run.info.run_id, "test_loss")) == 3
+
 
 def test_install_requirements_runs_pip_and_a_pip_failure_fails_the_job(tmp_path):
     source = tmp_path / "src"

@@ -120,8 +120,9 @@ def test_notebook_chain_fit_tune_best_deploy_predict(tmp_path):
         predictor.delete_endpoint()
     with pytest.raises(UserError, match="deleted"):
         predictor.predict(_jpeg((1, 2, 3)), initial_args={"ContentType": "image/jpeg"})
-    # the training script itself has no model_fn: deploying through it is a clear error
-    with pytest.raises(UserError, match="defines no model_fn"):
+    # the training script itself has no model_fn and its model.pth is a state_dict, not TorchScript: the
+    # toolkit's default model_fn cannot load it, and says so
+    with pytest.raises(UserError, match="is not a TorchScript file"):
         best.deploy()
     # deploy(entry_point=...) from the attached estimator works the same way
     second = best.deploy(entry_point="inference.py")
@@ -165,11 +166,13 @@ def test_debugger_and_profiler_configs_map_to_specs():
     )
     debug = debug_section(rules, hook)
     assert debug["enabled"] and debug["save_interval"] == 20
+    assert debug["mode_save_intervals"] == {"TRAIN": 20, "EVAL": 5}
     assert [r["name"] for r in debug["rules"]] == ["VanishingGradient", "LossNotDecreasing"]
     assert debug["rules"][1]["parameters"] == {"num_steps": 5}
     assert debug["collections"]["CrossEntropyLoss_output_0"] == {
         "include_regex": "CrossEntropyLoss_output_0",
         "save_interval": 1,
+        "mode_save_intervals": {"TRAIN": 1},
     }
     assert debug["collections"]["gradients"] == {"save_interval": 10}
     config = ProfilerConfig(
@@ -179,6 +182,7 @@ def test_debugger_and_profiler_configs_map_to_specs():
     assert profile == {
         "enabled": True,
         "interval_ms": 200,
+        "torch_trace": {"wait": 4, "warmup": 1, "active": 3},  # SageMaker's default start: step 5
         "rules": {"LowGPUUtilization": {"threshold_p95": 80}},
     }
     assert debug_section([], None) is None and profile_section([], None) is None
@@ -200,3 +204,14 @@ def test_debugger_and_profiler_configs_map_to_specs():
     assert spec.sagemaker["sagemaker_session"] == "<object>"
     with pytest.raises(UserError, match="no training job yet"):
         _ = estimator.model_data
+
+
+def test_torch_distributed_runs_the_script_under_torchrun(tmp_path):
+    """The SDK's distribution flag reaches the job: the toolkit's torchrun launcher, one process per GPU."""
+    from vizsla.scriptmode.spec import build_script_spec
+
+    estimator = PyTorch(entry_point="train.py", distribution={"torch_distributed": {"enabled": True}})
+    section = estimator.script_section({"training": str(tmp_path)})
+    assert section["distribution"] == {"torch_distributed": {"enabled": True}}
+    spec = build_script_spec({**section, "output": str(tmp_path / "job")})
+    assert spec.distribution is not None and spec.distribution.nproc_per_node >= 1

@@ -146,7 +146,8 @@ def test_missing_model_fn_and_failing_model_fn_are_user_errors(script_job, tmp_p
 
     no_model = tmp_path / "no_model_fn.py"
     no_model.write_text("def predict_fn(data, model):\n    return model(data)\n")
-    with pytest.raises(UserError, match="defines no model_fn"):
+    # the default model_fn (the toolkit's) loads TorchScript only; hpo.py saved a state_dict
+    with pytest.raises(UserError, match="model.pth is not a TorchScript file"):
         ServerState(ServeSettings(model_path=script_job, handler_path=no_model))
     broken = tmp_path / "broken_model_fn.py"
     broken.write_text(
@@ -232,3 +233,52 @@ def test_cli_entry_point_alias_and_help():
     assert "--entry-point" in result.output and "--source-dir" in result.output
     text = " ".join(result.output.replace("│", " ").split())
     assert "no ONNX export is possible" in text
+
+
+def test_torchscript_model_pt_is_served_without_an_entry_point(tmp_path):
+    """The PyTorch toolkit's default model_fn: a script that saved TorchScript model.pt needs no inference.py;
+    the SDK's default NPY body and JSON both work through a real endpoint (boto3)."""
+    import torch
+
+    job = tmp_path / "job"
+    (job / "model").mkdir(parents=True)
+    (job / "output").mkdir()
+    layer = torch.nn.Linear(2, 1, bias=False)
+    layer.weight.data[:] = torch.tensor([[1.0, 2.0]])
+    torch.jit.save(torch.jit.script(layer), str(job / "model" / "model.pt"))
+    with running_server(ServeSettings(model_path=job, model_name=NAME)) as (url, _app):
+        client = _boto(url)
+        answer = client.invoke_endpoint(
+            EndpointName=NAME, Body=b"[[1, 1], [2, 3]]", ContentType="application/json"
+        )
+        assert json.loads(answer["Body"].read()) == [[3.0], [8.0]]
+        buffer = io.BytesIO()
+        np.save(buffer, np.ones((1, 2), np.float32))
+        answer = client.invoke_endpoint(
+            EndpointName=NAME, Body=buffer.getvalue(), ContentType="application/x-npy",
+            Accept="application/x-npy",
+        )  # fmt: skip
+        assert np.load(io.BytesIO(answer["Body"].read())).tolist() == [[3.0]]
+
+
+def test_default_model_fn_names_what_it_cannot_load(tmp_path):
+    import torch
+
+    from vizsla.serving.toolkit import toolkit_model_fn
+
+    pickled = tmp_path / "pickled"
+    pickled.mkdir()
+    torch.save(torch.nn.Linear(2, 1).state_dict(), pickled / "model.pth")
+    with pytest.raises(UserError, match="model.pth is not a TorchScript file") as info:
+        toolkit_model_fn(str(pickled))
+    assert "model_fn(model_dir)" in info.value.hint
+    several = tmp_path / "several"
+    several.mkdir()
+    (several / "a.pt").write_bytes(b"x")
+    (several / "b.pth").write_bytes(b"y")
+    with pytest.raises(UserError, match="found a.pt, b.pth"):
+        toolkit_model_fn(str(several))
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    with pytest.raises(UserError, match="no TorchScript model file"):
+        toolkit_model_fn(str(empty))

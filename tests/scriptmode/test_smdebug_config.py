@@ -69,6 +69,22 @@ def test_session_writes_sagemaker_shaped_config(tmp_path: Path) -> None:
     assert by_name["gradients"].save_config.should_save_step(ModeKeys.TRAIN, 50)
     assert not by_name["gradients"].save_config.should_save_step(ModeKeys.EVAL, 50)  # TRAIN only
     assert by_name["relu_output"].matches("relu_output_0")
+    assert by_name["gradients"].save_config.should_save_step(ModeKeys.GLOBAL, 50)  # a script without set_mode
+
+
+def test_spec_wide_per_mode_intervals_reach_the_collections_on_the_spec_interval(tmp_path: Path) -> None:
+    spec = DebugSpec(
+        enabled=True, save_interval=50, mode_save_intervals={"TRAIN": 20},
+        collections={"relu_output": {"save_interval": 10}},
+    )  # fmt: skip
+    env: dict[str, str] = {}
+    DebugSession(spec, tmp_path).prepare(env)
+    config = read_json_config(env["SMDEBUG_CONFIG_FILE_PATH"])
+    by_name = {c.name: c for c in config.collections}
+    assert by_name["gradients"].save_config.should_save_step(ModeKeys.TRAIN, 20)  # spec-wide TRAIN: 20
+    assert not by_name["gradients"].save_config.should_save_step(ModeKeys.TRAIN, 50)
+    assert by_name["relu_output"].save_config.should_save_step(ModeKeys.TRAIN, 10)  # its own interval wins
+    assert by_name["losses"].save_config.should_save_step(ModeKeys.TRAIN, 3)  # every step, as before
 
 
 @pytest.mark.parametrize(

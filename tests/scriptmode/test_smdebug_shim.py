@@ -128,6 +128,58 @@ def test_loss_not_decreasing_fires_when_nothing_learns(tmp_path: Path) -> None:
     assert result["stop"] is None
 
 
+def test_rules_read_global_steps_of_a_script_that_never_sets_a_mode(tmp_path: Path) -> None:
+    rules = [{"name": "VanishingGradient", "parameters": {"threshold": "10"}}]
+    result = run_job(tmp_path, rules, "--set-mode", "false", "--epochs", "1")
+    assert result["proc"].returncode == 0, result["proc"].stderr[-2000:]
+    rule = _rule(result["summary"], "VanishingGradient")
+    assert rule["status"] == "IssuesFound" and "at GLOBAL step" in rule["first_finding"], rule
+
+
+def test_framework_profile_window_writes_a_torch_trace_of_those_steps(tmp_path: Path) -> None:
+    """FrameworkProfile(start_step=3, num_steps=2) -> the hook runs torch.profiler over TRAIN steps 3-4."""
+    from vizsla.profiler.data import OPERATORS_FILE, TRACE_DIR
+    from vizsla.sagemaker.debugger import FrameworkProfile, torch_trace_window
+    from vizsla.scriptmode.smdebug_shim.profiling import TRACE_ENV
+
+    window = json.dumps(torch_trace_window(FrameworkProfile(start_step=3, num_steps=2)))
+    session = DebugSession(DebugSpec(enabled=True, save_interval=5, rules=[], default_rules=False), tmp_path)
+    env = _env(VIZSLA_PROFILE_DIR=str(tmp_path / "profile"), **{TRACE_ENV: window})
+    session.prepare(env)
+    proc = subprocess.run(
+        [sys.executable, str(SCRIPT), "--model-dir", str(tmp_path / "model"), "--epochs", "1"],
+        env=env, cwd=tmp_path, capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    operators = json.loads((tmp_path / "profile" / OPERATORS_FILE).read_text())
+    assert operators["steps"] == [3, 4] and operators["operators"]
+    trace = tmp_path / "profile" / TRACE_DIR / operators["trace"]
+    assert trace.name == "trace_steps_3-4.json" and json.loads(trace.read_text())["traceEvents"]
+
+
+def test_per_mode_save_intervals_of_the_dog_breed_notebooks(tmp_path: Path) -> None:
+    """CollectionConfig(parameters={"train.save_interval": "5", "eval.save_interval": "1"}): TRAIN losses
+    every 5 steps, EVAL losses at every step, as smdebug saves them."""
+    from vizsla.sagemaker.debugger import CollectionConfig
+
+    loss = CollectionConfig(
+        "CrossEntropyLoss_output_0", parameters={"train.save_interval": "5", "eval.save_interval": "1"}
+    )
+    collections = {"losses": {"enabled": False}, loss.name: loss.to_spec()}  # Vizsla's losses: every step
+    spec = DebugSpec(enabled=True, rules=[], default_rules=False, collections=collections)
+    session = DebugSession(spec, tmp_path)
+    env = _env()
+    session.prepare(env)
+    proc = subprocess.run(
+        [sys.executable, str(SCRIPT), "--model-dir", str(tmp_path / "model"), "--epochs", "1"],
+        env=env, cwd=tmp_path, capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    tensor = create_trial(tmp_path / "debug").tensor("CrossEntropyLoss_output_0")
+    assert tensor.steps(mode=ModeKeys.TRAIN) == [0, 5]  # 10 train batches
+    assert tensor.steps(mode=ModeKeys.EVAL) == [0, 1, 2]  # 3 eval batches
+
+
 def test_profiler_step_records(healthy: dict[str, Any]) -> None:
     from vizsla.profiler.data import ProfileData
 

@@ -61,7 +61,12 @@ def _counted(study: optuna.Study) -> list[optuna.trial.FrozenTrial]:
     return [t for t in study.get_trials() if "not_counted" not in t.user_attrs]
 
 
-def test_parallel_trials_complete_with_analytics_report_and_best(data: Path, tmp_path: Path) -> None:
+def test_parallel_trials_complete_with_analytics_report_and_best(
+    data: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Two GPUs as the worker sees them (none exist here: the trials still train on the CPU): each of the
+    # two parallel places gets its own, instead of every trial starting on the first GPU.
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "0,1")
     out = tmp_path / "tune-001"
     config = yaml.safe_load(_space_file(tmp_path / "space.yaml", data).read_text())
     spec = build_tune_spec(
@@ -82,6 +87,10 @@ def test_parallel_trials_complete_with_analytics_report_and_best(data: Path, tmp
         )
         assert trial.value == pytest.approx(result["metrics"]["valid_accuracy"])
         assert sorted(trial.intermediate_values) == [0, 1]
+        log = (out / "logs" / f"trial-{trial.number:04d}.log").read_text()
+        assert f"CUDA_VISIBLE_DEVICES={trial.user_attrs['gpus'][0]}" in log
+    first, second = sorted(trials, key=lambda t: t.number)[:2]  # started together, in places 0 and 1
+    assert (first.user_attrs["gpus"], second.user_attrs["gpus"]) == (["0"], ["1"])
     rows = (out / "analytics.csv").read_text().splitlines()
     assert len(rows) == 5 and rows[0].startswith("trial,batch_size,lr,objective,status")
     assert (out / "reports" / "tuning.html").stat().st_size > 10_000
@@ -169,7 +178,9 @@ def test_sigkill_then_rerun_completes_the_budget_without_repeats_or_losses(
         running = [
             t for t in trials if t.state == optuna.trial.TrialState.RUNNING and "job_dir" in t.user_attrs
         ]
-        if len(complete) >= 2 and running and _epochs_done(Path(running[0].user_attrs["job_dir"])):
+        # 1 or 2 of its 4 epochs done: enough left that the trial cannot finish before it notices the kill
+        done = _epochs_done(Path(running[0].user_attrs["job_dir"])) if running else []
+        if len(complete) >= 2 and 1 <= len(done) <= 2:
             killed_trial = running[0]
             os.kill(first.pid, signal.SIGKILL)
             break
@@ -192,7 +203,9 @@ def test_sigkill_then_rerun_completes_the_budget_without_repeats_or_losses(
     study = _study(out)
     counted = _counted(study)
     assert len(counted) == 4
-    assert all(t.state == optuna.trial.TrialState.COMPLETE for t in counted)
+    assert all(t.state == optuna.trial.TrialState.COMPLETE for t in counted), [
+        (t.number, t.state, t.user_attrs.get("error"), t.user_attrs.get("retry_of")) for t in counted
+    ] + [second.stderr[-3000:]]
     for number, (job_dir, mtime) in before.items():  # finished trials were not run again
         trial = study.trials[number]
         assert trial.user_attrs["job_dir"] == job_dir

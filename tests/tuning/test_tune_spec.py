@@ -189,3 +189,19 @@ def test_spec_level_rules():
 def test_overrides_win():
     spec = build_tune_spec(OWN, {"max_jobs": 3, "ranges": {"batch_size": {"max": 32}}})
     assert spec.max_jobs == 3 and spec.ranges["batch_size"].max == 32 and spec.ranges["batch_size"].min == 16
+
+
+def test_trial_nproc_defaults_to_one_process_and_script_trials_refuse_more(tmp_path):
+    ranges = {"lr": {"type": "Continuous", "min": 1e-3, "max": 1e-1}}
+    training = {"data": {"root": str(tmp_path)}}
+    base = {"output": str(tmp_path), "ranges": ranges, "training": training}
+    assert build_tune_spec(base).trial_nproc == 1
+    assert build_tune_spec({**base, "trial_nproc": 2}).trial_nproc == 2
+    script = {"entry_point": "hpo.py", "metric_definitions": [{"Name": "acc", "Regex": "a=(.*)"}]}
+    with pytest.raises(SpecError, match="trial_nproc: a script trial runs the script itself"):
+        build_tune_spec(
+            {"output": str(tmp_path), "ranges": ranges, "trial_nproc": 2, "script": script,
+             "objective": {"metric": "acc"}}
+        )  # fmt: skip
+    with pytest.raises(SpecError, match="trial_nproc"):
+        build_tune_spec({**base, "trial_nproc": 0})

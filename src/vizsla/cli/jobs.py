@@ -338,10 +338,27 @@ def _summary_rows(job: JobDir, result: dict[str, Any], spec: dict[str, Any]) -> 
         ("Last activity", _last_activity(job) if status in ("InProgress", "Unknown") else None),
         *(_script_rows(result, spec) if spec.get("kind") == "script" else
           [("Epochs", f"{result.get('epochs_completed', 0)} of {planned}")]),
+        ("Processes", _processes(spec)),
         ("Best epoch", None if best_epoch is None else f"{best_epoch + 1} (1-based)"),
         ("Best metric", f"{best.get('name')} = {format_number(best.get('value'))}" if best else None),
         ("Test metrics from", result.get("test_source")),
     ]
+
+
+def _processes(spec: dict[str, Any]) -> str | None:
+    """A distributed job's processes, backend and batch split (None for a one-process job)."""
+    dist = spec.get("distributed") or spec.get("distribution") or {}
+    world = dist.get("world_size") or dist.get("nproc_per_node")
+    if not world or (world == 1 and not dist.get("nproc_per_node")):
+        return None
+    if spec.get("kind") == "script":
+        nodes = dist.get("nnodes", 1)
+        return f"{world} per machine x {nodes} machine(s) (torchrun)"
+    batch = (spec.get("train") or {}).get("batch_size")
+    return (
+        f"{world} ({dist.get('backend')}, torchrun): global batch {batch}, "
+        f"{dist.get('per_process_batch_size')} per process, lr {format_number(dist.get('effective_lr'))}"
+    )
 
 
 def _script_rows(result: dict[str, Any], spec: dict[str, Any]) -> list[tuple[str, Any]]:

@@ -106,8 +106,11 @@ def train_script(
     debug: bool,
     rules: str | None,
     profile: bool,
+    distribution: dict[str, Any] | None = None,
 ) -> None:
-    """Build the ScriptJobSpec from flags and --config, run the script, print the outcome (exit 1: failed)."""
+    """Build the ScriptJobSpec from flags and --config, run the script, print the outcome (exit 1: failed).
+
+    DISTRIBUTION (from --nproc-per-node and friends): the script runs under torchrun."""
     from vizsla.cli.train import _debug_overrides, _overrides, _prepare_output
     from vizsla.scriptmode.runner import run_script_job
     from vizsla.scriptmode.spec import (
@@ -159,6 +162,8 @@ def train_script(
         merged = _overrides(values)
         if not (merged.get("output") or base.get("output")):
             raise UserError("no job directory given: pass --output DIR")
+        if distribution is not None:
+            merged["distribution"] = {k: v for k, v in distribution.items() if v is not None}
         spec = build_script_spec(base, merged, source=str(config) if config else "command line")
         _prepare_output(Path(spec.output), overwrite)
     result = run_script_job(spec, progress=not quiet, resume=resume is not None)

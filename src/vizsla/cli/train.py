@@ -284,6 +284,12 @@ def train(
             debug=debug,
             rules=rules,
             profile=profile,
+            distribution=(
+                {"nproc_per_node": nproc_per_node, "nnodes": nnodes, "node_rank": node_rank,
+                 "rdzv_endpoint": rdzv_endpoint, "max_restarts": max_restarts}
+                if nproc_per_node is not None
+                else None
+            ),  # fmt: skip
         )
         return
     script_train.check_builtin_args(extra, script_options)

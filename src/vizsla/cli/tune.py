@@ -91,6 +91,13 @@ def tune(
         help="Trials at once on this machine, each in its own process.",
         rich_help_panel=BUDGET,
     ),
+    trial_nproc: int = typer.Option(
+        None,
+        "--trial-nproc",
+        help="Processes per trial: each trial is a distributed job under torchrun (DDP), one process "
+        "per GPU or a share of the cores; --batch-size stays the global batch.",
+        rich_help_panel=BUDGET,
+    ),
     target_value: float = typer.Option(
         None, "--target-value", help="Stop once a trial reaches this objective value.", rich_help_panel=BUDGET
     ),
@@ -211,6 +218,7 @@ def tune(
             "early_stopping": early_stopping,
             "max_jobs": max_jobs,
             "max_parallel": max_parallel,
+            "trial_nproc": trial_nproc,
             "completion.target_value": target_value,
             "completion.max_jobs_not_improving": not_improving,
             "completion.max_runtime_s": max_runtime,

@@ -63,6 +63,34 @@ def _local_root(spec: DataSpec, cache_base: Path | None, progress: bool) -> Path
     return Path(materialize(spec.root, spec.storage_options, datasets, progress=progress))
 
 
+def on_this_machine(data: PreparedData, spec: DataSpec, cache_dir: Path | str | None) -> PreparedData:
+    """DATA as prepared on another machine, pointed at this machine's copy of the same remote files.
+
+    A distributed job validates its data once (rank 0) and sends the result to every process; with remote
+    data (s3://...) rank 0's mirror lives in its machine's cache, so each other machine mirrors the data
+    into its own (lock-guarded, downloads only what differs) and reads from there. Local data: unchanged.
+    """
+    from dataclasses import replace
+
+    from vizsla.data.sources import is_remote
+
+    if not is_remote(spec.root):
+        return data
+    local = _local_root(spec, Path(cache_dir) if cache_dir is not None else None, progress=False)
+    if local == data.root:
+        return data
+
+    def moved(path: Any) -> Any:
+        try:
+            return type(path)(local / Path(path).relative_to(data.root))  # str stays str, Path stays Path
+        except ValueError:  # not under the mirror (cannot happen for discovered files): left as it is
+            return path
+
+    splits = {name: [(moved(p), label) for p, label in samples] for name, samples in data.splits.items()}
+    digests = {moved(path): digest for path, digest in data.digests.items()}
+    return replace(data, root=local, splits=splits, digests=digests)
+
+
 def verdict_cache_file(root: Path, cache_base: Path | None = None) -> Path:
     """The validation verdict cache of a data root: one JSON file per resolved folder."""
     name = hashlib.sha256(str(Path(root).resolve()).encode("utf-8")).hexdigest()[:24]

@@ -70,12 +70,18 @@ class _Verdict:
     reused: bool = False
 
 
+CORES_VARIABLE = "VIZSLA_CORES"  # a job's share of the machine, set by whoever runs several jobs on it
+
+
 def available_cores() -> int:
-    """Cores this process may run on (cgroup/affinity aware where the OS tells)."""
+    """Cores this job may use: its share when a tuning worker runs several trials at once (VIZSLA_CORES),
+    else the cores this process may run on (cgroup/affinity aware where the OS tells)."""
     try:
-        return max(1, len(os.sched_getaffinity(0)))
+        cores = max(1, len(os.sched_getaffinity(0)))
     except AttributeError:  # not on Linux
-        return max(1, os.cpu_count() or 1)
+        cores = max(1, os.cpu_count() or 1)
+    share = os.environ.get(CORES_VARIABLE, "")
+    return max(1, min(cores, int(share))) if share.isdigit() else cores
 
 
 def content_digest(data: bytes) -> str:

@@ -47,6 +47,7 @@ class Collection:
     save_raw: bool = False
     modes: tuple[str, ...] = ("TRAIN",)
     enabled: bool = True
+    mode_intervals: tuple[tuple[str, int], ...] = ()  # (mode, interval) pairs that override save_interval
     _pattern: re.Pattern[str] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
@@ -59,7 +60,8 @@ class Collection:
         """smdebug's rule: step % interval == 0 (so step 0 is saved) or step in save_steps."""
         if not self.enabled or mode not in self.modes:
             return False
-        return step % self.save_interval == 0 or step in self.save_steps
+        interval = dict(self.mode_intervals).get(mode, self.save_interval)
+        return step % interval == 0 or step in self.save_steps
 
     def to_json(self) -> dict[str, Any]:
         data = asdict(self)
@@ -68,17 +70,23 @@ class Collection:
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> Collection:
-        fields = ("name", "include_regex", "save_interval", "save_steps", "reductions", "save_raw", "modes")
+        fields = (
+            "name", "include_regex", "save_interval", "save_steps", "reductions", "save_raw", "modes",
+            "mode_intervals",
+        )  # fmt: skip
         values = {key: data[key] for key in fields if key in data}
         for key in ("save_steps", "reductions", "modes"):
             if key in values:
                 values[key] = tuple(values[key])
+        if "mode_intervals" in values:
+            values["mode_intervals"] = tuple((str(m), int(i)) for m, i in values["mode_intervals"])
         return cls(**values, enabled=bool(data.get("enabled", True)))
 
 
 def resolve_collections(debug_spec: Any) -> dict[str, Collection]:
     """The built-in collections with the spec's overrides applied (new names become new collections)."""
     interval = int(debug_spec.save_interval)
+    spec_modes = dict(getattr(debug_spec, "mode_save_intervals", None) or {})
     overrides = dict(debug_spec.collections or {})
     resolved: dict[str, Collection] = {}
     for name in [*_BUILTIN, *(n for n in overrides if n not in _BUILTIN)]:
@@ -88,6 +96,8 @@ def resolve_collections(debug_spec: Any) -> dict[str, Collection]:
         override = overrides.get(name)
         get = (lambda key, default: default) if override is None else _getter(override)
         regex = get("include_regex", regex)
+        # the spec-wide per-mode intervals apply where the spec-wide interval does (not every-step ones)
+        hook_modes = spec_modes if every is None and get("save_interval", None) is None else {}
         if regex is None:
             from vizsla.errors import SpecError
 
@@ -101,6 +111,7 @@ def resolve_collections(debug_spec: Any) -> dict[str, Collection]:
             save_raw=bool(get("save_raw", raw)),
             modes=tuple(get("modes", modes)),
             enabled=bool(get("enabled", enabled)),
+            mode_intervals=tuple(sorted((get("mode_save_intervals", None) or hook_modes).items())),
         )
     return resolved
 

@@ -119,6 +119,16 @@ def _finding_payload(entry: RuleEntry, finding: Finding, job: str | None) -> dic
     return {"job": job, "status": entry.status, **finding.to_dict()}
 
 
+def modes_to_evaluate(modes: tuple[str, ...], trial: Any) -> tuple[str, ...]:
+    """A rule's modes, or GLOBAL for a training rule when the trial has only GLOBAL steps.
+
+    A script whose smdebug hook never calls set_mode records every step as GLOBAL; SageMaker's rules read
+    GLOBAL steps, so a rule watching TRAIN reads them too rather than seeing nothing at all."""
+    if "TRAIN" not in modes or any(trial.steps(mode) for mode in modes):
+        return modes
+    return ("GLOBAL",) if trial.steps("GLOBAL") else modes
+
+
 class RuleEngine:
     """Evaluates rule entries over the new steps of a trial; shared by the live runner and offline runs."""
 
@@ -133,7 +143,7 @@ class RuleEngine:
             if not entry.active:
                 continue
             try:
-                for mode in entry.rule.modes:
+                for mode in modes_to_evaluate(entry.rule.modes, trial):
                     last = entry.last_step.get(mode, -1)
                     for step in [s for s in trial.steps(mode) if s > last]:
                         finding = entry.rule.evaluate(trial, step, mode)

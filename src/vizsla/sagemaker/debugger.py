@@ -9,10 +9,19 @@ S3 paths, instance types and rule container images mean nothing locally and are 
 
 from __future__ import annotations
 
+import logging
 import re
 import types
 from dataclasses import dataclass, field
 from typing import Any
+
+from vizsla.profiler.rules import ORDER as PROFILER_RULE_ORDER
+
+log = logging.getLogger("vizsla.sagemaker")
+
+# The SDK's detailed-profiling window when FrameworkProfile gives none (profiler_constants.py).
+DEFAULT_PROFILE_START_STEP = 5
+DEFAULT_PROFILE_NUM_STEPS = 1
 
 # Debugger rules by SageMaker's snake_case config names (smdebug_rulesconfig), Vizsla rule names as values.
 _DEBUG_RULES = {
@@ -32,20 +41,8 @@ _DEBUG_RULES = {
     "class_imbalance": "ClassImbalance",
     "check_input_images": "CheckInputImages",
 }
-_PROFILER_RULES = (
-    "ProfilerReport",
-    "OverallSystemUsage",
-    "OverallFrameworkMetrics",
-    "MaxInitializationTime",
-    "StepOutlier",
-    "Dataloader",
-    "CPUBottleneck",
-    "IOBottleneck",
-    "BatchSize",
-    "LowGPUUtilization",
-    "GPUMemoryIncrease",
-    "LoadBalancing",
-)
+# The SDK's ProfilerReport plus every profiler rule, by the profiler's own list (its report order).
+_PROFILER_RULES = ("ProfilerReport", *PROFILER_RULE_ORDER)
 
 
 class ProfilerRuleConfig:
@@ -102,13 +99,25 @@ class CollectionConfig:
             out["include_regex"] = params["include_regex"]
         elif self.name not in ("losses", "weights", "biases", "gradients"):
             out["include_regex"] = re.escape(self.name)  # e.g. CrossEntropyLoss_output_0 by its own name
-        interval = params.get("train.save_interval") or params.get("save_interval")
+        interval = params.get("save_interval") or params.get("train.save_interval")
         if interval:
             out["save_interval"] = int(interval)
+        per_mode = mode_intervals(params)
+        if per_mode:  # e.g. the dog-breed notebooks' train.save_interval 10, eval.save_interval 1
+            out["mode_save_intervals"] = per_mode
         steps = params.get("train.save_steps") or params.get("save_steps")
         if steps:
             out["save_steps"] = [int(s) for s in steps.split(",") if s.strip()]
         return out
+
+
+def mode_intervals(params: dict[str, str]) -> dict[str, int]:
+    """SageMaker's per-mode `train.save_interval`, `eval.save_interval`, ... as {"TRAIN": n, "EVAL": m}."""
+    return {
+        mode.upper(): int(params[f"{mode}.save_interval"])
+        for mode in ("train", "eval", "predict", "global")
+        if params.get(f"{mode}.save_interval")
+    }
 
 
 @dataclass
@@ -190,7 +199,8 @@ class ProfilerRule:
 
 @dataclass
 class FrameworkProfile:
-    """Framework (step-level) profiling window; the script's steps come from its smdebug hook."""
+    """Framework (step-level) profiling window: a torch.profiler trace of those TRAIN steps of the script
+    (its steps come from its smdebug hook)."""
 
     local_path: str | None = None
     start_step: int | None = None
@@ -220,9 +230,12 @@ def debug_section(rules: list[Any], hook: DebuggerHookConfig | None) -> dict[str
         "rules": [r.to_spec() for r in debug_rules],
     }
     params = {k: str(v) for k, v in ((hook.hook_parameters if hook else None) or {}).items()}
-    interval = params.get("train.save_interval") or params.get("save_interval")
+    interval = params.get("save_interval") or params.get("train.save_interval")
     if interval:
         section["save_interval"] = int(interval)
+    per_mode = mode_intervals(params)
+    if per_mode:
+        section["mode_save_intervals"] = per_mode
     collections: dict[str, Any] = {}
     for config in [
         *(hook.collection_configs or [] if hook else []),
@@ -234,6 +247,18 @@ def debug_section(rules: list[Any], hook: DebuggerHookConfig | None) -> dict[str
     return section
 
 
+def torch_trace_window(framework: FrameworkProfile) -> dict[str, int]:
+    """FrameworkProfile(start_step, num_steps) as a torch.profiler window recording exactly those steps
+    (SageMaker's defaults: step 5, one step); time-based windows (start_unix_time, duration) are not
+    supported and fall back to the step defaults."""
+    if framework.start_unix_time is not None or framework.duration is not None:
+        log.warning("FrameworkProfile: start_unix_time/duration are not supported; profiling by steps")
+    start = DEFAULT_PROFILE_START_STEP if framework.start_step is None else int(framework.start_step)
+    steps = DEFAULT_PROFILE_NUM_STEPS if framework.num_steps is None else int(framework.num_steps)
+    warmup = 1 if start >= 1 else 0  # torch.profiler's warm-up step just before the recorded ones
+    return {"wait": start - warmup, "warmup": warmup, "active": max(1, steps)}
+
+
 def profile_section(rules: list[Any], config: ProfilerConfig | None) -> dict[str, Any] | None:
     """A ProfileSpec mapping from profiler rules and ProfilerConfig; None when profiling is not asked for."""
     profiler_rules = [r for r in rules if isinstance(r, ProfilerRule)]
@@ -242,6 +267,9 @@ def profile_section(rules: list[Any], config: ProfilerConfig | None) -> dict[str
     section: dict[str, Any] = {"enabled": True}
     if config is not None and config.system_monitor_interval_millis:
         section["interval_ms"] = int(config.system_monitor_interval_millis)
+    framework = config.framework_profile_params if config is not None else None
+    if framework is not None:
+        section["torch_trace"] = torch_trace_window(framework)
     overrides = {
         r.name: r.rule_parameters for r in profiler_rules if r.name != "ProfilerReport" and r.rule_parameters
     }

@@ -112,6 +112,7 @@ class PyTorch:
         base_job_name: str | None = None,
         environment: dict[str, str] | None = None,
         max_run: float | None = None,
+        distribution: dict[str, Any] | None = None,
         tracking: bool | dict[str, Any] = True,
         **kwargs: Any,
     ) -> None:
@@ -128,6 +129,7 @@ class PyTorch:
         self.base_job_name = base_job_name or DEFAULT_BASE_JOB_NAME
         self.environment = dict(environment or {})
         self.max_run = max_run
+        self.distribution = distribution  # {"torch_distributed": {"enabled": True}}: torchrun, as the toolkit
         self.role = role
         self.recorded = {
             "role": role,
@@ -161,6 +163,8 @@ class PyTorch:
             section["source_dir"] = str(self.source_dir)
         if self.max_run:
             section["max_run_s"] = float(self.max_run)
+        if self.distribution:
+            section["distribution"] = dict(self.distribution)
         debug = debug_section(self.rules, self.debugger_hook_config)
         if debug:
             section["debug"] = debug

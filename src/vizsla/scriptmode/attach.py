@@ -42,15 +42,22 @@ class ScriptTracker:
 
         tracking = spec.tracking
         self.spec, self.job = spec, job
-        self.tracker = MlflowTracker(tracking.uri, tracking.experiment, tracking.parent_run_id)
+        # A re-run script starts over (scripts have no checkpoint contract): a run of its own, so its metric
+        # series do not pile onto the earlier attempt's steps; the earlier run is named in a tag.
+        self.tracker = MlflowTracker(
+            tracking.uri, tracking.experiment, tracking.parent_run_id, reuse_run=False
+        )
         self.active = False
 
     def start(self) -> None:
+        previous = _previous_run_id(self.job)
         try:
             self.tracker.fit_start(TrainState(spec=_ParamsView(self.spec), job_dir=self.job))
             client, run_id = self.tracker.client, self.tracker.run_id
             client.set_tag(run_id, "vizsla.kind", "script")
             client.set_tag(run_id, "vizsla.entry_point", self.spec.entry_point)
+            if previous and previous != run_id:
+                client.set_tag(run_id, "vizsla.previous_run_id", previous)
             self.active = True
         except Exception as exc:  # noqa: BLE001 - tracking never fails the job
             log.warning("MLflow tracking is off for this job: %r", exc)
@@ -84,6 +91,16 @@ class ScriptTracker:
                 log.warning("could not close the MLflow run: %r", exc)
 
 
+def _previous_run_id(job: JobDir) -> str | None:
+    """The MLflow run of an earlier attempt of this job (tracking.json), if any."""
+    import json
+
+    try:
+        return json.loads(job.tracking.read_text()).get("run_id")
+    except (OSError, ValueError, AttributeError):
+        return None
+
+
 def _artifact_dir(job: JobDir, path: Path) -> str | None:
     parent = path.resolve().parent.relative_to(job.root.resolve()).as_posix()
     return None if parent == "." else parent
@@ -108,6 +125,10 @@ class ScriptProfiler:
         for name in (SYSTEM_FILE, STEPS_FILE, JOB_FILE):
             (out / name).unlink(missing_ok=True)
         env[PROFILE_DIR_ENV] = str(out.resolve())
+        if self.spec.profile.torch_trace is not None:  # the hook runs torch.profiler in the script
+            from vizsla.scriptmode.smdebug_shim.profiling import TRACE_ENV
+
+            env[TRACE_ENV] = self.spec.profile.torch_trace.model_dump_json()
         hps = self.spec.hyperparameters
         cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
         self.context = {

@@ -56,6 +56,7 @@ class _ScriptState:
 def hook_config(debug_spec: Any, debug_dir: Path) -> dict[str, Any]:
     """debughookconfig.json in SageMaker's shape (every value a string) for a DebugSpec."""
     interval = str(int(debug_spec.save_interval))
+    spec_modes = dict(getattr(debug_spec, "mode_save_intervals", None) or {})
     overrides = dict(debug_spec.collections or {})
     configs = []
     for name in [*_BUILTIN, *(n for n in overrides if n not in _BUILTIN)]:
@@ -76,17 +77,28 @@ def hook_config(debug_spec: Any, debug_dir: Path) -> dict[str, Any]:
             continue
         given = getattr(override, "save_interval", None)
         params["save_interval"] = str(given) if given is not None else ("1" if every_step else interval)
+        per_mode = dict(getattr(override, "mode_save_intervals", None) or {})
+        if not per_mode and given is None and not every_step:  # the spec-wide interval, per mode too
+            per_mode = dict(spec_modes)
+        for mode, every in per_mode.items():
+            params[f"{mode.lower()}.save_interval"] = str(every)
         if getattr(override, "save_steps", None):
             params["save_steps"] = ",".join(str(s) for s in override.save_steps)
+        saved = tuple(getattr(override, "modes", None) or modes)
+        if "TRAIN" in saved:  # a script that never calls set_mode trains in GLOBAL mode: record it too
+            saved += ("GLOBAL",)
         for mode in _MODES:
-            if mode not in (getattr(override, "modes", None) or modes):
+            if mode not in saved:
                 params[f"{mode.lower()}.end_step"] = "0"  # this mode saves nothing
         if getattr(override, "save_raw", None):
             params["save_raw_tensor"] = "true"
         configs.append({"CollectionName": name, "CollectionParameters": params})
+    hook_params = {"save_interval": interval}
+    for mode, every in spec_modes.items():
+        hook_params[f"{mode.lower()}.save_interval"] = str(every)
     return {
         "LocalPath": str(debug_dir),
-        "HookParameters": {"save_interval": interval},
+        "HookParameters": hook_params,
         "CollectionConfigurations": configs,
     }
 

@@ -15,7 +15,7 @@ import os
 import shutil
 import subprocess
 import sys
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -85,6 +85,7 @@ class ScriptCommand:
     source_dir: Path
     user_entry_point: str  # relative to source_dir, as SM_USER_ENTRY_POINT shows it
     args: list[str]
+    torchrun: list[str] = field(default_factory=list)  # torchrun's options when distributed, else empty
 
     @property
     def module_name(self) -> str:
@@ -98,6 +99,9 @@ class ScriptCommand:
     def argv(self) -> list[str]:
         # STK joins argv with spaces and runs it through a shell without quoting; we pass a list to
         # Popen, so a value with a space stays one argument (a deliberate, documented difference).
+        if self.torchrun:  # the toolkit's torch_distributed launcher: torchrun [options] script.py args
+            return [sys.executable, "-m", "torch.distributed.run", *self.torchrun, self.user_entry_point,
+                    *self.args]  # fmt: skip
         if self.entry_point.suffix == ".py":
             return [sys.executable, self.user_entry_point, *self.args]
         return [str(self.entry_point), *self.args]
@@ -250,7 +254,10 @@ def training_env(
     resources = resource_config()
     groups = resources["instance_groups"]
     return {
-        "additional_framework_parameters": {},
+        # The SDK's framework flags the toolkit read: here the one that chose the torchrun launcher.
+        "additional_framework_parameters": (
+            {"sagemaker_torch_distributed_enabled": True} if command.torchrun else {}
+        ),
         "channel_input_dirs": {name: str(layout.channel(name)) for name in sorted(channels)},
         "current_host": HOST,
         "current_instance_group": INSTANCE_GROUP,

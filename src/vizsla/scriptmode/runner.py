@@ -59,7 +59,7 @@ def run_script_job(
     and the job ends Stopped. Missing entry point, source dir or channel: UserError before anything runs.
     """
     job = JobDir(Path(spec.output).expanduser().resolve())
-    command = resolve_command(spec.entry_point, spec.source_dir, spec.hyperparameters)
+    command = with_launcher(resolve_command(spec.entry_point, spec.source_dir, spec.hyperparameters), spec)
     _check_job_dir(job, resume)
     channels = resolve_channels(spec.channels, progress=progress)
     spec = _resolved(spec, job, command)
@@ -74,6 +74,26 @@ def run_script_job(
         resume=resume,
     )
     return run.execute()
+
+
+def with_launcher(command: ScriptCommand, spec: ScriptJobSpec) -> ScriptCommand:
+    """COMMAND run by torchrun when the spec asks for a distribution (the script must be a .py file)."""
+    if spec.distribution is None:
+        return command
+    if command.entry_point.suffix != ".py":
+        raise UserError(
+            f"entry point {command.entry_point}: a distributed script job runs a .py file under torchrun "
+            "(as SageMaker's torch_distributed does)"
+        )
+    from dataclasses import replace
+
+    from vizsla.training.launch import LaunchOptions, run_id_for, torchrun_options
+
+    dist = spec.distribution
+    options = LaunchOptions(
+        dist.nproc_per_node, dist.nnodes, dist.node_rank, dist.rdzv_endpoint, dist.max_restarts
+    )
+    return replace(command, torchrun=torchrun_options(options, run_id_for(spec.job_name)))
 
 
 def _resolved(spec: ScriptJobSpec, job: JobDir, command: ScriptCommand) -> ScriptJobSpec:

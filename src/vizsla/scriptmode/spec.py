@@ -54,6 +54,48 @@ class MetricDefinition(BaseModel):
         return value
 
 
+class ScriptDistribution(BaseModel):
+    """The script under torchrun, as SageMaker's `distribution={"torch_distributed": {"enabled": True}}`.
+
+    torchrun starts nproc_per_node copies of the script on this machine (nnodes machines with a c10d
+    rendezvous) and sets RANK, LOCAL_RANK, WORLD_SIZE, MASTER_ADDR, ... for the script's own
+    init_process_group. The SDK's spelling is accepted; SageMaker's other launchers (SMDDP, MPI) are not.
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    nproc_per_node: int = Field(ge=1, description="Processes per machine (SageMaker: one per GPU, else 1).")
+    nnodes: int = Field(1, ge=1, description="Machines taking part (each runs the same job).")
+    node_rank: int | None = Field(None, ge=0, description="This machine's rank among nnodes.")
+    rdzv_endpoint: str | None = Field(None, description="HOST:PORT of the c10d rendezvous (nnodes > 1).")
+    max_restarts: int = Field(0, ge=0, description="torchrun restarts of the group after a process dies.")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _sagemaker_spelling(cls, value: Any) -> Any:
+        if not isinstance(value, dict) or "nproc_per_node" in value:
+            return value
+        torch_distributed = value.get("torch_distributed")
+        if isinstance(torch_distributed, dict) and torch_distributed.get("enabled"):
+            others = sorted(set(value) - {"torch_distributed"})
+            if others:
+                raise ValueError(f"distribution: only torch_distributed is run here, not also {others}")
+            from vizsla.scriptmode.environment import count_gpus
+
+            return {"nproc_per_node": max(1, count_gpus())}  # the toolkit: one process per GPU, else 1
+        raise ValueError(
+            f"distribution {value!r}: only {{'torch_distributed': {{'enabled': True}}}} (torchrun) is "
+            "supported on this machine; SageMaker's data-parallel library (pytorchddp, smdistributed) and "
+            "MPI need SageMaker's containers"
+        )
+
+    @model_validator(mode="after")
+    def _check(self) -> ScriptDistribution:
+        if self.nnodes > 1 and not self.rdzv_endpoint:
+            raise ValueError(f"distribution: nnodes {self.nnodes} needs rdzv_endpoint HOST:PORT")
+        return self
+
+
 class ScriptJobSpec(BaseModel):
     """A script-mode training job: the script, its inputs and what Vizsla does around it."""
 
@@ -88,6 +130,9 @@ class ScriptJobSpec(BaseModel):
     )
     max_run_s: float | None = Field(
         None, gt=0, description="Like MaxRuntimeInSeconds: stop the script after this many seconds."
+    )
+    distribution: ScriptDistribution | None = Field(
+        None, description="Run the script under torchrun (N processes, M machines); None: one process."
     )
 
     @field_validator("channels")

@@ -33,7 +33,7 @@ from vizsla.serving.metrics import MetricsMiddleware, ServingMetrics
 from vizsla.serving.runtime import ServedModel, load_served_model
 from vizsla.serving.security import UrlFetcher, check_auth
 from vizsla.serving.settings import ServeSettings
-from vizsla.serving.toolkit import is_vizsla_model, resolve_artefact_dir
+from vizsla.serving.toolkit import has_model_file, is_vizsla_model, resolve_artefact_dir
 
 log = logging.getLogger("vizsla.serving")
 
@@ -50,7 +50,11 @@ class ServerState:
         from vizsla.models.io import read_config, resolve_model_dir
 
         self.settings = settings
-        self.script = settings.handler_path is not None and not is_vizsla_model(settings.model_path)
+        # A script's own artefact (served by the inference toolkit's rules): an entry point was given, or
+        # the folder holds a TorchScript model.pt rather than a vizsla model.
+        self.script = not is_vizsla_model(settings.model_path) and (
+            settings.handler_path is not None or has_model_file(settings.model_path)
+        )
         self.handler = Handler(
             settings.handler_path, source_dir=settings.handler_source_dir, script=self.script
         )
@@ -63,7 +67,7 @@ class ServerState:
             config = read_config(self.model_dir)
             self.labels = list(config["labels"])
             self.preprocessing = dict(config["preprocessing"])
-        if "model_fn" in self.handler.custom:
+        if self.script or "model_fn" in self.handler.custom:
             self.model = self.load_user_model()
         else:
             self.model = load_served_model(
@@ -106,6 +110,8 @@ class ServerState:
         )
         try:
             return self.handler.model(str(self.model_dir), context)
+        except UserError:  # the default model_fn's own message
+            raise
         except Exception as exc:
             raise UserError(
                 f"model_fn in {self.handler.source} failed on {self.model_dir}: {type(exc).__name__}: {exc}",

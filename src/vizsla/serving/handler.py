@@ -366,8 +366,8 @@ def _takes_context(name: str, fn: Callable[..., Any], source: str) -> bool:
 class Handler:
     """The four steps, defaults replaced by a user file's functions where it defines them.
 
-    SCRIPT: the model is a script's own artefact, so the defaults are the inference toolkit's and the file
-    must define model_fn (nothing else can load an arbitrary model.pth).
+    SCRIPT: the model is a script's own artefact, so the defaults are the inference toolkit's (its
+    model_fn loads a TorchScript model.pt; anything else needs the file's own model_fn).
     """
 
     def __init__(
@@ -401,12 +401,6 @@ class Handler:
                 fn = defaults[name]
                 self.with_context[name] = fn is not None and name != "model_fn" and not script
             self.fns[name] = fn
-        if script and "model_fn" not in self.custom:
-            raise UserError(
-                f"{self.source} defines no model_fn; a script's model (not a vizsla model folder) can only "
-                "be loaded by the entry point's own model_fn(model_dir)",
-                hint="Add model_fn(model_dir) that loads what the training script saved (e.g. model.pth).",
-            )
         if "transform_fn" in self.custom and self.custom & {"input_fn", "predict_fn", "output_fn"}:
             raise UserError(
                 f"{self.source} defines transform_fn together with input_fn/predict_fn/output_fn; "
@@ -454,7 +448,7 @@ def _script_defaults() -> dict[str, Callable[..., Any] | None]:
     from vizsla.serving import toolkit
 
     return {
-        "model_fn": None,
+        "model_fn": toolkit.toolkit_model_fn,
         "input_fn": toolkit.toolkit_input_fn,
         "predict_fn": toolkit.toolkit_predict_fn,
         "output_fn": toolkit.toolkit_output_fn,

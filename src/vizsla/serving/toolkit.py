@@ -3,9 +3,9 @@
 The defaults follow SageMaker's PyTorch inference toolkit (sagemaker-pytorch-inference-toolkit
 `default_pytorch_inference_handler.py`, sagemaker-inference-toolkit `decoder.py` / `encoder.py`): JSON, CSV
 and NPY bodies become a float tensor, `predict_fn` calls `model(data)` under `torch.no_grad()` in eval mode,
-`output_fn` encodes to the first supported Accept type (JSON by default, CSV, NPY). There is no default
-`model_fn`: a non-vizsla artefact is only loadable by the script's own code (the toolkit raises too unless a
-TorchScript file is present, which we do not guess at).
+`output_fn` encodes to the first supported Accept type (JSON by default, CSV, NPY). The default `model_fn` is
+the PyTorch toolkit's too: `model.pt`, else the one `*.pt`/`*.pth` file, loaded with `torch.jit.load`
+(TorchScript only: a pickled module or a state_dict needs the script's own model_fn; the error says so).
 """
 
 from __future__ import annotations
@@ -65,6 +65,57 @@ def body_for_user(body: bytes, content_type: str) -> bytes | str:
         return body.decode(params.get("charset") or "utf-8")
     except (UnicodeDecodeError, LookupError) as exc:
         raise RequestError(400, f"a {kind} body must be UTF-8 text: {exc}") from None
+
+
+DEFAULT_MODEL_FILE = "model.pt"
+
+
+def model_file(model_dir: str | Path) -> Path | None:
+    """The file the toolkit's default model_fn loads: model.pt, else the only *.pt/*.pth; None if none."""
+    folder = Path(model_dir)
+    if (folder / DEFAULT_MODEL_FILE).is_file():
+        return folder / DEFAULT_MODEL_FILE
+    found = sorted(p for p in folder.iterdir() if p.suffix in (".pt", ".pth") and p.is_file())
+    if len(found) > 1:
+        raise UserError(
+            f"the default model_fn needs {DEFAULT_MODEL_FILE} or a single *.pt/*.pth file in {folder}, found "
+            f"{', '.join(p.name for p in found)}",
+            hint="Name the TorchScript file model.pt, or add model_fn(model_dir) to the entry point.",
+        )
+    return found[0] if found else None
+
+
+def has_model_file(path: str | Path) -> bool:
+    """Whether PATH (a folder, or a script job's) holds a file the default model_fn would load."""
+    try:
+        return model_file(resolve_artefact_dir(path)) is not None
+    except UserError:
+        return Path(path).is_dir()  # several candidates: the default model_fn names them when it runs
+
+
+def toolkit_model_fn(model_dir: str) -> Any:
+    """The PyTorch inference toolkit's default_model_fn: load the TorchScript model file of MODEL_DIR."""
+    import torch
+
+    path = model_file(model_dir)
+    if path is None:
+        raise UserError(
+            f"no model_fn in the entry point and no TorchScript model file (model.pt, or one *.pt/*.pth) in "
+            f"{model_dir}",
+            hint="Add model_fn(model_dir) that loads what the training script saved, or save the model with "
+            "torch.jit.save(torch.jit.script(model), os.path.join(SM_MODEL_DIR, 'model.pt')).",
+        )
+    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        return torch.jit.load(str(path), map_location=device)
+    except (RuntimeError, ValueError, OSError) as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise UserError(
+            f"{path} is not a TorchScript file ({first}); the default model_fn, like SageMaker's PyTorch "
+            "inference toolkit, loads TorchScript only",
+            hint="Add model_fn(model_dir) to the entry point (it rebuilds the network and loads the "
+            "weights), or save the model with torch.jit.save.",
+        ) from None
 
 
 def toolkit_input_fn(data: bytes | str, content_type: str) -> Any:

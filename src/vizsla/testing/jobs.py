@@ -15,3 +15,16 @@ def tiny_spec_dict(data: Path, output: Path, **train: Any) -> dict[str, Any]:
         "train": {"epochs": 2, "batch_size": 8, "lr": 0.01, "finetune": "full", "precision": "fp32", **train},
         "tracking": {"enabled": False},
     }
+
+
+def wait_for_first_epoch(metrics: Path, timeout_s: float = 300.0, poll_s: float = 0.1) -> None:
+    """Block until a job's metrics.jsonl holds its first epoch record (its first checkpoint is written):
+    the moment tests kill a worker mid-training."""
+    import time
+
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if metrics.is_file() and '"kind": "epoch"' in metrics.read_text():
+            return
+        time.sleep(poll_s)
+    raise TimeoutError(f"no epoch record in {metrics} after {timeout_s:.0f} s")

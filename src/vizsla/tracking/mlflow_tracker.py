@@ -95,11 +95,20 @@ def _numeric_items(record: Mapping[str, Any], skip: tuple[str, ...] = ()) -> Ite
 class MlflowTracker(Callback):
     """Record a job as one MLflow run (nested under `parent_run_id` when given); resumed jobs reuse it."""
 
-    def __init__(self, tracking_uri: str | None, experiment: str, parent_run_id: str | None = None) -> None:
+    def __init__(
+        self,
+        tracking_uri: str | None,
+        experiment: str,
+        parent_run_id: str | None = None,
+        *,
+        reuse_run: bool = True,
+    ) -> None:
+        """REUSE_RUN: a resumed job continues its run (False: every start is a run of its own)."""
         self.configured_uri = tracking_uri  # None: resolved per job, beside its job directory
         self.tracking_uri: str | None = tracking_uri
         self.experiment = experiment
         self.parent_run_id = parent_run_id
+        self.reuse_run = reuse_run
         self.run_id: str | None = None
         self.experiment_id: str | None = None
         self._client: MlflowClient | None = None
@@ -115,7 +124,8 @@ class MlflowTracker(Callback):
         self.tracking_uri = resolve_tracking_uri(job_dir.root, self.configured_uri)
         self._client = _create_client(self.tracking_uri)
         self.experiment_id = self._get_or_create_experiment()
-        self.run_id = self._resumable_run(job_dir) or self._create_run(state.spec.job_name, job_dir)
+        resumed = self._resumable_run(job_dir) if self.reuse_run else None
+        self.run_id = resumed or self._create_run(state.spec.job_name, job_dir)
         atomic_write_json(job_dir.tracking, self.info())
         self._log_params(_spec_dict(state.spec))
 

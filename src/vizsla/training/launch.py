@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import os
+import signal
 import tempfile
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -50,8 +51,15 @@ class LaunchOptions:
             raise UserError(f"--max-restarts must be >= 0, got {self.max_restarts}")
 
 
-def torchrun_arguments(options: LaunchOptions, run_id: str, worker_args: list[str]) -> list[str]:
-    """The torchrun command line (without `torchrun`) that runs `python -m vizsla WORKER_ARGS`."""
+def torchrun_arguments(
+    options: LaunchOptions, run_id: str, worker_args: list[str], module: str = "vizsla"
+) -> list[str]:
+    """The torchrun command line (without `torchrun`) that runs `python -m MODULE WORKER_ARGS`."""
+    return [*torchrun_options(options, run_id), "-m", module, *worker_args]
+
+
+def torchrun_options(options: LaunchOptions, run_id: str) -> list[str]:
+    """torchrun's own options (what comes before the script or `-m module`)."""
     args = [
         f"--nproc-per-node={options.nproc_per_node}",
         f"--nnodes={options.nnodes}",
@@ -64,17 +72,29 @@ def torchrun_arguments(options: LaunchOptions, run_id: str, worker_args: list[st
             args.append(f"--node-rank={options.node_rank}")
     else:  # one machine: a private c10d store on a free local port
         args.append("--standalone")
-    return [*args, "-m", "vizsla", *worker_args]
+    return args
 
 
-def run_id_for(spec: JobSpec) -> str:
+def run_id_for(job_name: str) -> str:
     """The rendezvous id: every machine's launcher derives the same one from the same job."""
-    return "vizsla-" + "".join(c if c.isalnum() else "-" for c in spec.job_name)[:60]
+    return "vizsla-" + "".join(c if c.isalnum() else "-" for c in job_name)[:60]
 
 
-def launch(spec: JobSpec, options: LaunchOptions, *, resume: bool, quiet: bool) -> dict[str, Any]:
-    """Run SPEC with torchrun and return its result.json (written by rank 0, or here when it could not)."""
+def launch(
+    spec: JobSpec,
+    options: LaunchOptions,
+    *,
+    resume: bool,
+    quiet: bool,
+    worker: tuple[str, list[str]] | None = None,
+) -> dict[str, Any]:
+    """Run SPEC with torchrun and return its result.json (written by rank 0, or here when it could not).
+
+    Each process runs `python -m vizsla train` on SPEC, or WORKER = (module, arguments): a module that
+    runs the same job with callbacks of its own (a tuning trial's reporter, tuning/distributed_trial.py).
+    """
     from torch.distributed import run as torchrun
+    from torch.distributed.elastic.multiprocessing.api import SignalException
     from torch.distributed.elastic.multiprocessing.errors import ChildFailedError
 
     options.check()
@@ -88,15 +108,24 @@ def launch(spec: JobSpec, options: LaunchOptions, *, resume: bool, quiet: bool) 
             worker_args = ["train", "--config", str(spec_file)]
         if quiet:
             worker_args.append("--quiet")
-        argv = torchrun_arguments(options, run_id_for(spec), worker_args)
+        module = "vizsla"
+        if worker is not None:
+            module, worker_args = worker
+        argv = torchrun_arguments(options, run_id_for(spec.job_name), worker_args, module)
         log.info("torchrun %s", " ".join(argv))
         parsed = torchrun.get_args_parser().parse_args(argv)
         failure: str | None = None
         os.environ[LAUNCHED_BY_VIZSLA] = str(os.getpid())  # inherited by the workers
+        if "OMP_NUM_THREADS" not in os.environ:  # else torchrun sets 1 and warns; runtime.py sets threads
+            from vizsla.data.validate import available_cores
+
+            os.environ["OMP_NUM_THREADS"] = str(max(1, available_cores() // options.nproc_per_node))
         try:
             torchrun.run(parsed)
         except ChildFailedError as exc:
             failure = _root_cause(exc)
+        except SignalException as exc:  # SIGTERM/SIGINT here: torchrun passed it on to the processes
+            failure = f"stopped by {signal.Signals(exc.sigval).name}"
         finally:
             os.environ.pop(LAUNCHED_BY_VIZSLA, None)
     result = job_dir.read_result() or {}

@@ -323,6 +323,10 @@ def _prepare_data_once(spec: JobSpec, job_dir: JobDir, progress: bool, ctx: Dist
         data, error = distributed.broadcast_object((data, error))
     if error is not None:
         raise error
+    if ctx.enabled and not ctx.is_main:  # remote data: read this machine's mirror, not rank 0's
+        from vizsla.data.prepare import on_this_machine
+
+        data = on_this_machine(data, spec.data, spec.cache_dir)
     return data
 
 

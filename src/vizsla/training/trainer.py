@@ -154,6 +154,9 @@ def fit(job: setup.Job, state: TrainState, runner: CallbackRunner) -> None:
             bookkeeping.append_metrics(job.job_dir, record)
         improved = bookkeeping.track_best(job, state, record)
         runner.fire("epoch_end", state)
+        # A stop asked for at the epoch's end (a tuning trial's pruner runs on rank 0 only) or during
+        # evaluation: in a distributed job every process leaves after this same epoch.
+        stop = agreed_stop(job, state)
         if job.dist.is_main:
             bookkeeping.save_epoch_checkpoint(job, state, next_epoch=epoch + 1)
         job.progress.epoch_done(record, improved)
@@ -164,8 +167,23 @@ def fit(job: setup.Job, state: TrainState, runner: CallbackRunner) -> None:
                 f"for {spec.early_stopping_patience} epochs"
             )
             break
-        if state.should_stop:
+        if stop:
             break
+
+
+def agreed_stop(job: setup.Job, state: TrainState) -> bool:
+    """Whether to stop here: this process's flag, or in a distributed job whether any process's flag is set.
+
+    A stop can be requested at any moment from another thread (a debugger rule, a signal), so in a
+    distributed job only the value all processes agreed on may decide: a flag set just after the
+    agreement would make this process leave one step before the others, which then wait for it forever.
+    A late flag is agreed on at the next step."""
+    if not job.dist.enabled:
+        return state.should_stop
+    stop = distributed.any_rank(state.should_stop)
+    if stop and not state.should_stop:
+        state.request_stop("another process of the job asked to stop")  # all stop at the same step
+    return stop
 
 
 def train_one_epoch(job: setup.Job, state: TrainState, runner: CallbackRunner) -> dict | None:
@@ -224,8 +242,7 @@ def train_one_epoch(job: setup.Job, state: TrainState, runner: CallbackRunner) -
         meter.update(logits, targets, loss.item() * state.batch_size)
         runner.fire("batch_end", state)
         job.progress.step(loss.item())
-        if job.dist.enabled and distributed.any_rank(state.should_stop) and not state.should_stop:
-            state.request_stop("another process of the job asked to stop")  # all stop at the same step
+        stop = agreed_stop(job, state)
         if job.dist.is_main and state.global_step % job.spec.train.log_every_n_steps == 0:
             bookkeeping.append_metrics(
                 job.job_dir,
@@ -238,7 +255,7 @@ def train_one_epoch(job: setup.Job, state: TrainState, runner: CallbackRunner) -
                     "time": time.time(),
                 },
             )
-        if state.should_stop:
+        if stop:
             return None
     state.inputs = state.targets = state.outputs = state.loss = None
     reduce_meter(meter)

@@ -44,6 +44,7 @@ class TrialRequest:
     threads: int
     parent_run_id: str | None
     tracking_uri: str | None
+    gpus: list[str] | None = None  # this trial's GPUs (CUDA_VISIBLE_DEVICES), None: as the worker sees them
 
 
 class TrialReporter(Callback):
@@ -64,6 +65,8 @@ class TrialReporter(Callback):
         self._report(state.history[-1])
         if self.trial.should_prune():
             self.pruned_at = int(state.history[-1]["epoch"])
+            # Seen by the trial process when this reporter runs in rank 0 of a distributed trial.
+            self.trial.set_user_attr("pruned_at", self.pruned_at)
             state.request_stop(f"pruned by the tuning job's early stopping after epoch {self.pruned_at + 1}")
 
     def _report(self, record: dict[str, Any]) -> None:
@@ -91,10 +94,14 @@ def run_trial(request: TrialRequest) -> None:
     """Entry point of the trial process (started by the worker)."""
     _redirect_output(request.log_path)
     _watch_coordinator(request.coordinator_pid)
+    if request.gpus:  # before anything touches CUDA; torchrun's processes of a distributed trial inherit it
+        os.environ["CUDA_VISIBLE_DEVICES"] = ",".join(request.gpus)
     import torch
 
     torch.set_num_threads(max(1, request.threads))
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    if request.gpus:
+        log.info("trial GPUs: CUDA_VISIBLE_DEVICES=%s", os.environ["CUDA_VISIBLE_DEVICES"])
     from vizsla.tuning.study import create_pruner, create_storage, training_epochs
     from vizsla.tuning.tune_spec import TuneSpec
 
@@ -146,13 +153,20 @@ def _train(trial: optuna.Trial, spec: Any, request: TrialRequest) -> Outcome:
         resume = job_dir.last_checkpoint.is_file()
         if not resume and job_dir.root.exists():  # a retry that died before its first checkpoint
             _clear(job_dir.root)
-        result = run_job(job_spec, callbacks=[reporter], resume=resume, progress=False)
+        if spec.trial_nproc > 1:  # the job runs in processes of its own; rank 0 holds the reporter
+            from vizsla.tuning.distributed_trial import run_distributed_trial, was_pruned
+
+            result = run_distributed_trial(trial, spec, request, job_spec, resume=resume)
+            pruned = was_pruned(trial)
+        else:
+            result = run_job(job_spec, callbacks=[reporter], resume=resume, progress=False)
+            pruned = reporter.pruned_at is not None
     except Exception as exc:  # noqa: BLE001 - any failure is the trial's result, recorded with its error
         log.exception("trial %d failed", trial.number)
         result = job_dir.read_result() or {}
         return Outcome("Failed", None, f"{type(exc).__name__}: {exc}", result)
     history = _read_history(job_dir)
-    if reporter.pruned_at is not None:
+    if pruned:
         return _outcome("Pruned", result, history, spec.objective.metric, maximize)
     return _outcome(result.get("status", "Failed"), result, history, spec.objective.metric, maximize)
 

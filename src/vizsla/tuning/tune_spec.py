@@ -176,6 +176,12 @@ class TuneSpec(_Spec):
         None, ge=1, description="Training jobs to run; default 10, for Grid the number of combinations."
     )
     max_parallel: int = Field(1, ge=1, description="Training jobs running at once.")
+    trial_nproc: int = Field(
+        1,
+        ge=1,
+        description="Processes per training job: above 1 each trial is a distributed job (torchrun, DDP) "
+        "whose global batch is the trial's batch_size.",
+    )
     early_stopping: Literal["Off", "Auto"] = Field(
         "Off", description="Auto: stop a trial worse than the median of earlier trials at the same epoch."
     )
@@ -217,6 +223,12 @@ class TuneSpec(_Spec):
             )
         if self.script is not None:
             _check_script(self)
+            if self.trial_nproc > 1:
+                raise ValueError(
+                    "trial_nproc: a script trial runs the script itself; to run it under torchrun give "
+                    "the script section a distribution ({nproc_per_node: N} or SageMaker's "
+                    "{torch_distributed: {enabled: true}})"
+                )
         if self.strategy == "Hyperband" and self.early_stopping != "Off":
             raise ValueError(
                 "early_stopping must be Off with strategy Hyperband (Hyperband stops trials itself)"

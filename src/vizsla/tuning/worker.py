@@ -47,6 +47,27 @@ class Running:
     number: int
     process: Any  # multiprocessing.Process
     job_dir: Path
+    slot: int = 0  # which of the max_parallel places it runs in (its GPUs follow from it)
+
+
+def visible_gpus() -> list[str]:
+    """The GPUs this worker may hand out: CUDA_VISIBLE_DEVICES as given, else every GPU nvidia-smi lists."""
+    visible = os.environ.get("CUDA_VISIBLE_DEVICES")
+    if visible is not None:
+        return [d.strip() for d in visible.split(",") if d.strip() and d.strip() != "-1"]
+    from vizsla.scriptmode.environment import count_gpus
+
+    return [str(i) for i in range(count_gpus())]
+
+
+def gpus_for_slot(slot: int, per_trial: int, gpus: list[str]) -> list[str]:
+    """The GPUs of the trial in SLOT: consecutive blocks of PER_TRIAL (one per process), so parallel trials
+    do not pile onto the first GPU; with fewer GPUs than slots x per_trial the blocks wrap around (shared)."""
+    if not gpus:
+        return []
+    count = min(per_trial, len(gpus))
+    start = (slot * count) % len(gpus)
+    return [gpus[(start + i) % len(gpus)] for i in range(count)]
 
 
 @dataclass
@@ -94,6 +115,8 @@ class Worker:
         self._last_scan = 0.0
         self._heartbeat_stop = threading.Event()
         self.threads_per_trial = max(1, (os.cpu_count() or 1) // max(1, options.max_parallel))
+        self.gpus = visible_gpus()
+        self._waited_for: set[int] = set()  # orphaned trials already announced as stopping
 
     # the loop -----------------------------------------------------------------------------------------
     def run(self) -> str:
@@ -119,7 +142,10 @@ class Worker:
                     while len(self.running) < self.options.max_parallel and self._start_next():
                         pass
                     if not self.running and not self._can_start():
-                        break  # the budget is used up (other workers may still finish theirs)
+                        self.recover_stale()  # a trial left by a killed run may have ended since the scan
+                        self._last_scan = time.monotonic()
+                        if not self._can_start() and not self._orphans_stopping():
+                            break  # the budget is used up (other workers may still finish theirs)
                 time.sleep(POLL_S)
         finally:
             self._heartbeat_stop.set()
@@ -206,9 +232,13 @@ class Worker:
         }
         for key, value in attrs.items():
             trial.set_user_attr(key, value)
-        process = self._spawn(trial, job_dir)
+        slot = min(set(range(self.options.max_parallel)) - {r.slot for r in self.running.values()})
+        gpus = gpus_for_slot(slot, self.spec.trial_nproc, self.gpus)
+        if gpus:
+            trial.set_user_attr("gpus", gpus)
+        process = self._spawn(trial, job_dir, gpus)
         trial.set_user_attr("trial_pid", process.pid)
-        self.running[trial._trial_id] = Running(trial._trial_id, trial.number, process, job_dir)
+        self.running[trial._trial_id] = Running(trial._trial_id, trial.number, process, job_dir, slot)
         shown = ", ".join(f"{k}={_short(v)}" for k, v in values.items())
         retry = f" (retry of trial {retry_of})" if retry_of is not None else ""
         self._emit(f"trial {trial.number} started{retry}: {shown}")
@@ -218,7 +248,7 @@ class Worker:
         earlier = [t for t in self.trials() if t.number < number and counts_toward_budget(t)]
         return len(earlier) < self.max_jobs()
 
-    def _spawn(self, trial: optuna.Trial, job_dir: Path) -> Any:
+    def _spawn(self, trial: optuna.Trial, job_dir: Path, gpus: list[str]) -> Any:
         from vizsla.tuning.trial import TrialRequest, run_trial
 
         request = TrialRequest(
@@ -232,6 +262,7 @@ class Worker:
             threads=self.threads_per_trial,
             parent_run_id=self.options.parent_run_id,
             tracking_uri=self.options.tracking_uri,
+            gpus=gpus or None,
         )
         process = self._context.Process(target=run_trial, args=(request,), name=f"trial-{trial.number}")
         process.start()
@@ -299,16 +330,39 @@ class Worker:
         except RuntimeError:
             return False
 
+    def _left_running(self) -> list[optuna.trial.FrozenTrial]:
+        """Counted RUNNING trials that no process of this worker runs."""
+        mine = {item.trial_id for item in self.running.values()}
+        return [
+            t
+            for t in self.trials()
+            if t._trial_id not in mine and t.state == TrialState.RUNNING and counts_toward_budget(t)
+        ]
+
+    def _orphans_stopping(self) -> bool:
+        """Whether a trial of a dead worker on this host is still stopping (its process writes the checkpoint
+        after the worker's SIGKILL): this worker waits for it and then resumes it, rather than ending with it
+        left RUNNING."""
+        host = self.name.split(":")[0]
+        for trial in self._left_running():
+            owner_host, _, owner_pid = str(trial.user_attrs.get("worker", "")).partition(":")
+            trial_pid = trial.user_attrs.get("trial_pid")
+            if owner_host == host and owner_pid.isdigit() and not _alive(int(owner_pid)):
+                if isinstance(trial_pid, int) and _alive(trial_pid):
+                    if trial.number not in self._waited_for:
+                        self._waited_for.add(trial.number)
+                        self._emit(
+                            f"trial {trial.number}: its tuning process is gone and the trial is stopping "
+                            f"(pid {trial_pid}); waiting for it, then it resumes"
+                        )
+                    return True
+        return False
+
     def recover_stale(self) -> None:
         """Retry trials whose worker died: RUNNING ones, and ones Stopped by a shutdown that never resumed."""
         host = self.name.split(":")[0]
         now = time.time()
-        mine = {item.trial_id for item in self.running.values()}
-        for trial in self.trials():
-            if trial._trial_id in mine or trial.state != TrialState.RUNNING:
-                continue
-            if not counts_toward_budget(trial):
-                continue
+        for trial in self._left_running():
             owner = str(trial.user_attrs.get("worker", ""))
             owner_host, _, owner_pid = owner.partition(":")
             if owner == self.name:

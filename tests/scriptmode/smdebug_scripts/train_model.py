@@ -66,6 +66,7 @@ def main():
     parser.add_argument("--freeze", type=str2bool, default=False)
     parser.add_argument("--wrong-calls", type=str2bool, default=False)
     parser.add_argument("--hook", choices=["json", "get_hook"], default="json")
+    parser.add_argument("--set-mode", type=str2bool, default=True)  # false: every step stays GLOBAL
     parser.add_argument("--model-dir", type=str, default=os.environ.get("SM_MODEL_DIR", "model"))
     args = parser.parse_args()
 
@@ -94,9 +95,10 @@ def main():
         hook.save_tensor("x", "not a tensor")
         hook.record_tensor_value("mse_loss", torch.tensor(0.5))  # disabled after the wrong call: not saved
 
+    mode_hook = hook if args.set_mode else None
     for _ in range(args.epochs):
-        train(model, train_data, criterion, optimizer, hook, args.batch_size)
-        test(model, test_data, criterion, hook, args.batch_size)
+        train(model, train_data, criterion, optimizer, mode_hook, args.batch_size)
+        test(model, test_data, criterion, mode_hook, args.batch_size)
     if hook:
         hook.save_scalar("final_lr", args.lr)
 

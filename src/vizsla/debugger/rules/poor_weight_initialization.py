@@ -7,7 +7,8 @@ not decrease within `patience` steps. `activation_inputs_regex=".*relu_input"`, 
 `distribution_range=0.001`, `patience=5`, `steps=10`.
 
 Ours: (a) uses the ReLU *outputs* the hook records (an in-place ReLU makes its input unobservable; see the
-debugger note), default regex `_relu_output_\\d+$`; (b) fires when every gradient tensor of the step has a
+debugger note), default regex `relu_output_\\d+$` (Vizsla's `<module>_relu_output_<i>` and an smdebug hook's
+`<Model>_<path.to>.relu_output_<i>` alike); (b) fires when every gradient tensor of the step has a
 spread below `distribution_range` (no layer gets a usable signal), spreads read from the stored histograms;
 (c) is left to LossNotDecreasing so that one broken training trips one rule; `patience` is accepted for
 SageMaker compatibility and unused. With our save interval (100) the only early step saved is step 0.
@@ -46,7 +47,7 @@ class PoorWeightInitialization(BaseRule):
     name = "PoorWeightInitialization"
     collections_needed = ("relu_output", "gradients")
 
-    activation_inputs_regex: str = r"_relu_output_\d+$"
+    activation_inputs_regex: str = r"relu_output_\d+$"
     threshold: float = 10.0
     distribution_range: float = 0.001
     patience: int = 5

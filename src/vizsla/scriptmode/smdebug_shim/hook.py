@@ -48,7 +48,7 @@ from vizsla.scriptmode.smdebug_shim.config import (
     SaveConfig,
     read_json_config,
 )
-from vizsla.scriptmode.smdebug_shim.profiling import StepTimer
+from vizsla.scriptmode.smdebug_shim.profiling import StepTimer, TraceWindow
 
 log = logging.getLogger("smdebug")
 
@@ -133,6 +133,7 @@ class Hook:
         self.step = -1
         self.mode_steps = {mode: -1 for mode in ModeKeys}
         self.timer = StepTimer.from_env()
+        self.trace = TraceWindow.from_env() if self.timer is not None else None
         self.store: TensorStore | None = None
         self._pending: _Pending | None = None
         self._handles: list[Any] = []
@@ -274,6 +275,8 @@ class Hook:
             self._submit()
             if self.timer is not None:
                 self.timer.close()
+            if self.trace is not None:
+                self.trace.close()
         finally:
             for handle in self._handles:
                 handle.remove()
@@ -295,6 +298,8 @@ class Hook:
                 first = args[0] if args else None
                 batch = int(first.shape[0]) if isinstance(first, torch.Tensor) and first.ndim else None
                 self.timer.start(mode_step, batch)
+                if self.trace is not None:
+                    self.trace.step_started(mode_step)
             pending = self._open_step(self.mode.name, mode_step)
             if any(c.name in ("weights", "biases", "all") for c in pending.active):
                 top = self._modules[module]

@@ -12,6 +12,10 @@ module in TRAIN mode; the marks come from the hook:
 
 `epoch` and `batch_index` are unknown to the hook and written as null. Records are buffered and appended
 every FLUSH_EVERY steps and at exit.
+
+With `$VIZSLA_TORCH_TRACE` (a TorchTraceSpec as JSON; SageMaker's FrameworkProfile(start_step, num_steps)
+becomes one) the same step boundaries drive a torch.profiler window in the script's rank-0 process: the
+Chrome trace and the operator table land where the built-in profiler writes them, so the report shows them.
 """
 
 from __future__ import annotations
@@ -25,6 +29,7 @@ from vizsla.profiler.collectors.base import JsonlWriter
 from vizsla.profiler.data import STEPS_FILE
 
 PROFILE_ENV = "VIZSLA_PROFILE_DIR"
+TRACE_ENV = "VIZSLA_TORCH_TRACE"
 FLUSH_EVERY = 50
 
 
@@ -94,3 +99,44 @@ class StepTimer:
     def close(self) -> None:
         self.close_step()
         self.writer.close()
+
+
+class TraceWindow:
+    """The built-in TorchTraceCollector, driven by the hook's TRAIN step boundaries instead of callbacks."""
+
+    def __init__(self, collector: Any) -> None:
+        self.collector = collector
+        self.started = False
+
+    @classmethod
+    def from_env(cls) -> TraceWindow | None:
+        """A window when both $VIZSLA_PROFILE_DIR and $VIZSLA_TORCH_TRACE are set (rank 0 only)."""
+        import json
+
+        directory, config = os.environ.get(PROFILE_ENV), os.environ.get(TRACE_ENV)
+        if not directory or not config or int(os.environ.get("RANK", "0") or 0) != 0:
+            return None
+        from vizsla.profiler.collectors.torch_trace import TorchTraceCollector
+        from vizsla.profiler.data import OPERATORS_FILE, TRACE_DIR
+        from vizsla.profiler.spec import TorchTraceSpec
+
+        spec = TorchTraceSpec.model_validate(json.loads(config))
+        out = Path(directory)
+        return cls(TorchTraceCollector(out / TRACE_DIR, out / OPERATORS_FILE, spec))
+
+    def step_started(self, step: int) -> None:
+        """A TRAIN step begins: the first one starts the profiler, each later one closes the previous step."""
+        from types import SimpleNamespace
+
+        import torch
+
+        device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        state = SimpleNamespace(device=device, global_step=step)
+        if not self.started:
+            self.started = True
+            self.collector.batch_start(state)
+        else:
+            self.collector.batch_end(state)
+
+    def close(self) -> None:
+        self.collector.fit_end(None)
