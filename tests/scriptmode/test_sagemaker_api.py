@@ -173,8 +173,9 @@ def test_debugger_and_profiler_configs_map_to_specs():
         "include_regex": "CrossEntropyLoss_output_0",
         "save_interval": 1,
         "mode_save_intervals": {"TRAIN": 1},
+        "save_raw": True,
     }
-    assert debug["collections"]["gradients"] == {"save_interval": 10}
+    assert debug["collections"]["gradients"] == {"save_interval": 10, "save_raw": True}  # smdebug: full
     config = ProfilerConfig(
         system_monitor_interval_millis=200, framework_profile_params=FrameworkProfile(num_steps=3)
     )

@@ -42,6 +42,20 @@ def test_sagemaker_hook_config_with_per_mode_intervals(tmp_path: Path) -> None:
     assert gradients.save_config.should_save_step(ModeKeys.EVAL, 500)
     assert not gradients.save_config.should_save_step(ModeKeys.TRAIN, 100)
     assert [s for s in range(12) if losses.save_config.should_save_step(ModeKeys.TRAIN, s)] == [3, 7]
+    assert "reduction_config" not in config.hook_kwargs and gradients.reduction_config is None  # full tensors
+
+
+def test_reductions_parameter_means_reductions_only_as_in_smdebug(tmp_path: Path) -> None:
+    path = tmp_path / "debughookconfig.json"
+    hook = {"reductions": "mean,abs_max,l2_norm,abs_l1_norm", "save_raw_tensor": "True"}
+    collection = {"CollectionName": "weights", "CollectionParameters": {"reductions": "std"}}
+    path.write_text(json.dumps({"HookParameters": hook, "CollectionConfigurations": [collection]}))
+    config = read_json_config(str(path))
+    reduction = config.hook_kwargs["reduction_config"]
+    assert (reduction.reductions, reduction.abs_reductions) == (["mean"], ["max"])
+    assert (reduction.norms, reduction.abs_norms, reduction.save_raw_tensor) == (["l2"], ["l1"], True)
+    weights = config.collections[0].reduction_config
+    assert weights.reductions == ["std"] and weights.save_raw_tensor is False
 
 
 def test_missing_config_raises_file_not_found(tmp_path: Path) -> None:
@@ -70,6 +84,8 @@ def test_session_writes_sagemaker_shaped_config(tmp_path: Path) -> None:
     assert not by_name["gradients"].save_config.should_save_step(ModeKeys.EVAL, 50)  # TRAIN only
     assert by_name["relu_output"].matches("relu_output_0")
     assert by_name["gradients"].save_config.should_save_step(ModeKeys.GLOBAL, 50)  # a script without set_mode
+    assert by_name["gradients"].reduction_config is not None  # Vizsla's collections keep reductions
+    assert by_name["losses"].reduction_config is None  # losses in full
 
 
 def test_spec_wide_per_mode_intervals_reach_the_collections_on_the_spec_interval(tmp_path: Path) -> None:

@@ -251,3 +251,34 @@ def test_main_process_cannot_import_the_shim() -> None:
         assert not str(spec.origin).startswith(shim_path())
     assert shim_path() not in sys.path
     assert sorted(p.name for p in Path(shim_path()).iterdir() if not p.name.startswith("__")) == ["smdebug"]
+
+
+def test_sdk_collections_store_full_tensors_unless_reductions_are_asked_for(tmp_path: Path) -> None:
+    """SageMaker's CollectionConfig("gradients") saves full tensors (smdebug's default); with a
+    `reductions` parameter only reductions, as smdebug's reduction_config."""
+    from vizsla.sagemaker.debugger import CollectionConfig
+
+    gradients = CollectionConfig("gradients", parameters={"save_interval": "5"})
+    weights = CollectionConfig("weights", parameters={"save_interval": "5", "reductions": "mean,l2_norm"})
+    collections = {c.name: c.to_spec() for c in (gradients, weights)}
+    spec = DebugSpec(enabled=True, rules=[], default_rules=False, collections=collections)
+    session = DebugSession(spec, tmp_path)
+    env = _env()
+    session.prepare(env)
+    proc = subprocess.run(
+        [sys.executable, str(SCRIPT), "--model-dir", str(tmp_path / "model"), "--epochs", "1"],
+        env=env, cwd=tmp_path, capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    trial = create_trial(tmp_path / "debug")
+    gradient = trial.tensor("gradient/Net_fc1.weight")
+    full = gradient.value(5, mode=ModeKeys.TRAIN)
+    assert full.shape == (3, 8) and np.abs(full).sum() > 0
+    l2 = gradient.reduction_value(5, "l2", mode=ModeKeys.TRAIN)
+    assert l2 == pytest.approx(np.linalg.norm(full), rel=1e-5)
+    abs_max = gradient.reduction_value(5, "max", mode=ModeKeys.TRAIN, abs=True)
+    assert abs_max == pytest.approx(np.abs(full).max(), rel=1e-6)
+    weight = trial.tensor("Net_fc1.weight")
+    assert weight.reduction_value(5, "mean", mode=ModeKeys.TRAIN) != 0
+    with pytest.raises(TensorUnavailableForStep):
+        weight.value(5, mode=ModeKeys.TRAIN)

@@ -404,7 +404,8 @@ class SmdebugTensor:
             x = np.asarray(raw, dtype=np.float64)
             x = np.abs(x) if abs else x
             functions = {"variance": np.var, "l1": lambda a: np.abs(a).sum(), "l2": np.linalg.norm}
-            return float(functions.get(reduction_name, getattr(np, reduction_name))(x))
+            function = functions.get(reduction_name) or getattr(np, reduction_name)
+            return float(function(x))
         value = self._stored_reduction(mode_step, mode_name, reduction_name, abs)
         if value is None:
             raise TensorUnavailableForStep(self.name, step_num, mode)

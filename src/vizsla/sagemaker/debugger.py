@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from vizsla.profiler.rules import ORDER as PROFILER_RULE_ORDER
+from vizsla.scriptmode.smdebug_shim.config import str2bool
 
 log = logging.getLogger("vizsla.sagemaker")
 
@@ -108,6 +109,8 @@ class CollectionConfig:
         steps = params.get("train.save_steps") or params.get("save_steps")
         if steps:
             out["save_steps"] = [int(s) for s in steps.split(",") if s.strip()]
+        # smdebug stores full tensors unless `reductions` are asked for (then only with save_raw_tensor)
+        out["save_raw"] = "reductions" not in params or str2bool(params.get("save_raw_tensor", False))
         return out
 
 

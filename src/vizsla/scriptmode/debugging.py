@@ -35,6 +35,8 @@ _BUILTIN = {
     "biases": (("TRAIN",), False),
     "gradients": (("TRAIN",), False),
 }
+# The reductions smdebug names for what Vizsla's store computes for every float tensor anyway.
+VIZSLA_REDUCTIONS = "mean,std,min,max,l1_norm,l2_norm"
 # Collections SageMaker's rule configs define by regex (RC collections.json), usable by name in a DebugSpec.
 _RULE_COLLECTIONS = {"relu_output": ".*relu_output", "relu_input": ".*relu_input"}
 
@@ -90,8 +92,10 @@ def hook_config(debug_spec: Any, debug_dir: Path) -> dict[str, Any]:
         for mode in _MODES:
             if mode not in saved:
                 params[f"{mode.lower()}.end_step"] = "0"  # this mode saves nothing
-        if getattr(override, "save_raw", None):
-            params["save_raw_tensor"] = "true"
+        if name != "losses":  # Vizsla's collections keep reductions (smdebug's default is full tensors)
+            params["reductions"] = VIZSLA_REDUCTIONS
+            if getattr(override, "save_raw", None):
+                params["save_raw_tensor"] = "true"
         configs.append({"CollectionName": name, "CollectionParameters": params})
     hook_params = {"save_interval": interval}
     for mode, every in spec_modes.items():

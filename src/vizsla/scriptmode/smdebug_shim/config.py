@@ -133,7 +133,9 @@ class SaveConfig:
 
 
 class ReductionConfig:
-    """Accepted for compatibility: the store always keeps Vizsla's reductions and histograms."""
+    """smdebug's ReductionConfig. As there, a tensor whose collection (or hook) has one is stored as
+    reductions only, unless save_raw_tensor; without one it is stored in full. The store always computes all
+    of Vizsla's reductions and the histogram for a float tensor (the rules read them), whichever are named."""
 
     def __init__(
         self,
@@ -150,6 +152,27 @@ class ReductionConfig:
         self.abs_norms = list(abs_norms or [])
         self.save_raw_tensor = bool(save_raw_tensor)
         self.save_shape = bool(save_shape)
+
+    @classmethod
+    def from_params(cls, params: dict[str, Any]) -> ReductionConfig:
+        """From a JSON config's string parameters: `reductions` as "mean,abs_max,l2_norm,abs_l1_norm"."""
+        reductions, abs_reductions, norms, abs_norms = [], [], [], []
+        for name in (r.strip() for r in str(params.get("reductions", "")).split(",")):
+            if not name:
+                continue
+            absolute = name.startswith("abs_")
+            base = name[4:] if absolute else name
+            if base.endswith("_norm"):
+                (abs_norms if absolute else norms).append(base[:-5])
+            else:
+                (abs_reductions if absolute else reductions).append(base)
+        return cls(
+            reductions=reductions,
+            abs_reductions=abs_reductions,
+            norms=norms,
+            abs_norms=abs_norms,
+            save_raw_tensor=str2bool(params.get("save_raw_tensor", False)),
+        )
 
 
 @dataclass
@@ -220,8 +243,8 @@ def read_json_config(json_config_path: str | None = None) -> HookConfig:
             kwargs[key] = str2bool(params[key])
     if "tensorboard_dir" in params:
         kwargs["tensorboard_dir"] = params["tensorboard_dir"]
-    if "save_raw_tensor" in params:
-        kwargs["reduction_config"] = ReductionConfig(save_raw_tensor=str2bool(params["save_raw_tensor"]))
+    if "reductions" in params:  # as smdebug: without `reductions` every tensor is stored in full
+        kwargs["reduction_config"] = ReductionConfig.from_params(params)
     collections = []
     for entry in data.get("CollectionConfigurations") or []:
         cparams = {str(k): v for k, v in (entry.get("CollectionParameters") or {}).items()}
@@ -232,10 +255,8 @@ def read_json_config(json_config_path: str | None = None) -> HookConfig:
             save_config=SaveConfig.from_params(cparams, default),
             save_histogram=str2bool(cparams.get("save_histogram", True)),
         )
-        if "save_raw_tensor" in cparams:
-            collection.reduction_config = ReductionConfig(
-                save_raw_tensor=str2bool(cparams["save_raw_tensor"])
-            )
+        if "reductions" in cparams:
+            collection.reduction_config = ReductionConfig.from_params(cparams)
         collections.append(collection)
     if collections:
         kwargs["include_collections"] = [c.name for c in collections]

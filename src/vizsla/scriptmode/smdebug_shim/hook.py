@@ -11,13 +11,14 @@ Behaviour follows smdebug (SD:smdebug/pytorch/hook.py, core/hook.py):
 - Any exception inside a hook call (a wrong argument included) is caught, logged once as a warning, and that
   call is disabled for the rest of the run: the hook never kills training (smdebug's default config).
 
-Where ours differs: weights, biases, gradients and other large tensors are stored as Vizsla's reductions and
-histogram (smdebug's `reduction_config`), their full values only with `save_raw_tensor`; scalars, losses and
-tensors given to save_tensor / record_tensor_value are stored in full. Each step's record goes to the store's
-background writer, so the training loop never waits on the disk. The store is `$VIZSLA_DEBUG_DIR` (set by
-script mode), else `out_dir`; in a torchrun job only rank 0 writes it. Records carry Vizsla's `global_step`
-(TRAIN steps done) so the built-in rules line evaluation passes up with training; the smdebug-style reader
-(`smdebug_compat`) numbers GLOBAL steps by the store's write order instead of smdebug's global counter.
+Tensors are stored in full, as smdebug does, unless their collection (or the hook) has a `reduction_config`:
+then only reductions, plus the full value with `save_raw_tensor`. Either way a float tensor also gets all of
+Vizsla's reductions and its histogram (the built-in rules read those), whichever reductions were named. Each
+step's record goes to the store's background writer, so the training loop never waits on the disk. The store
+is `$VIZSLA_DEBUG_DIR` (set by script mode), else `out_dir`; in a torchrun job only rank 0 writes it. Records
+carry Vizsla's `global_step` (TRAIN steps done) so the built-in rules line evaluation passes up with training;
+the smdebug-style reader (`smdebug_compat`) numbers GLOBAL steps by the store's write order instead of
+smdebug's global counter.
 """
 
 from __future__ import annotations
@@ -120,7 +121,7 @@ class Hook:
         self.export_tensorboard = bool(export_tensorboard or tensorboard_dir)
         # include_workers="one" (smdebug's default): only rank 0 of a torchrun job writes the store
         self.dry_run = dry_run or (include_workers == "one" and int(os.environ.get("RANK", "0") or 0) > 0)
-        self.reduction_config = reduction_config or ReductionConfig()
+        self.reduction_config = reduction_config  # None: full tensors (smdebug's default)
         self.save_config = save_config or SaveConfig()
         self.collections: dict[str, Collection] = {name: Collection(name) for name in _BUILTIN}
         self.include_collections = list(include_collections or DEFAULT_INCLUDE_COLLECTIONS)
@@ -407,15 +408,19 @@ class Hook:
         keep_raw = (
             raw
             or tensor.numel() <= 1
-            or self.reduction_config.save_raw_tensor
             or any(c.name in SCALAR_COLLECTIONS or name in c.tensor_names for c in members)
-            or any(c.reduction_config is not None and c.reduction_config.save_raw_tensor for c in members)
+            or any(self._saves_raw(c) for c in members)
         )
         if keep_raw:
             pending.raw[name] = tensor.clone()
         if tensor.numel() > 1 and (tensor.is_floating_point() or not keep_raw):
             pending.reduced.append((name, ALL_REDUCTIONS, tuple(tensor.shape)))
             pending.rows.append(stats_row(tensor))
+
+    def _saves_raw(self, collection: Collection) -> bool:
+        """smdebug's rule: the collection's reduction config, else the hook's; none means full tensors."""
+        config = collection.reduction_config or self.reduction_config
+        return config is None or config.save_raw_tensor
 
     def _submit(self) -> None:
         pending, self._pending = self._pending, None
@@ -458,7 +463,7 @@ class Hook:
                 save_interval=int(train.save_interval or 1),
                 save_steps=tuple(train.save_steps or ()),
                 reductions=() if scalar else ALL_REDUCTIONS,
-                save_raw=scalar or bool(collection.tensor_names),
+                save_raw=scalar or bool(collection.tensor_names) or self._saves_raw(collection),
                 modes=MODES,
                 enabled=name in self.include_collections,
             )
