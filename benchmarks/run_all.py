@@ -30,6 +30,7 @@ SCRIPTS = (
     "bench_data",
     "bench_hpo",
     "bench_serving",
+    "bench_int8",
     "bench_debugger",
     "bench_profiler",
     "bench_distributed",

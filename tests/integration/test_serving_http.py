@@ -7,6 +7,8 @@ import csv
 import io
 import json
 import struct
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -522,3 +524,40 @@ def test_serve_best_trial_and_sigterm_drains_in_flight_requests(tmp_path):
     served = Path(best["job_dir"])
     assert f"serving {served}" in log.read_text()
     assert answers[0].json()["predictions"][0]["label"] == _in_process_labels(served, [image])[0]
+
+
+def test_int8_export_is_served_and_scores_what_the_export_measured(served_job):
+    from vizsla.errors import UserError
+    from vizsla.serving.export import export_model
+    from vizsla.serving.runtime import INT8_FILE, INT8_REPORT, load_served_model
+
+    model_dir = served_job / "model"
+    for leftover in (INT8_FILE, INT8_REPORT):
+        (model_dir / leftover).unlink(missing_ok=True)
+    with pytest.raises(UserError, match="no int8 model") as refused:
+        load_served_model(served_job, runtime="onnx-int8")
+    assert "--quantize int8" in str(refused.value)
+    cli = subprocess.run(
+        [sys.executable, "-m", "vizsla", "serve", str(served_job), "--runtime", "onnx-int8", "--port", "0"],
+        capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert cli.returncode == 2 and "has no int8 model" in cli.stderr and "Traceback" not in cli.stderr
+
+    report = export_model(served_job, quantize="int8", echo=lambda _: None)
+    assert report["output"] == str(model_dir / INT8_FILE) and report["split"] == "test"
+    test_images = _split(served_job, "test")
+    settings = ServeSettings(model_path=served_job, model_name=NAME, runtime="onnx-int8")
+    with running_server(settings) as (url, _), httpx.Client(base_url=url, timeout=30) as http:
+        assert http.get(f"/v2/models/{NAME}").json()["platform"] == "onnxruntime_onnx"
+        labels = [
+            http.post("/invocations", content=path.read_bytes()).json()["predictions"][0]["label"]
+            for path, _ in test_images
+        ]
+    right = sum(got == want for got, (_, want) in zip(labels, test_images, strict=True))
+    served_accuracy = right / len(labels)
+    assert served_accuracy == pytest.approx(report["int8_accuracy"])  # the export measured what is served
+
+    saved = json.loads((model_dir / INT8_REPORT).read_text())
+    (model_dir / INT8_REPORT).write_text(json.dumps({**saved, "model_digest": "0" * 64}))
+    with pytest.raises(UserError, match="other weights"):
+        load_served_model(served_job, runtime="onnx-int8")

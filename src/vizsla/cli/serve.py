@@ -26,7 +26,10 @@ def serve(
         "model", "--name", help="Model/endpoint name in /endpoints/NAME and /v2/models/NAME."
     ),
     runtime: str = typer.Option(
-        "onnx", "--runtime", help="onnx (ONNX Runtime, checked against torch) or torch."
+        "onnx",
+        "--runtime",
+        help="onnx (ONNX Runtime, checked against torch), torch, or onnx-int8 (the model `vizsla export "
+        "--quantize int8` wrote, with its measured accuracy change).",
     ),
     handler: Path = typer.Option(
         None,
@@ -121,6 +124,11 @@ def serve(
     except ValidationError as exc:
         problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
         raise UserError(f"invalid serve option: {problems}") from None
+    if runtime == "onnx-int8" and handler is None:  # before any worker starts: a clear error, once
+        from vizsla.models.io import resolve_model_dir
+        from vizsla.serving.runtime import int8_files
+
+        int8_files(resolve_model_dir(target), target)
     Console(stderr=True).print(f"serving {target} as [bold]{name}[/bold] on http://{host}:{port}")
     run_server(settings, host=host, port=port, workers=workers)
 

@@ -128,8 +128,16 @@ def export_model(
     echo: Callable[[str], None] = print,
 ) -> dict[str, Any]:
     """Export the model of job/model folder PATH; returns what was written and measured."""
+    from vizsla.jobdir import atomic_write_json
     from vizsla.models.io import load_model, resolve_model_dir
-    from vizsla.serving.runtime import OrtRunner, TorchRunner, cached_onnx_bytes, compare_runners
+    from vizsla.serving.runtime import (
+        INT8_FILE,
+        OrtRunner,
+        TorchRunner,
+        cached_onnx_bytes,
+        compare_runners,
+        model_digest,
+    )
     from vizsla.serving.toolkit import is_vizsla_model
 
     if fmt != "onnx":
@@ -153,7 +161,7 @@ def export_model(
     check = compare_runners(torch_runner, fp32, input_hw, 4)
     if not check["agree"]:
         raise ModelError(f"the ONNX export of {model_dir} disagrees with torch: {check}")
-    target = Path(output) if output else model_dir / ("model.int8.onnx" if quantize else "model.onnx")
+    target = Path(output) if output else model_dir / (INT8_FILE if quantize else "model.onnx")
     target.parent.mkdir(parents=True, exist_ok=True)
     report: dict[str, Any] = {"output": str(target), "check": check}
     if not quantize:
@@ -186,12 +194,16 @@ def export_model(
     split = "test" if splits.get("test") else "valid" if splits.get("valid") else None
     if split is None:
         echo("accuracy change: not measured (the job's split files or images were not found)")
-        return report
-    acc32, count = accuracy(fp32, splits[split], model.labels, preprocessing)
-    acc8, _ = accuracy(int8, splits[split], model.labels, preprocessing)
-    report.update(split=split, images=count, fp32_accuracy=acc32, int8_accuracy=acc8, change=acc8 - acc32)
-    echo(
-        f"{split} accuracy on {count} images: fp32 {acc32:.4f}, int8 {acc8:.4f} "
-        f"(change {100 * (acc8 - acc32):+.2f} points)"
-    )
+    else:
+        acc32, count = accuracy(fp32, splits[split], model.labels, preprocessing)
+        acc8, _ = accuracy(int8, splits[split], model.labels, preprocessing)
+        report.update(split=split, images=count, fp32_accuracy=acc32, int8_accuracy=acc8, change=acc8 - acc32)
+        echo(
+            f"{split} accuracy on {count} images: fp32 {acc32:.4f}, int8 {acc8:.4f} "
+            f"(change {100 * (acc8 - acc32):+.2f} points)"
+        )
+    # beside the int8 model: which weights it was quantised from (serving refuses a stale one) and how it did
+    atomic_write_json(target.with_suffix(".json"), {**report, "model_digest": model_digest(model)})
+    if target.parent.resolve() == model_dir.resolve() and target.name == INT8_FILE:
+        echo(f"serve it with: vizsla serve {path} --runtime onnx-int8")
     return report

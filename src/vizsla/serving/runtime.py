@@ -20,6 +20,9 @@ log = logging.getLogger("vizsla.serving")
 
 ONNX_TOLERANCE = 1e-3  # max |p_onnx - p_torch| over the check inputs' class probabilities
 ONNX_DIR = "onnx"
+INT8_FILE = "model.int8.onnx"  # `vizsla export --quantize int8` writes it beside the model, with its report
+INT8_REPORT = "model.int8.json"
+INT8_MEASURES = ("method", "split", "fp32_accuracy", "int8_accuracy", "change")
 
 
 def softmax(logits: np.ndarray) -> np.ndarray:
@@ -204,6 +207,8 @@ def load_served_model(
     torch_runner = TorchRunner(model, threads)
     if runtime == "torch":
         return ServedModel(list(model.labels), preprocessing, "torch", model_dir, torch_runner)
+    if runtime == "onnx-int8":
+        return _int8_served_model(model, model_dir, path, torch_runner, threads, check_inputs)
     try:
         data, onnx_path = cached_onnx_bytes(model, model_dir, input_hw)
         ort_runner = OrtRunner(data, threads)
@@ -225,3 +230,45 @@ def load_served_model(
         return ServedModel(list(model.labels), preprocessing, "torch", model_dir, torch_runner, check)
     check["onnx_path"] = str(onnx_path)
     return ServedModel(list(model.labels), preprocessing, "onnx", model_dir, ort_runner, check)
+
+
+def int8_files(model_dir: Path, path: str | Path) -> tuple[Path, Path]:
+    """The int8 model of MODEL_DIR and its export report, or a UserError saying how to make them."""
+    from vizsla.errors import UserError
+
+    model_file, report_file = model_dir / INT8_FILE, model_dir / INT8_REPORT
+    if not model_file.is_file() or not report_file.is_file():
+        raise UserError(
+            f"{model_dir} has no int8 model ({INT8_FILE} with its {INT8_REPORT})",
+            hint=f"Quantise it first (it measures the accuracy change): vizsla export {path} --quantize int8",
+        )
+    return model_file, report_file
+
+
+def _int8_served_model(
+    model: Any, model_dir: Path, path: str | Path, reference: Any, threads: int, check_inputs: int
+) -> ServedModel:
+    """The int8 export on ONNX Runtime, refused when it was quantised from other weights than these."""
+    import json
+
+    from vizsla.errors import UserError
+
+    model_file, report_file = int8_files(model_dir, path)
+    try:
+        report = json.loads(report_file.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise UserError(f"cannot read {report_file}: {exc}") from None
+    if report.get("model_digest") != model_digest(model):
+        raise UserError(
+            f"{model_file} was quantised from other weights than {model_dir}'s (trained again since?)",
+            hint=f"Quantise these weights: vizsla export {path} --quantize int8",
+        )
+    runner = OrtRunner(str(model_file), threads)
+    input_hw = (int(model.preprocessing["input_size"][1]), int(model.preprocessing["input_size"][2]))
+    check = compare_runners(reference, runner, input_hw, check_inputs)  # int8 differs by design: recorded
+    check.update(
+        agree=True,
+        int8_path=str(model_file),
+        **{k: report[k] for k in INT8_MEASURES if k in report},
+    )
+    return ServedModel(list(model.labels), dict(model.preprocessing), "onnx-int8", model_dir, runner, check)

@@ -9,7 +9,7 @@ from pathlib import Path
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 SETTINGS_ENV = "VIZSLA_SERVE_SETTINGS"
-RUNTIMES = ("onnx", "torch")
+RUNTIMES = ("onnx", "torch", "onnx-int8")
 MIB = 1024 * 1024
 
 

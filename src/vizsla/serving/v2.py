@@ -38,7 +38,7 @@ def model_metadata(
     return {
         "name": name,
         "versions": ["1"],
-        "platform": "onnxruntime_onnx" if runtime == "onnx" else "pytorch_torch",
+        "platform": "onnxruntime_onnx" if runtime.startswith("onnx") else "pytorch_torch",
         "inputs": [
             {"name": INPUT_IMAGE, "datatype": "BYTES", "shape": [-1]},
             {"name": INPUT_TENSOR, "datatype": "FP32", "shape": [-1, 3, height, width]},
