@@ -96,13 +96,22 @@ def test_url_allow_list():
 
 @pytest.fixture
 def local_http():
-    """A loopback HTTP server: /img (200 image), /big (too large), /redirect (302)."""
+    """A loopback HTTP server: /img (200 image), /big (too large), redirects: /hop (relative, to /img),
+    /loop (to itself), /by-name (to the same server by the name localhost)."""
 
     class Handler(http.server.BaseHTTPRequestHandler):
         def do_GET(self):  # noqa: N802 (http.server's name)
-            if self.path == "/redirect":
+            port = self.server.server_address[1]
+            location = {
+                "/hop": "/img",
+                "/loop": "/loop",
+                "/by-name": f"http://localhost:{port}/img",
+                "/nowhere": "",
+            }.get(self.path)
+            if location is not None:
                 self.send_response(302)
-                self.send_header("Location", "http://169.254.169.254/")
+                if location:
+                    self.send_header("Location", location)
                 self.end_headers()
                 return
             body = b"\xff\xd8\xff" + b"0" * (5000 if self.path == "/big" else 100)
@@ -126,7 +135,34 @@ def test_fetch_when_private_allowed_with_limits(local_http):
     assert fetch(f"{local_http}/img").startswith(b"\xff\xd8\xff")
     with pytest.raises(RequestError, match="larger than 1000"):
         fetch(f"{local_http}/big")
-    with pytest.raises(RequestError, match="redirect"):
-        fetch(f"{local_http}/redirect")
+    assert fetch(f"{local_http}/hop").startswith(b"\xff\xd8\xff")  # a redirect is followed
+    with pytest.raises(RequestError, match="more than 5 times"):
+        fetch(f"{local_http}/loop")
+    with pytest.raises(RequestError, match="without a Location"):
+        fetch(f"{local_http}/nowhere")
+    # every hop is vetted again: the allow-list lets 127.0.0.1 in, not the redirect's localhost
+    with pytest.raises(RequestError, match="'localhost' is not in the allow-list"):
+        _fetcher(allow_private=True, allow_hosts=["127.0.0.1"])(f"{local_http}/by-name")
     with pytest.raises(RequestError, match="loopback"):
         _fetcher()(f"{local_http}/img")
+
+
+def test_a_redirect_to_a_private_address_is_refused(monkeypatch):
+    """A public image URL that redirects to the cloud metadata address (the classic SSRF hop)."""
+    fetch = _fetcher()
+    real_resolve = fetch.resolve
+    monkeypatch.setattr(
+        fetch, "resolve", lambda host, port: "203.0.113.5" if host == "cdn.test" else real_resolve(host, port)
+    )
+    calls = []
+
+    def answer(httpx, target, host_header, extensions, deadline):
+        calls.append(target)
+        return "http://169.254.169.254/latest/meta-data/"  # the public host's 302
+
+    monkeypatch.setattr(fetch, "_download", answer)
+    with pytest.raises(RequestError, match="link-local"):
+        fetch("http://cdn.test/cat.jpg")
+    assert calls == ["http://203.0.113.5:80/cat.jpg"]  # the metadata address was never connected to
+    with pytest.raises(RequestError, match="from https"):
+        fetch("https://cdn.test/cat.jpg")  # https -> http downgrade

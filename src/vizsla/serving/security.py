@@ -9,9 +9,11 @@ import re
 import socket
 import time
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import urljoin, urlsplit
 
 from vizsla.serving.errors import RequestError
+
+MAX_REDIRECTS = 5  # redirects followed per image URL, each hop vetted again
 
 _SIGV4 = re.compile(
     r"AWS4-HMAC-SHA256\s+Credential=([^,\s]+),\s*SignedHeaders=([^,\s]+),\s*Signature=([0-9a-f]+)"
@@ -136,7 +138,7 @@ def _refused_address(address: str) -> str | None:
 
 
 class UrlFetcher:
-    """Fetch an image by http(s) URL: host allow-list, pinned vetted IPs, no redirects, size/time caps."""
+    """Fetch an image by http(s) URL: host allow-list, pinned vetted IPs on every hop, size/time caps."""
 
     def __init__(
         self, *, allow_hosts: list[str], allow_private: bool, max_bytes: int, timeout_s: float
@@ -174,8 +176,28 @@ class UrlFetcher:
         return addresses[0]
 
     def __call__(self, url: str) -> bytes:
+        """The image's bytes; redirects are followed (at most MAX_REDIRECTS, never https -> http), every
+        hop vetted like the first, all within one timeout."""
         import httpx
 
+        deadline = time.monotonic() + self.timeout_s
+        for _ in range(MAX_REDIRECTS + 1):
+            target, host_header, extensions = self._vetted(url)
+            outcome = self._download(httpx, target, host_header, extensions, deadline)
+            if isinstance(outcome, bytes):
+                return outcome
+            following = urljoin(url, outcome)
+            if urlsplit(url).scheme == "https" and urlsplit(following).scheme != "https":
+                raise RequestError(
+                    400, f"image URL redirected from https to {following!r}: refused", reason="url_refused"
+                )
+            url = following
+        raise RequestError(
+            400, f"image URL redirected more than {MAX_REDIRECTS} times", reason="url_refused"
+        )
+
+    def _vetted(self, url: str) -> tuple[str, str, dict[str, Any]]:
+        """(URL with the host pinned to one vetted address, Host header, TLS extensions), or a refusal."""
         parts = urlsplit(url)
         if parts.scheme not in ("http", "https"):
             raise RequestError(
@@ -201,10 +223,13 @@ class UrlFetcher:
         )
         netloc_host = parts.netloc.rsplit("@", 1)[-1]
         extensions: dict[str, Any] = {"sni_hostname": host} if parts.scheme == "https" else {}
-        return self._download(httpx, target, netloc_host, extensions)
+        return target, netloc_host, extensions
 
-    def _download(self, httpx: Any, target: str, host_header: str, extensions: dict[str, Any]) -> bytes:
-        timeout = httpx.Timeout(self.timeout_s)
+    def _download(
+        self, httpx: Any, target: str, host_header: str, extensions: dict[str, Any], deadline: float
+    ) -> bytes | str:
+        """The body of a 200 image answer, or the Location of a redirect."""
+        timeout = httpx.Timeout(max(0.001, deadline - time.monotonic()))
         try:
             with (
                 httpx.Client(timeout=timeout, follow_redirects=False, trust_env=False) as client,
@@ -213,11 +238,12 @@ class UrlFetcher:
                 ) as response,
             ):
                 if response.is_redirect:
-                    raise RequestError(
-                        400,
-                        "image URL answered with a redirect; redirects are not followed",
-                        reason="url_refused",
-                    )
+                    location = response.headers.get("location", "").strip()
+                    if not location:
+                        raise RequestError(
+                            400, "image URL answered a redirect without a Location", reason="url_failed"
+                        )
+                    return location
                 if response.status_code != 200:
                     raise RequestError(
                         400, f"image URL answered HTTP {response.status_code}", reason="url_failed"
@@ -227,7 +253,7 @@ class UrlFetcher:
                     raise RequestError(
                         400, f"image URL content type {kind!r} is not an image", reason="url_failed"
                     )
-                chunks, size, deadline = [], 0, time.monotonic() + self.timeout_s
+                chunks, size = [], 0
                 for chunk in response.iter_bytes():
                     size += len(chunk)
                     if time.monotonic() > deadline:
