@@ -561,3 +561,36 @@ def test_int8_export_is_served_and_scores_what_the_export_measured(served_job):
     (model_dir / INT8_REPORT).write_text(json.dumps({**saved, "model_digest": "0" * 64}))
     with pytest.raises(UserError, match="other weights"):
         load_served_model(served_job, runtime="onnx-int8")
+
+
+def test_metrics_sum_every_worker_of_a_multi_worker_server(served_job):
+    """`vizsla serve --workers 2`: each request lands on either worker; every scrape reports both."""
+    import signal
+    import socket
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    command = [sys.executable, "-m", "vizsla", "serve", str(served_job), "--workers", "2"]
+    command += ["--port", str(port)]
+    server = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
+            assert server.poll() is None, server.stderr.read()
+            try:
+                if httpx.get(f"{url}/ping", timeout=2).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                time.sleep(0.3)
+        image = _split(served_job, "test")[0][0].read_bytes()
+        for _ in range(24):  # a new connection each: the kernel spreads them over the workers
+            assert httpx.post(f"{url}/invocations", content=image, timeout=30).status_code == 200
+        for _ in range(5):
+            text = httpx.get(f"{url}/metrics", timeout=10).text
+            images = [line for line in text.splitlines() if line.startswith("vizsla_images_total")]
+            assert images and float(images[0].split()[-1]) == 24.0, images
+    finally:
+        server.send_signal(signal.SIGTERM)
+        server.wait(timeout=60)

@@ -1,9 +1,17 @@
-"""Prometheus metrics of one app (its own registry, so several apps in one process never collide)."""
+"""Prometheus metrics of one app (its own registry, so several apps in one process never collide).
+
+With `vizsla serve --workers N` each worker process records into prometheus_client's multiprocess files
+($PROMETHEUS_MULTIPROC_DIR, set by the server before the workers start) and /metrics reports the sum over all
+workers, whichever worker answers the scrape.
+"""
 
 from __future__ import annotations
 
+import os
 import time
 from typing import Any
+
+MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
 
 LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
 BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128)
@@ -59,9 +67,15 @@ class ServingMetrics:
         self.compute_time.observe(compute_s)
 
     def render(self) -> tuple[bytes, str]:
-        from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+        from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 
-        return generate_latest(self.registry), CONTENT_TYPE_LATEST
+        registry = self.registry
+        if os.environ.get(MULTIPROC_ENV):  # every worker's files, summed
+            from prometheus_client import multiprocess
+
+            registry = CollectorRegistry()
+            multiprocess.MultiProcessCollector(registry)
+        return generate_latest(registry), CONTENT_TYPE_LATEST
 
 
 class MetricsMiddleware:

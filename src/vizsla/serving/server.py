@@ -8,6 +8,7 @@ import os
 from pathlib import Path
 
 from vizsla.errors import UserError
+from vizsla.serving.metrics import MULTIPROC_ENV
 from vizsla.serving.settings import SETTINGS_ENV, ServeSettings
 
 DRAIN_S = 25  # SageMaker sends SIGKILL 30 s after SIGTERM
@@ -41,17 +42,27 @@ def run_server(
 
     logging.getLogger("vizsla").setLevel(logging.INFO)
     if workers > 1:
+        import shutil
+        import tempfile
+
         os.environ[SETTINGS_ENV] = settings.to_env()
-        uvicorn.run(
-            "vizsla.serving.app:app_from_env",
-            factory=True,
-            host=host,
-            port=port,
-            workers=workers,
-            log_level=log_level,
-            timeout_graceful_shutdown=DRAIN_S,
-            access_log=False,
-        )
+        # every worker writes its metrics here and /metrics sums them, whichever worker answers it
+        metrics_dir = tempfile.mkdtemp(prefix="vizsla-metrics-")
+        os.environ[MULTIPROC_ENV] = metrics_dir
+        try:
+            uvicorn.run(
+                "vizsla.serving.app:app_from_env",
+                factory=True,
+                host=host,
+                port=port,
+                workers=workers,
+                log_level=log_level,
+                timeout_graceful_shutdown=DRAIN_S,
+                access_log=False,
+            )
+        finally:
+            os.environ.pop(MULTIPROC_ENV, None)
+            shutil.rmtree(metrics_dir, ignore_errors=True)
         return
     from vizsla.serving.app import create_app
 
