@@ -122,23 +122,34 @@ def test_ddp_full_finetune_and_resume_with_another_world_size(digits, tmp_path):
     assert yaml.safe_load((job / "spec.yaml").read_text())["distributed"]["world_size"] == 1
 
 
-def test_two_machines_on_loopback_complete_one_job(digits, tmp_path):
-    job = tmp_path / "nodes"
-    endpoint = f"127.0.0.1:{_free_port()}"
+def _run_two_machines(commands: list[list[str]], envs: list[dict[str, str]] | None = None) -> None:
+    """Start one torchrun per simulated machine together; both must end with exit status 0."""
     nodes = [
         subprocess.Popen(
-            _head_job(
-                digits, job, "--nproc-per-node", "1", "--nnodes", "2", "--node-rank", str(rank),
-                "--rdzv-endpoint", endpoint,
-            ),  # fmt: skip
+            command,
+            env=envs[rank] if envs else None,
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             text=True,
         )
-        for rank in (0, 1)
+        for rank, command in enumerate(commands)
     ]
     outputs = [node.communicate(timeout=600) for node in nodes]
     assert [node.returncode for node in nodes] == [0, 0], outputs[0][1][-2000:] + outputs[1][1][-2000:]
+
+
+def test_two_machines_on_loopback_complete_one_job(digits, tmp_path):
+    job = tmp_path / "nodes"
+    endpoint = f"127.0.0.1:{_free_port()}"
+    _run_two_machines(
+        [
+            _head_job(
+                digits, job, "--nproc-per-node", "1", "--nnodes", "2", "--node-rank", str(rank),
+                "--rdzv-endpoint", endpoint,
+            )  # fmt: skip
+            for rank in (0, 1)
+        ]
+    )
     result = _result(job)
     assert result["status"] == "Completed"
     assert yaml.safe_load((job / "spec.yaml").read_text())["distributed"]["world_size"] == 2
@@ -184,18 +195,10 @@ def test_two_machines_each_read_their_own_copy_of_remote_data(s3_images, tmp_pat
         "--precision", "fp32", "--no-tracking", "--quiet", "--nproc-per-node", "1", "--nnodes", "2",
         "--rdzv-endpoint", endpoint,
     ]  # fmt: skip
-    nodes = [
-        subprocess.Popen(
-            [*command, "--node-rank", str(rank)],
-            env={**os.environ, "VIZSLA_CACHE_DIR": str(caches[rank])},
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-        )
-        for rank in (0, 1)
-    ]
-    outputs = [node.communicate(timeout=600) for node in nodes]
-    assert [node.returncode for node in nodes] == [0, 0], outputs[0][1][-2000:] + outputs[1][1][-2000:]
+    _run_two_machines(
+        [[*command, "--node-rank", str(rank)] for rank in (0, 1)],
+        [{**os.environ, "VIZSLA_CACHE_DIR": str(cache)} for cache in caches],
+    )
     assert _result(job)["status"] == "Completed"
     for cache in caches:  # each machine holds its own complete mirror of the bucket's images
         assert len(list((cache / "datasets").rglob("*.png"))) == images, cache

@@ -54,6 +54,20 @@ def run_job(job: Path, rules: list[dict[str, Any]], *args: str, profile: bool = 
     return {"proc": proc, "summary": summary, "losses": losses, "stop": stop}
 
 
+def _one_epoch_with(job: Path, collections: dict[str, Any]) -> Any:
+    """One epoch of train_model.py with these debugger collections (no rules); its tensors read back."""
+    spec = DebugSpec(enabled=True, rules=[], default_rules=False, collections=collections)
+    session = DebugSession(spec, job)
+    env = _env()
+    session.prepare(env)
+    proc = subprocess.run(
+        [sys.executable, str(SCRIPT), "--model-dir", str(job / "model"), "--epochs", "1"],
+        env=env, cwd=job, capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    return create_trial(job / "debug")
+
+
 def _rule(summary: dict[str, Any], name: str) -> dict[str, Any]:
     return next(r for r in summary["rules"] if r["name"] == name)
 
@@ -166,16 +180,7 @@ def test_per_mode_save_intervals_of_the_dog_breed_notebooks(tmp_path: Path) -> N
         "CrossEntropyLoss_output_0", parameters={"train.save_interval": "5", "eval.save_interval": "1"}
     )
     collections = {"losses": {"enabled": False}, loss.name: loss.to_spec()}  # Vizsla's losses: every step
-    spec = DebugSpec(enabled=True, rules=[], default_rules=False, collections=collections)
-    session = DebugSession(spec, tmp_path)
-    env = _env()
-    session.prepare(env)
-    proc = subprocess.run(
-        [sys.executable, str(SCRIPT), "--model-dir", str(tmp_path / "model"), "--epochs", "1"],
-        env=env, cwd=tmp_path, capture_output=True, text=True, timeout=120,
-    )  # fmt: skip
-    assert proc.returncode == 0, proc.stderr[-2000:]
-    tensor = create_trial(tmp_path / "debug").tensor("CrossEntropyLoss_output_0")
+    tensor = _one_epoch_with(tmp_path, collections).tensor("CrossEntropyLoss_output_0")
     assert tensor.steps(mode=ModeKeys.TRAIN) == [0, 5]  # 10 train batches
     assert tensor.steps(mode=ModeKeys.EVAL) == [0, 1, 2]  # 3 eval batches
 
@@ -260,17 +265,7 @@ def test_sdk_collections_store_full_tensors_unless_reductions_are_asked_for(tmp_
 
     gradients = CollectionConfig("gradients", parameters={"save_interval": "5"})
     weights = CollectionConfig("weights", parameters={"save_interval": "5", "reductions": "mean,l2_norm"})
-    collections = {c.name: c.to_spec() for c in (gradients, weights)}
-    spec = DebugSpec(enabled=True, rules=[], default_rules=False, collections=collections)
-    session = DebugSession(spec, tmp_path)
-    env = _env()
-    session.prepare(env)
-    proc = subprocess.run(
-        [sys.executable, str(SCRIPT), "--model-dir", str(tmp_path / "model"), "--epochs", "1"],
-        env=env, cwd=tmp_path, capture_output=True, text=True, timeout=120,
-    )  # fmt: skip
-    assert proc.returncode == 0, proc.stderr[-2000:]
-    trial = create_trial(tmp_path / "debug")
+    trial = _one_epoch_with(tmp_path, {c.name: c.to_spec() for c in (gradients, weights)})
     gradient = trial.tensor("gradient/Net_fc1.weight")
     full = gradient.value(5, mode=ModeKeys.TRAIN)
     assert full.shape == (3, 8) and np.abs(full).sum() > 0
