@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from vizsla.testing.jobs import wait_for_first_epoch
+from vizsla.testing.jobs import descendant_pids, wait_for_first_epoch
 
 pytestmark = pytest.mark.slow
 
@@ -204,16 +204,6 @@ def test_two_machines_each_read_their_own_copy_of_remote_data(s3_images, tmp_pat
         assert len(list((cache / "datasets").rglob("*.png"))) == images, cache
 
 
-def _worker_pids(launcher: int) -> list[int]:
-    import psutil
-
-    return [
-        p.pid
-        for p in psutil.Process(launcher).children(recursive=True)
-        if "--config" in " ".join(p.cmdline()) and "vizsla" in " ".join(p.cmdline())
-    ]
-
-
 def test_sigkill_of_a_worker_restarts_from_the_checkpoint(digits, tmp_path):
     reference = _run(_full_job(digits, tmp_path / "straight", "--nproc-per-node", "2"))
     assert reference.returncode == 0, reference.stderr[-3000:]
@@ -228,7 +218,7 @@ def test_sigkill_of_a_worker_restarts_from_the_checkpoint(digits, tmp_path):
     metrics = job / "metrics.jsonl"
     wait_for_first_epoch(metrics, poll_s=0.2)  # the first epoch's checkpoint; then kill mid-epoch 2
     time.sleep(1.0)
-    workers = _worker_pids(launcher.pid)
+    workers = descendant_pids(launcher.pid, "--config", "vizsla")
     assert len(workers) == 2
     os.kill(workers[-1], signal.SIGKILL)
     out, err = launcher.communicate(timeout=600)

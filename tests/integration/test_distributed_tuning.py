@@ -18,7 +18,7 @@ import pytest
 import yaml
 
 from vizsla.testing.images import make_image_folder
-from vizsla.testing.jobs import tiny_spec_dict, wait_for_first_epoch
+from vizsla.testing.jobs import descendant_pids, tiny_spec_dict, wait_for_first_epoch
 from vizsla.tuning.study import create_storage
 from vizsla.tuning.trial import TrialRequest, _train
 from vizsla.tuning.tune_spec import build_tune_spec
@@ -153,16 +153,6 @@ def test_failing_distributed_trial_is_failed_with_its_error(data, tmp_path):
 
 
 
-def _rank_pids(launcher: int) -> list[int]:
-    import psutil
-
-    return [
-        p.pid
-        for p in psutil.Process(launcher).children(recursive=True)
-        if "vizsla.tuning.distributed_trial" in " ".join(p.cmdline())
-    ]
-
-
 def test_killed_rank_of_a_trial_is_restarted_from_its_checkpoint(data, tmp_path):
     epochs = 30
     space = tmp_path / "space.yaml"
@@ -183,7 +173,7 @@ def test_killed_rank_of_a_trial_is_restarted_from_its_checkpoint(data, tmp_path)
     )  # fmt: skip
     wait_for_first_epoch(out / "trials" / "trial-0000" / "metrics.jsonl")  # kill rank 1 a little later
     time.sleep(0.5)
-    ranks = _rank_pids(launcher.pid)
+    ranks = descendant_pids(launcher.pid, "vizsla.tuning.distributed_trial")
     assert len(ranks) == 2
     os.kill(ranks[-1], signal.SIGKILL)
     _, err = launcher.communicate(timeout=600)

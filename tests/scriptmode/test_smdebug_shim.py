@@ -54,11 +54,19 @@ def run_job(job: Path, rules: list[dict[str, Any]], *args: str, profile: bool = 
     return {"proc": proc, "summary": summary, "losses": losses, "stop": stop}
 
 
-def _one_epoch_with(job: Path, collections: dict[str, Any]) -> Any:
-    """One epoch of train_model.py with these debugger collections (no rules); its tensors read back."""
-    spec = DebugSpec(enabled=True, rules=[], default_rules=False, collections=collections)
+def _one_epoch_with(
+    job: Path,
+    collections: dict[str, Any] | None = None,
+    *,
+    save_interval: int | None = None,
+    **env_extra: str,
+) -> Any:
+    """One epoch of train_model.py with these debugger collections (no rules) and extra environment;
+    its tensors read back."""
+    interval = {} if save_interval is None else {"save_interval": save_interval}
+    spec = DebugSpec(enabled=True, rules=[], default_rules=False, collections=collections or {}, **interval)
     session = DebugSession(spec, job)
-    env = _env()
+    env = _env(**env_extra)
     session.prepare(env)
     proc = subprocess.run(
         [sys.executable, str(SCRIPT), "--model-dir", str(job / "model"), "--epochs", "1"],
@@ -157,14 +165,9 @@ def test_framework_profile_window_writes_a_torch_trace_of_those_steps(tmp_path: 
     from vizsla.scriptmode.smdebug_shim.profiling import TRACE_ENV
 
     window = json.dumps(torch_trace_window(FrameworkProfile(start_step=3, num_steps=2)))
-    session = DebugSession(DebugSpec(enabled=True, save_interval=5, rules=[], default_rules=False), tmp_path)
-    env = _env(VIZSLA_PROFILE_DIR=str(tmp_path / "profile"), **{TRACE_ENV: window})
-    session.prepare(env)
-    proc = subprocess.run(
-        [sys.executable, str(SCRIPT), "--model-dir", str(tmp_path / "model"), "--epochs", "1"],
-        env=env, cwd=tmp_path, capture_output=True, text=True, timeout=120,
-    )  # fmt: skip
-    assert proc.returncode == 0, proc.stderr[-2000:]
+    _one_epoch_with(
+        tmp_path, save_interval=5, VIZSLA_PROFILE_DIR=str(tmp_path / "profile"), **{TRACE_ENV: window}
+    )
     operators = json.loads((tmp_path / "profile" / OPERATORS_FILE).read_text())
     assert operators["steps"] == [3, 4] and operators["operators"]
     trace = tmp_path / "profile" / TRACE_DIR / operators["trace"]

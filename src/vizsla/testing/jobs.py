@@ -28,3 +28,16 @@ def wait_for_first_epoch(metrics: Path, timeout_s: float = 300.0, poll_s: float 
             return
         time.sleep(poll_s)
     raise TimeoutError(f"no epoch record in {metrics} after {timeout_s:.0f} s")
+
+
+def descendant_pids(launcher: int, *needles: str) -> list[int]:
+    """PIDs of LAUNCHER's descendants whose command line holds every NEEDLE: the torchrun workers that
+    tests kill (the agent itself and helper processes do not match)."""
+    import psutil
+
+    found = []
+    for process in psutil.Process(launcher).children(recursive=True):
+        command = " ".join(process.cmdline())
+        if all(needle in command for needle in needles):
+            found.append(process.pid)
+    return found
