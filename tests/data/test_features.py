@@ -81,7 +81,8 @@ def _relative_error(got: torch.Tensor, expected: torch.Tensor) -> float:
 @pytest.mark.parametrize(("backend", "tolerance"), [("onnx", 0.01), ("torch", 0.05)])
 def test_head_on_cached_features_equals_the_full_model(data, cache, backend, tolerance):
     model = _model()
-    features = _build(model, data, cache, backend=backend, progress=True, batch_size=12)  # one shape: quick
+    features = _build(model, data, cache, backend=backend, progress=True, batch_size=12,  # one shape: quick
+                      precision="fp32")
     assert (features.backend, features.hit, features.views) == (backend, False, 1)
     assert features.dim == model.head.in_features and features.seconds > 0
     with torch.inference_mode():
@@ -295,3 +296,81 @@ def test_hymenoptera_features_match_the_pretrained_model(hymenoptera, tmp_path):
     started = time.perf_counter()
     assert build_features(model, data, views=1, augment=False, cache_dir=tmp_path / "cache").hit
     assert time.perf_counter() - started < 2.0
+
+
+def test_int8_extraction_is_quantised_once_checked_and_keyed_apart(data, cache, caplog):
+    model = _model()
+    fp32 = _build(model, data, cache, precision="fp32", batch_size=12)
+    with caplog.at_level("INFO", logger="vizsla.data"):
+        int8 = _build(model, data, cache, precision="int8", batch_size=12)
+    assert (int8.backend, int8.precision, fp32.precision) == ("onnx", "int8", "fp32")
+    assert int8.key != fp32.key and "quantised the backbone to int8" in caplog.text
+    assert len(list((cache / "onnx").glob("*.int8-*.onnx"))) == 1
+    for split in ("valid", "test"):
+        reference = np.asarray(fp32.eval[split], np.float32)
+        candidate = np.asarray(int8.eval[split], np.float32)
+        cosine = (reference * candidate).sum(1) / np.linalg.norm(reference, axis=1) / np.linalg.norm(
+            candidate, axis=1)
+        assert cosine.mean() > 0.97, split
+    assert _build(model, data, cache, precision="int8", batch_size=12).hit
+
+
+def test_int8_that_drifts_falls_back_to_fp32_and_is_remembered(data, cache, monkeypatch):
+    from vizsla.data import quantize
+
+    monkeypatch.setattr(quantize, "INT8_MIN_COSINE", 1.01)  # no quantised model can pass: a drifting one
+    model = _model()
+    features = _build(model, data, cache, precision="auto", batch_size=12)
+    assert (features.backend, features.precision) == ("onnx", "fp32")
+    assert features.key == feature_key(model, data, augment=False, backend="onnx", precision="fp32",
+                                       cache_dir=cache)
+    assert list((cache / "onnx").glob("*.int8.failed"))
+    monkeypatch.setattr(quantize, "INT8_MIN_COSINE", 0.0)
+    assert _build(model, data, cache, precision="auto", batch_size=12).hit  # not retried: fp32 at once
+
+
+class _StopAfter:
+    """An extractor that is killed (KeyboardInterrupt) after a number of batches."""
+
+    def __init__(self, inner: object, batches: int) -> None:
+        self.inner, self.left = inner, batches
+        self.backend, self.precision = inner.backend, inner.precision  # type: ignore[attr-defined]
+
+    def __call__(self, images: torch.Tensor) -> np.ndarray:
+        if self.left == 0:
+            raise KeyboardInterrupt
+        self.left -= 1
+        return self.inner(images)  # type: ignore[operator]
+
+
+def test_a_killed_extraction_continues_where_it_stopped(data, cache, tmp_path, monkeypatch, caplog):
+    model = _model()
+    options = {"views": 2, "augment": True, "precision": "fp32", "batch_size": 4}
+    shutil.copytree(cache / "onnx", tmp_path / "reference" / "onnx")
+    expected = _build(model, data, tmp_path / "reference", **options)  # uninterrupted, own cache folder
+    monkeypatch.setattr(feature_cache, "PROGRESS_EVERY_S", 0.0)
+    real = feature_cache.create_extractor
+    monkeypatch.setattr(feature_cache, "create_extractor", lambda *a, **k: _StopAfter(real(*a, **k), 5))
+    with pytest.raises(KeyboardInterrupt):
+        _build(model, data, cache, **options)
+    partial = cache / "features" / f".{expected.key}.partial"
+    progress = json.loads((partial / "progress.json").read_text())
+    assert progress["rows"] == {"train/0": 12, "train/1": 8}  # 5 batches of 4 rows
+    counted: list[int] = []
+    monkeypatch.setattr(feature_cache, "create_extractor", lambda *a, **k: _Counting(real(*a, **k), counted))
+    with caplog.at_level("INFO", logger="vizsla.data"):
+        resumed = _build(model, data, cache, **options)
+    assert "20 of 48 rows done" in caplog.text and not partial.exists()
+    assert sum(counted) == 48 - 20  # only the rows not recorded are extracted again
+    for got, want in ((resumed.train, expected.train), (resumed.eval["valid"], expected.eval["valid"])):
+        np.testing.assert_allclose(np.asarray(got, np.float32), np.asarray(want, np.float32), atol=1e-3)
+
+
+class _Counting:
+    def __init__(self, inner: object, counted: list[int]) -> None:
+        self.inner, self.counted = inner, counted
+        self.backend, self.precision = inner.backend, inner.precision  # type: ignore[attr-defined]
+
+    def __call__(self, images: torch.Tensor) -> np.ndarray:
+        self.counted.append(len(images))
+        return self.inner(images)  # type: ignore[operator]

@@ -21,10 +21,11 @@ import copy
 import hashlib
 import io
 import logging
+import time
 import warnings
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 import torch
@@ -38,6 +39,7 @@ from vizsla.jobdir import atomic_write_bytes, atomic_write_text
 log = logging.getLogger("vizsla.data")
 
 BACKENDS = ("auto", "torch", "onnx")
+PRECISIONS = ("auto", "fp32", "int8")  # of ONNX extraction; auto = int8 (see vizsla.data.quantize)
 ONNX_TOLERANCE = 1e-3  # max |onnx - torch fp32| relative to max |torch fp32| accepted for an export
 _CHECK_BATCH = 3  # differs from the export batch (2), so the check also proves the batch axis is dynamic
 
@@ -71,6 +73,24 @@ def _failure_marker(onnx_path: Path) -> Path:
     return onnx_path.with_suffix(".failed")
 
 
+def int8_model_path(onnx_path: Path, calibration_key: str) -> Path:
+    """Where the int8 model quantised from the export at ONNX_PATH with one calibration set is cached."""
+    return onnx_path.with_name(f"{onnx_path.stem}.int8-{calibration_key[:16]}.onnx")
+
+
+def _int8_failure_marker(onnx_path: Path) -> Path:
+    """Remembers that int8 failed for this backbone (any calibration set): later runs use fp32 at once."""
+    return onnx_path.with_name(f"{onnx_path.stem}.int8.failed")
+
+
+class Calibration(Protocol):
+    """Images that set the int8 scales: `key` names their content, `images()` decodes them (N, C, H, W)."""
+
+    key: str
+
+    def images(self) -> np.ndarray: ...
+
+
 def torch_precision(device: torch.device) -> str:
     """Autocast precision of torch extraction: bf16 on CPUs with native bf16 (~2x fp32 here), else fp32."""
     if device.type == "cuda":
@@ -80,14 +100,22 @@ def torch_precision(device: torch.device) -> str:
     return "bf16" if cpu_supports_bf16() else "fp32"
 
 
-def resolve_backend(backend: str, device: torch.device, onnx_path: Path | None = None) -> tuple[str, str]:
-    """(backend, precision) that extraction will use, without exporting anything (see the module rule)."""
+def resolve_backend(
+    backend: str, device: torch.device, onnx_path: Path | None = None, precision: str = "fp32"
+) -> tuple[str, str]:
+    """(backend, precision) that extraction will use, without exporting anything (see the module rule).
+
+    PRECISION applies to ONNX extraction: auto/int8 give int8 unless int8 failed before for this backbone.
+    """
     if backend not in BACKENDS:
         raise ValueError(f"unknown extraction backend {backend!r}; use one of {', '.join(BACKENDS)}")
+    if precision not in PRECISIONS:
+        raise ValueError(f"unknown extraction precision {precision!r}; use one of {', '.join(PRECISIONS)}")
     wants_onnx = backend == "onnx" or (backend == "auto" and device.type == "cpu")
     if wants_onnx and device.type == "cpu" and _onnxruntime_available():
         if onnx_path is None or not _failure_marker(onnx_path).is_file():
-            return "onnx", "fp32"
+            int8_failed = onnx_path is not None and _int8_failure_marker(onnx_path).is_file()
+            return "onnx", "int8" if precision in ("auto", "int8") and not int8_failed else "fp32"
     if backend == "onnx":
         log.warning("ONNX extraction is unavailable here (%s); using torch", _onnx_unavailable_reason(
             device, onnx_path))
@@ -151,8 +179,10 @@ class OnnxExtractor(Extractor):
 
     backend = "onnx"
 
-    def __init__(self, model_bytes: bytes) -> None:
+    def __init__(self, model_bytes: bytes, precision: str = "fp32") -> None:
         import onnxruntime as ort
+
+        self.precision = precision
 
         options = ort.SessionOptions()
         options.intra_op_num_threads = available_cores()
@@ -228,26 +258,60 @@ def _onnx_extractor(backbone: nn.Module, path: Path, input_hw: tuple[int, int]) 
     return extractor
 
 
+def _int8_extractor(fp32: OnnxExtractor, fp32_bytes: bytes, onnx_path: Path,
+                    calibration: Calibration) -> OnnxExtractor:
+    """The cached int8 model of this calibration set, or quantise, check against FP32 and cache it."""
+    from vizsla.data.quantize import INT8_MIN_COSINE, calibration_batches, feature_cosine, quantize_bytes
+
+    path = int8_model_path(onnx_path, calibration.key)
+    if path.is_file():
+        return OnnxExtractor(path.read_bytes(), "int8")
+    started = time.perf_counter()
+    images = np.ascontiguousarray(calibration.images(), dtype=np.float32)
+    model_bytes = quantize_bytes(fp32_bytes, calibration_batches(images))
+    int8 = OnnxExtractor(model_bytes, "int8")
+    cosine = feature_cosine(fp32(torch.from_numpy(images)), int8(torch.from_numpy(images)))
+    if not cosine >= INT8_MIN_COSINE:
+        raise ValueError(f"int8 features differ from fp32: mean cosine {cosine:.4f} < {INT8_MIN_COSINE}")
+    atomic_write_bytes(path, model_bytes)
+    log.info("quantised the backbone to int8 on %d calibration images in %.1f s (feature cosine %.4f "
+             "vs fp32): %s", len(images), time.perf_counter() - started, cosine, path)
+    return int8
+
+
 def create_extractor(backbone: nn.Module, *, input_hw: tuple[int, int], model_key: str,
-                     backend: str = "auto", cache_dir: Path | None = None) -> Extractor:
+                     backend: str = "auto", cache_dir: Path | None = None, precision: str = "fp32",
+                     calibration: Calibration | None = None) -> Extractor:
     """An extractor on BACKEND ("auto" = the module's rule); ONNX failures fall back to torch, logged.
 
     `model_key` names the backbone's weights (backbone_digest); `cache_dir` is the base cache folder whose
-    `onnx/` keeps exports.
+    `onnx/` keeps exports. With PRECISION auto/int8 and CALIBRATION images, ONNX extraction runs a static
+    int8 model (quantised once per backbone and calibration set); when quantisation or its check fails it
+    runs fp32 and remembers why.
     """
     device = device_of(backbone)
     path = onnx_model_path(model_key, input_hw, cache_dir)
-    name, precision = resolve_backend(backend, device, path)
+    name, resolved = resolve_backend(backend, device, path, precision if calibration else "fp32")
     if name == "onnx":
         try:
-            return _onnx_extractor(backbone, path, input_hw)
+            fp32 = _onnx_extractor(backbone, path, input_hw)
         except Exception as exc:  # exporters and ORT raise anything; torch always works
             reason = f"{type(exc).__name__}: {exc}"
             log.warning("ONNX extraction unavailable for this backbone (%s); using torch", reason)
             with contextlib.suppress(OSError):
                 atomic_write_text(_failure_marker(path), reason[:2000] + "\n")
-        precision = torch_precision(device)
-    return TorchExtractor(backbone, precision)
+        else:
+            if resolved != "int8" or calibration is None:
+                return fp32
+            try:
+                return _int8_extractor(fp32, path.read_bytes(), path, calibration)
+            except Exception as exc:  # the quantiser raises anything; fp32 always works
+                reason = f"{type(exc).__name__}: {exc}"
+                log.warning("int8 extraction unavailable for this backbone (%s); using fp32", reason)
+                with contextlib.suppress(OSError):
+                    atomic_write_text(_int8_failure_marker(path), reason[:2000] + "\n")
+                return fp32
+    return TorchExtractor(backbone, torch_precision(device))
 
 
 def extract_batches(extractor: Callable[[torch.Tensor], np.ndarray], batches: Iterable[Any], *,

@@ -58,6 +58,7 @@ log = logging.getLogger("vizsla.data")
 
 FORMAT_VERSION = 1
 STORAGE_DTYPE = np.float16  # head accuracy on hymenoptera equal to float32 storage; half the disk and I/O
+PROGRESS_EVERY_S = 5.0  # a killed extraction loses at most this much work
 
 
 @dataclass(frozen=True)
@@ -94,6 +95,7 @@ class _Plan:
     draft_size: int
     backend: str
     precision: str
+    calibration: CalibrationSet | None = None
 
 
 # "auto" exports to ONNX only when it pays off. Measured on efficientnet_lite0 at 224 px on a quiet 2-core
@@ -145,15 +147,63 @@ def _key_inputs(model: Classifier, data: PreparedData, plan: dict[str, Any]) -> 
         "seed": plan["seed"] if plan["augment"] else None,
         "backend": plan["backend"],
         "precision": plan["precision"],
+        "runtime": _runtime_version(plan["backend"]),
+        "calibration": plan.get("calibration"),
         "storage": np.dtype(STORAGE_DTYPE).name,
         "splits": splits,
     }
 
 
+def _runtime_version(backend: str) -> str | None:
+    """The ONNX Runtime version for ONNX features (its kernels and quantiser shape them), else None."""
+    if backend != "onnx":
+        return None
+    import onnxruntime
+
+    return str(onnxruntime.__version__)
+
+
+@dataclass(frozen=True)
+class CalibrationSet:
+    """The int8 calibration images of a build (plain data: a distributed job sends it to every rank)."""
+
+    key: str
+    samples: tuple[tuple[str, int], ...]
+    preprocessing: dict[str, Any]
+    draft_size: int
+    max_pixels: int
+
+    def images(self) -> np.ndarray:
+        """The samples through the eval transform, (N, C, H, W) float32; files that fail are left out."""
+        transform = create_transform(self.preprocessing, train=False, augment=False, hflip=False)
+        dataset = ImageFolderDataset(
+            list(self.samples), transform, max_pixels=self.max_pixels, draft_size=self.draft_size
+        )
+        items = [item for item in (dataset[i] for i in range(len(dataset))) if item is not None]
+        if not items:
+            raise DataError("no calibration image could be decoded for int8 extraction")
+        return torch.stack([image for image, _ in items]).numpy()
+
+
+def _calibration(model: Classifier, data: PreparedData, draft: int, max_pixels: int) -> CalibrationSet:
+    """The int8 calibration set: CALIBRATION_IMAGES train images spread evenly over the split (so over the
+    classes of a class-ordered folder), through the eval transform; keyed by their content digests."""
+    from vizsla.data.quantize import CALIBRATION_IMAGES
+
+    samples = data.splits["train"]
+    count = min(CALIBRATION_IMAGES, len(samples))
+    picked = tuple(tuple(samples[i * len(samples) // count]) for i in range(count)) if count else ()
+    digests = [_digest_of(path, data.digests) for path, _ in picked]
+    key = hashlib.sha256(
+        json.dumps([digests, model.preprocessing, draft], sort_keys=True).encode()
+    ).hexdigest()
+    return CalibrationSet(key, picked, dict(model.preprocessing), draft, max_pixels)  # type: ignore[arg-type]
+
+
 def _plan(
     model: Classifier, data: PreparedData, settings: dict[str, Any], backend: str, cache_base: Path | None
 ) -> _Plan:
-    """Resolve the backend (without exporting) and compute the key."""
+    """Resolve the backend and precision (without exporting) and compute the key."""
     augment = bool(settings["augment"])
     if int(settings["views"]) < 1:
         raise ValueError(f"views must be >= 1, got {settings['views']}")
@@ -163,7 +213,13 @@ def _plan(
     onnx_path = onnx_model_path(digest, tuple(model.preprocessing["input_size"][1:]), cache_base)
     if backend == "auto" and not onnx_path.is_file() and _images_to_extract(data, views) < ONNX_MIN_IMAGES:
         backend = "torch"  # exporting would cost more than ONNX Runtime saves on so few images
-    name, precision = resolve_backend(backend, device_of(model.backbone), onnx_path)
+    wanted = str(settings.get("precision") or "fp32")
+    name, precision = resolve_backend(backend, device_of(model.backbone), onnx_path, wanted)
+    calibration = (
+        _calibration(model, data, draft, int(settings.get("max_pixels") or 89_478_485))
+        if precision == "int8"
+        else None
+    )
     plan = {
         "augment": augment,
         "hflip": bool(settings["hflip"]),
@@ -173,9 +229,10 @@ def _plan(
         "backend": name,
         "precision": precision,
     }
-    inputs = _key_inputs(model, data, {**plan, "backbone": digest})
+    key_plan = {**plan, "backbone": digest, "calibration": calibration.key if calibration else None}
+    inputs = _key_inputs(model, data, key_plan)
     key = hashlib.sha256(json.dumps(inputs, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
-    return _Plan(key=key[:32], inputs=inputs, **plan)  # type: ignore[arg-type]
+    return _Plan(key=key[:32], inputs=inputs, calibration=calibration, **plan)  # type: ignore[arg-type]
 
 
 def _images_to_extract(data: PreparedData, views: int) -> int:
@@ -256,8 +313,13 @@ def _loader(
     )
 
 
-def _fill(out: np.ndarray, loader: Any, extractor: Extractor, split: str, advance: Any) -> None:
-    """Extract every batch of LOADER into the rows of OUT, in order; DataError when a file fails now."""
+def _fill(
+    out: np.ndarray, loader: Any, extractor: Extractor, split: str, advance: Any, done: Any = None
+) -> None:
+    """Extract every batch of LOADER into the rows of OUT, in order; DataError when a file fails now.
+
+    DONE(rows) is told how many rows of OUT are filled after each batch (the partial build's progress).
+    """
     row = 0
     for batch in loader:
         if batch is None:
@@ -266,12 +328,65 @@ def _fill(out: np.ndarray, loader: Any, extractor: Extractor, split: str, advanc
         out[row : row + len(features)] = features
         row += len(features)
         advance(len(batch[0]))
+        if done is not None:
+            done(row)
     if row != len(out):
         raise DataError(
             f"{len(out) - row} {split} image(s) could not be decoded for the feature cache "
             "(changed since validation?)",
             hint="run the job again: validation lists them",
         )
+
+
+class _Progress:
+    """How many rows of each array part a partial build has filled, saved every few seconds.
+
+    A killed build (SIGKILL, power loss) leaves `<root>/.<key>.partial/` with its arrays and progress.json;
+    the next build of the same key continues after the rows recorded there. Rows are recorded only after
+    the memory maps holding them were flushed, so a recorded row is on disk.
+    """
+
+    def __init__(self, folder: Path, key: str, arrays: dict[str, np.ndarray]) -> None:
+        self.path, self.key, self.arrays = folder / "progress.json", key, arrays
+        self.rows: dict[str, int] = {}
+        with contextlib.suppress(FileNotFoundError, ValueError, KeyError, TypeError):
+            content = json.loads(self.path.read_text(encoding="utf-8"))
+            if content["key"] == key:
+                self.rows = {str(k): int(v) for k, v in content["rows"].items()}
+        self.saved_at = time.monotonic()
+
+    def done(self, part: str) -> int:
+        return self.rows.get(part, 0)
+
+    def update(self, part: str, rows: int, *, force: bool = False) -> None:
+        self.rows[part] = rows
+        if force or time.monotonic() - self.saved_at >= PROGRESS_EVERY_S:
+            self.save()
+
+    def save(self) -> None:
+        for array in self.arrays.values():
+            array.flush()
+        atomic_write_json(self.path, {"key": self.key, "rows": self.rows})
+        self.saved_at = time.monotonic()
+
+
+def _open_arrays(model: Classifier, data: PreparedData, plan: _Plan, folder: Path) -> dict[str, np.ndarray]:
+    """The memory-mapped arrays of a build: reopened when a partial build left them, else created."""
+    dim = model.head.in_features
+    shapes = {"train": (plan.views, len(data.splits["train"]), dim)}
+    shapes.update({split: (len(data.splits[split]), dim) for split in _eval_splits(data)})
+    arrays = {}
+    for split, shape in shapes.items():
+        path = folder / f"{split}.npy"
+        existing = None
+        if path.is_file():
+            with contextlib.suppress(OSError, ValueError):
+                existing = np.load(path, mmap_mode="r+")
+        if existing is not None and existing.shape == shape and existing.dtype == STORAGE_DTYPE:
+            arrays[split] = existing
+        else:
+            arrays[split] = np.lib.format.open_memmap(path, mode="w+", dtype=STORAGE_DTYPE, shape=shape)
+    return arrays
 
 
 def _extract(
@@ -282,35 +397,34 @@ def _extract(
     extractor: Extractor,
     folder: Path,
 ) -> None:
-    """Write train.npy (every view), the eval splits' arrays and the labels into FOLDER."""
-    pre, dim = model.preprocessing, model.head.in_features
+    """Fill train.npy (every view), the eval splits' arrays and the labels in FOLDER, continuing after the
+    rows a killed build of the same key recorded there."""
+    pre = model.preprocessing
     train_tf = create_transform(pre, train=True, augment=plan.augment, hflip=plan.hflip)
     eval_tf = create_transform(pre, train=False, augment=False, hflip=False)
     splits = ("train", *_eval_splits(data))
-    total = plan.views * len(data.splits["train"]) + sum(len(data.splits[s]) for s in splits[1:])
+    arrays = _open_arrays(model, data, plan, folder)
+    progress = _Progress(folder, plan.key, arrays)
+    parts = [(f"train/{view}", "train", view, arrays["train"][view]) for view in range(plan.views)]
+    parts += [(split, split, 0, arrays[split]) for split in splits[1:]]
+    total = sum(len(out) for *_, out in parts)
+    resumed = sum(min(progress.done(name), len(out)) for name, *_, out in parts)
+    if resumed:
+        log.info("continuing the feature extraction a stopped build left: %d of %d rows done", resumed, total)
     label = f"extracting features ({extractor.backend} {extractor.precision})"
     with ProgressBar(total, settings["progress"], label) as advance:
-        train = np.lib.format.open_memmap(
-            folder / "train.npy",
-            mode="w+",
-            dtype=STORAGE_DTYPE,
-            shape=(plan.views, len(data.splits["train"]), dim),
-        )
-        for view in range(plan.views):
-            _fill(
-                train[view],
-                _loader(data, "train", train_tf, plan, settings, view),
-                extractor,
-                "train",
-                advance,
+        advance(resumed)
+        for name, split, view, out in parts:
+            start = min(progress.done(name), len(out))
+            if start == len(out):
+                continue
+            loader = _loader(
+                data, split, train_tf if split == "train" else eval_tf, plan, settings, view,
+                select=(lambda p, a=start: p[a:]) if start else None,
             )
-        train.flush()
-        for split in splits[1:]:
-            out = np.lib.format.open_memmap(
-                folder / f"{split}.npy", mode="w+", dtype=STORAGE_DTYPE, shape=(len(data.splits[split]), dim)
-            )
-            _fill(out, _loader(data, split, eval_tf, plan, settings, 0), extractor, split, advance)
-            out.flush()
+            _fill(out[start:], loader, extractor, split, advance,
+                  done=lambda rows, n=name, a=start: progress.update(n, a + rows))
+            progress.update(name, len(out), force=True)
     for split in splits:
         np.save(folder / f"labels_{split}.npy", np.array([s[1] for s in data.splits[split]], np.int64))
 
@@ -358,25 +472,27 @@ def _build(
     root: Path,
     started: float,
 ) -> FeatureSet:
-    """Extract into a temp folder and rename it to <root>/<key> (the caller holds the key's lock).
+    """Extract into <root>/.<key>.partial and rename it to <root>/<key> (the caller holds the key's lock).
 
-    The build time counts from STARTED, so it includes the key, the wait for the lock and any ONNX export.
+    The partial folder survives a killed build, whose successor continues it (see _Progress). The build
+    time counts from STARTED, so it includes the key, the wait for the lock and any ONNX export.
     """
     final = root / plan.key
-    for stale in root.glob(f".{plan.key}.tmp-*"):  # left by a killed builder
+    for stale in root.glob(f".{plan.key}.tmp-*"):  # left by a killed distributed builder
         shutil.rmtree(stale, ignore_errors=True)
     if final.exists():  # unreadable (checked by the caller): replace it
         shutil.rmtree(final)
-    temp = root / f".{plan.key}.tmp-{os.getpid()}-{uuid.uuid4().hex[:8]}"
-    temp.mkdir(parents=True)
+    partial = root / f".{plan.key}.partial"
+    partial.mkdir(parents=True, exist_ok=True)
     try:
-        _extract(model, data, plan, settings, extractor, temp)
-        seconds = time.perf_counter() - started
-        atomic_write_json(temp / "meta.json", _meta(plan, seconds, data, model.head.in_features))
-        _publish(temp, final)
-    except BaseException:
-        shutil.rmtree(temp, ignore_errors=True)
+        _extract(model, data, plan, settings, extractor, partial)
+    except DataError:  # the data changed: its next build has another key, this partial is useless
+        shutil.rmtree(partial, ignore_errors=True)
         raise
+    seconds = time.perf_counter() - started
+    (partial / "progress.json").unlink(missing_ok=True)
+    atomic_write_json(partial / "meta.json", _meta(plan, seconds, data, model.head.in_features))
+    _publish(partial, final)
     loaded = _load(final, plan, data)
     if loaded is None:
         raise RuntimeError(f"feature cache {final} unreadable right after it was written")
@@ -406,12 +522,14 @@ def feature_key(
     hflip: bool = True,
     seed: int = 0,
     backend: str = "auto",
+    precision: str = "auto",
     draft_size: int | None = None,
     cache_dir: Path | str | None = None,
 ) -> str:
     """The key build_features would use for these arguments (nothing is extracted)."""
     base = Path(cache_dir) if cache_dir is not None else None
-    return _plan(model, data, _settings(views, augment, hflip, seed, draft_size), backend, base).key
+    settings = _settings(views, augment, hflip, seed, draft_size, precision=precision)
+    return _plan(model, data, settings, backend, base).key
 
 
 def build_features(
@@ -425,6 +543,7 @@ def build_features(
     batch_size: int = 64,
     num_workers: int | None = None,
     backend: str = "auto",
+    precision: str = "auto",
     max_pixels: int = 89_478_485,
     draft_size: int | None = None,
     cache_dir: Path | str | None = None,
@@ -438,7 +557,8 @@ def build_features(
 
     With `augment`, `views` augmented views of each train image (the train transform, seeded per
     (seed, view, image)); without, one view through the eval transform. `cache_dir` is the base cache
-    folder (None: $VIZSLA_CACHE_DIR or ~/.cache/vizsla); features go to its `features/`.
+    folder (None: $VIZSLA_CACHE_DIR or ~/.cache/vizsla); features go to its `features/`. `precision`
+    (auto, fp32, int8) applies to ONNX extraction: auto runs a static int8 model calibrated on train images.
     """
     started = time.perf_counter()
     base = Path(cache_dir) if cache_dir is not None else None
@@ -448,6 +568,7 @@ def build_features(
         hflip,
         seed,
         draft_size,
+        precision=precision,
         batch_size=batch_size,
         num_workers=num_workers,
         max_pixels=max_pixels,
@@ -471,11 +592,14 @@ def build_features(
             model_key=plan.inputs["backbone"],
             backend=plan.backend if backend == "auto" else backend,
             cache_dir=base,
+            precision=plan.precision,
+            calibration=plan.calibration,
         )
         if (extractor.backend, extractor.precision) == (plan.backend, plan.precision):
             return _build(model, data, plan, settings, extractor, root, started)
-    # ONNX failed just now: plan again for torch, whose features get their own key.
-    return build_features(model, data, **{**settings, "backend": "torch", "cache_dir": base})
+    # ONNX or int8 failed just now: plan again for what runs, whose features get their own key.
+    fallback = {"backend": "torch"} if extractor.backend != plan.backend else {"precision": "fp32"}
+    return build_features(model, data, **{**settings, **fallback, "cache_dir": base})
 
 
 def _block(length: int, rank: int, world: int) -> tuple[int, int]:
@@ -588,6 +712,8 @@ def _build_shared(
                 model_key=plan.inputs["backbone"],
                 backend=plan.backend,
                 cache_dir=base,
+                precision=plan.precision,
+                calibration=plan.calibration,
             )
             if (extractor.backend, extractor.precision) != (plan.backend, plan.precision):
                 raise RuntimeError(
@@ -613,7 +739,7 @@ def _build_shared(
 
 def _single(settings: dict[str, Any], plan: _Plan, base: Path | None) -> dict[str, Any]:
     """build_features arguments for a single-process build of PLAN's key."""
-    return {**settings, "backend": plan.backend, "cache_dir": base}
+    return {**settings, "backend": plan.backend, "precision": plan.precision, "cache_dir": base}
 
 
 class FeatureLoader:
