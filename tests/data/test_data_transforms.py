@@ -79,3 +79,21 @@ def test_resize_and_draft_sizes():
 def test_bad_preprocessing_records(preprocessing, change, message):
     with pytest.raises(ValueError, match=message):
         create_transform({**preprocessing, **change}, train=False, augment=False, hflip=False)
+
+
+def test_fused_normalisation_equals_torchvisions_chain():
+    import numpy as np
+    import torch
+    from PIL import Image
+    from torchvision.transforms import v2
+
+    from vizsla.data.transforms import ToNormalizedTensor
+
+    mean, std = [0.485, 0.456, 0.406], [0.229, 0.224, 0.225]
+    pixels = np.random.default_rng(0).integers(0, 256, (37, 53, 3), dtype=np.uint8)
+    image = Image.fromarray(pixels, "RGB")
+    reference = v2.Compose([v2.ToImage(), v2.ToDtype(torch.float32, scale=True), v2.Normalize(mean, std),
+                            v2.ToPureTensor()])(image)
+    fused = ToNormalizedTensor(mean, std)(image)
+    assert fused.shape == (3, 37, 53) and fused.dtype == torch.float32 and fused.is_contiguous()
+    assert float((fused - reference).abs().max()) < 1e-5

@@ -58,10 +58,35 @@ def draft_size_for(preprocessing: dict[str, Any]) -> int:
     return max(eval_side, math.ceil(max(height, width) / math.sqrt(TRAIN_CROP_SCALE[0])))
 
 
+class ToNormalizedTensor:
+    """PIL RGB image -> float32 CHW tensor, (pixel / 255 - mean) / std, in one contiguous pass.
+
+    Equal (within float rounding) to torchvision's ToImage + ToDtype(scale) + Normalize, which convert a
+    strided CHW view channel by channel: 0.6-0.8 ms vs ~0.35 ms a 224 px image here, a tenth of the CPU an
+    image costs in int8 feature extraction.
+    """
+
+    def __init__(self, mean: list[float], std: list[float]) -> None:
+        import torch
+
+        self.offset = torch.tensor([255.0 * m for m in mean]).view(3, 1, 1)
+        self.scale = torch.tensor([1.0 / (255.0 * s) for s in std]).view(3, 1, 1)
+
+    def __call__(self, image: Any) -> Any:
+        import numpy as np
+        import torch
+
+        pixels = torch.from_numpy(np.array(image, dtype=np.uint8, copy=True))  # H, W, 3 (writable copy)
+        return pixels.permute(2, 0, 1).contiguous().float().sub_(self.offset).mul_(self.scale)
+
+    def __repr__(self) -> str:
+        offset, scale = self.offset.flatten().tolist(), self.scale.flatten().tolist()
+        return f"{type(self).__name__}(offset={offset}, scale={scale})"
+
+
 def create_transform(preprocessing: dict[str, Any], *, train: bool, augment: bool,
                      hflip: bool) -> Callable[[Any], Any]:
     """PIL RGB image -> normalized float32 CHW tensor; random crop/flip only for train with augment."""
-    import torch
     from torchvision.transforms import v2
 
     height, width = _input_hw(preprocessing)
@@ -76,5 +101,5 @@ def create_transform(preprocessing: dict[str, Any], *, train: bool, augment: boo
     else:
         steps = [v2.Resize(eval_resize_size(preprocessing), interpolation=interpolation, antialias=True),
                  v2.CenterCrop((height, width))]
-    steps += [v2.ToImage(), v2.ToDtype(torch.float32, scale=True), v2.Normalize(mean, std), v2.ToPureTensor()]
+    steps.append(ToNormalizedTensor(mean, std))
     return v2.Compose(steps)
