@@ -63,6 +63,7 @@ SERVE_TIMEOUT_S = 120.0
 
 def parse_args(argv: list[str] | None = None) -> Any:
     parser = base_parser(__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="smoke run: few photos/trials/epochs")
     parser.add_argument("--trials", type=int, default=16, help="trials of the tuning job")
     parser.add_argument("--parallel", type=int, default=2, help="trials at once")
     parser.add_argument("--epochs", type=int, default=10, help="epochs of the train job and of each trial")

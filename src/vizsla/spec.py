@@ -7,7 +7,7 @@ machine or the data (device, precision, split names) so the saved `spec.yaml` re
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
@@ -101,8 +101,10 @@ class TrainSpec(_Spec):
         "auto",
         description="auto: with a frozen backbone, compute its features once and train the head on them.",
     )
-    feature_views: int = Field(
-        4, ge=1, description="Augmented views cached per train image when augmenting with a feature cache."
+    feature_views: Annotated[int, Field(ge=1)] | Literal["auto"] = Field(
+        "auto",
+        description="Augmented views cached per train image when augmenting with a feature cache; auto: "
+        "4 below 1,000 train images, else one unaugmented view (more views measured no gain there).",
     )
     extract_backend: Literal["auto", "torch", "onnx"] = Field(
         "auto", description="Backend of feature extraction; auto picks the fastest available."

@@ -191,3 +191,44 @@ def test_importing_the_jobs_cli_stays_light() -> None:
             "print(sorted(m for m in ('torch', 'mlflow', 'matplotlib', 'jinja2') if m in sys.modules))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"
+
+
+def _add_times(job: JobDir, **times: object) -> None:
+    result = json.loads(job.result.read_text())
+    atomic_write_json(job.result, {**result, **times})
+
+
+def test_describe_shows_the_time_of_each_phase(tmp_path: Path) -> None:
+    job = write_job(tmp_path / "job", duration=98.0)
+    phases = {"startup": 6.7, "validate": 9.0, "extract": 75.0, "train": 5.0, "evaluate": 0.3,
+              "finalize": 2.0}
+    _add_times(job, phases=phases, attempts=1, total_duration_s=98.0,
+               attempt_start_time="2024-11-25T10:00:00+00:00")
+    result = invoke("describe", str(job.root))
+    assert result.exit_code == 0, result.output
+    assert "Time per phase" in result.output
+    for name, share in (("startup", "6.8%"), ("validate", "9.2%"), ("extract", "76.5%"), ("train", "5.1%"),
+                        ("evaluate", "0.3%"), ("finalize", "2.0%")):
+        line = next(line for line in result.output.splitlines() if line.strip().startswith(name))
+        assert share in line, line
+    assert "1m 15s" in result.output  # extract
+    assert "Total duration" not in result.output and "Attempt start" not in result.output
+
+
+def test_resumed_job_lists_its_total_and_describes_both(tmp_path: Path) -> None:
+    runs = tmp_path / "runs"
+    job = write_job(runs / "resumed", duration=60.0)
+    _add_times(job, attempts=2, total_duration_s=150.0, attempt_start_time="2024-11-25T12:00:00+00:00",
+               phases={"startup": 5.0, "train": 55.0})
+    listed = invoke("list", str(runs))
+    assert listed.exit_code == 0, listed.output
+    assert "2m 30s" in listed.output, "the list shows the job's time over all attempts"
+    described = invoke("describe", str(job.root))
+    assert "1m 00s" in described.output and "2m 30s over 2 attempts" in described.output
+    assert "Attempt start" in described.output
+
+
+def test_describe_of_a_job_without_phases_has_no_time_section(tmp_path: Path) -> None:
+    result = invoke("describe", str(write_job(tmp_path / "old").root))  # written before phases existed
+    assert result.exit_code == 0, result.output
+    assert "Time per phase" not in result.output and "5m 00s" in result.output

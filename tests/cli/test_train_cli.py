@@ -139,3 +139,62 @@ def test_profile_and_debug_flags_write_their_outputs(tiny_folder, tmp_path):
     assert "LossNotDecreasing" in shown.stdout + shown.stderr
     rebuilt = vizsla("profile", str(out))
     assert rebuilt.returncode == 0, rebuilt.stderr
+
+
+def test_summary_prints_the_total_and_its_phases():
+    from rich.console import Console
+
+    from vizsla.cli.train import _print_summary
+
+    console = Console(record=True, width=300)
+    phases = dict(startup=6.7, validate=9.0, extract=75.0, train=5.0, evaluate=0.3, finalize=2.0)
+    _print_summary(console, {"status": "Completed", "job_name": "j1", "duration_s": 98.0, "phases": phases,
+                             "attempts": 1, "total_duration_s": 98.0, "metrics": {}, "job_dir": "/x"})
+    assert (
+        "Completed j1 in 98 s (startup 6.7 s, validate 9.0 s, extract 75 s, train 5.0 s, evaluate 0.3 s, "
+        "finalize 2.0 s)" in console.export_text()
+    )
+    console = Console(record=True, width=300)
+    _print_summary(console, {"status": "Completed", "job_name": "j2", "duration_s": 30.0, "attempts": 2,
+                             "total_duration_s": 564.0, "metrics": {}})
+    assert "Completed j2 in 30 s; 9m 24s over 2 attempts" in console.export_text()
+
+
+def test_command_start_in_process_is_now():
+    import time
+
+    from vizsla.cli.train import command_started
+
+    assert abs(command_started() - time.time()) < 1.0  # not the test runner's own start
+
+
+@pytest.mark.slow
+def test_train_counts_from_the_process_start_and_logs_setup(tiny_folder, tmp_path):
+    import json
+    import time
+    from datetime import datetime
+
+    config = tmp_path / "job.yaml"
+    config.write_text(
+        "model: {name: test_efficientnet, weights: none, image_size: 32}\n"
+        "train: {epochs: 1, batch_size: 8, precision: fp32, finetune: head}\n"
+        "data: {num_workers: 0}\n"
+        f"cache_dir: {tmp_path / 'cache'}\n"
+    )
+    out = tmp_path / "runs" / "timed"
+    before = time.time()
+    proc = vizsla("train", "--config", str(config), "--data", str(tiny_folder), "--output", str(out),
+                  "--no-tracking", "--quiet")
+    wall = time.time() - before
+    assert proc.returncode == 0, proc.stderr
+    result = json.loads((out / "result.json").read_text())
+    started = datetime.fromisoformat(result["start_time"]).timestamp()
+    assert before - 1.5 <= started <= before + 1.5, "counted from the process start, not the training loop"
+    assert result["duration_s"] <= wall + 0.5
+    phases = result["phases"]
+    assert sum(phases.values()) == pytest.approx(result["duration_s"], abs=0.5)
+    assert phases["startup"] > 0.2 and phases["extract"] > 0  # startup: the interpreter and its imports
+    summary = " ".join(proc.stderr.split())  # rich wraps the line at the pipe's 80 columns
+    assert "Completed timed in " in summary and "extract " in summary, proc.stderr
+    log = (out / "train.log").read_text()
+    assert "feature cache" in log and "data: 3 classes" in log, log

@@ -25,7 +25,8 @@ from rich.text import Text
 
 from vizsla.errors import UserError
 from vizsla.jobdir import JobDir
-from vizsla.training.report import format_duration, format_number, format_time
+from vizsla.training.report import format_duration, format_number, format_time, total_duration
+from vizsla.training.timing import ordered_phases
 
 app = typer.Typer(no_args_is_help=True, help="List, describe and report training jobs.")
 
@@ -172,12 +173,18 @@ def summarize_job(path: Path) -> JobSummary:
         name=result.get("job_name") or spec.get("name") or path.name,
         status=result.get("status") or Status.Unknown.value,
         start=start,
-        duration_s=result.get("duration_s"),
+        duration_s=job_duration(result),
         model=(spec.get("model") or {}).get("name"),
         epochs=f"{'?' if done is None else done}/{'?' if planned is None else planned}",
         valid_accuracy=metrics.get("valid_accuracy", last.get("valid_accuracy")),
         test_accuracy=metrics.get("test_accuracy"),
     )
+
+
+def job_duration(result: Mapping[str, Any]) -> float | None:
+    """Seconds the job took from its command's start: over all attempts for a resumed job."""
+    total = result.get("total_duration_s")
+    return total if isinstance(total, int | float) else result.get("duration_s")
 
 
 def summarize_script_job(path: Path, spec: dict[str, Any], result: dict[str, Any]) -> JobSummary:
@@ -335,6 +342,8 @@ def _summary_rows(job: JobDir, result: dict[str, Any], spec: dict[str, Any]) -> 
         ("Start", format_time(result.get("start_time")) if result else None),
         ("End", format_time(result.get("end_time")) if result.get("end_time") else None),
         ("Duration", None if result.get("duration_s") is None else format_duration(result["duration_s"])),
+        ("Attempt start", _attempt_start(result)),
+        ("Total duration", total_duration(result)),
         ("Last activity", _last_activity(job) if status in ("InProgress", "Unknown") else None),
         *(_script_rows(result, spec) if spec.get("kind") == "script" else
           [("Epochs", f"{result.get('epochs_completed', 0)} of {planned}")]),
@@ -343,6 +352,21 @@ def _summary_rows(job: JobDir, result: dict[str, Any], spec: dict[str, Any]) -> 
         ("Best metric", f"{best.get('name')} = {format_number(best.get('value'))}" if best else None),
         ("Test metrics from", result.get("test_source")),
     ]
+
+
+def _attempt_start(result: Mapping[str, Any]) -> str | None:
+    """A resumed job's start of this attempt (Start stays the first attempt's)."""
+    attempt_start = result.get("attempt_start_time")
+    if not attempt_start or attempt_start == result.get("start_time"):
+        return None
+    return format_time(attempt_start)
+
+
+def _phase_rows(result: Mapping[str, Any]) -> list[tuple[str, Any]]:
+    """Seconds and share of each phase of the (last) attempt: startup, validate, extract, train, ..."""
+    phases = ordered_phases(result.get("phases") or {})
+    total = sum(seconds for _, seconds in phases)
+    return [(name, f"{format_duration(s):>9} {100 * s / total:5.1f}%") for name, s in phases]
 
 
 def _processes(spec: dict[str, Any]) -> str | None:
@@ -446,6 +470,7 @@ def describe_job(
     metrics = result.get("metrics") or {}
     sections = [
         _key_value_table("Job", _summary_rows(job, result, spec)),
+        _key_value_table("Time per phase", _phase_rows(result)),
         _key_value_table("Hyperparameters", sorted(hyperparameters.items())),
         _key_value_table("Final metrics", [(k, format_number(v)) for k, v in metrics.items()]),
         _per_class_table(result.get("per_class") or {}),

@@ -179,14 +179,16 @@ class OnnxExtractor(Extractor):
 
     backend = "onnx"
 
-    def __init__(self, model_bytes: bytes, precision: str = "fp32") -> None:
+    def __init__(self, model_bytes: bytes, precision: str = "fp32", *, spinning: bool = False) -> None:
         import onnxruntime as ort
 
         self.precision = precision
-
         options = ort.SessionOptions()
         options.intra_op_num_threads = available_cores()
         options.inter_op_num_threads = 1
+        # Off: between batches ORT's idle threads would spin on the cores the decode workers need
+        # (benchmarks/bench_extract.py measures both).
+        options.add_session_config_entry("session.intra_op.allow_spinning", "1" if spinning else "0")
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         options.log_severity_level = 3  # errors only: ORT warns about unused initializers on every load
         self.session = ort.InferenceSession(model_bytes, options, providers=["CPUExecutionProvider"])

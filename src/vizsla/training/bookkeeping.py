@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import logging
-from datetime import UTC, datetime
 from typing import Any
 
 from vizsla.callbacks import TrainState
@@ -71,6 +70,13 @@ def save_epoch_checkpoint(job: Job, state: TrainState, *, next_epoch: int) -> No
         "rng": rng_state(),
         "spec": job.spec.model_dump(mode="json"),
         "started_at": job.started_at,
+        # how long this attempt had run: a later `--resume` counts it in total_duration_s
+        "timing": {
+            "attempt": job.attempt,
+            "attempt_started": job.timer.started,
+            "earlier_s": job.earlier_attempts_s,
+            "elapsed_s": job.timer.elapsed(),
+        },
     }
     save_checkpoint(job.job_dir.last_checkpoint, payload)
 
@@ -90,9 +96,9 @@ def flat_hyperparameters(job: Job) -> dict[str, Any]:
 def build_result(
     job: Job, state: TrainState, *, status: str, failure: str | None, final: dict[str, ClassificationMeter]
 ) -> dict[str, Any]:
-    """The result.json record (see README): status, times, hyperparameters, final metrics, per-class."""
-    now = datetime.now(UTC)
-    started = datetime.fromisoformat(job.started_at)
+    """The result.json record (see README): status, times, hyperparameters, final metrics, per-class.
+
+    The times are those of now; `record_times` updates them once the job's finalize phase has ended."""
     metrics: dict[str, float] = {}
     best_epoch = job.best.get("epoch")
     if state.history:
@@ -107,8 +113,8 @@ def build_result(
         "failure_reason": failure,
         "stop_reason": state.stop_reason,
         "start_time": job.started_at,
-        "end_time": now.isoformat(timespec="seconds"),
-        "duration_s": round((now - started).total_seconds(), 3),
+        "end_time": None,
+        "duration_s": None,
         "hyperparameters": flat_hyperparameters(job),
         "metrics": {k: round(float(v), 6) for k, v in metrics.items()},
         "test_source": job.data.test_source,
@@ -138,7 +144,30 @@ def build_result(
             "labels": list(job.data.classes),
             "matrix": matrix.tolist(),
         }
+    record_times(job, result)
     return result
+
+
+def record_times(job: Job, result: dict[str, Any]) -> None:
+    """Set result's times from the job's timer (in place): end, duration and phases of this attempt.
+
+    `start_time` is the job's first start (kept across `--resume`), `attempt_start_time` this attempt's:
+    the command's start, not the training loop's. `phases` (seconds: startup, validate, extract, train,
+    evaluate, finalize) add up to `duration_s`. `total_duration_s` adds the earlier attempts (None when
+    a checkpoint from before this record was resumed)."""
+    timer = job.timer
+    duration = round(timer.elapsed(), 3)
+    earlier = job.earlier_attempts_s
+    result.update(
+        {
+            "end_time": timer.end_time,
+            "duration_s": duration,
+            "attempt_start_time": timer.start_time,
+            "attempts": job.attempt,
+            "total_duration_s": None if earlier is None else round(earlier + duration, 3),
+            "phases": timer.phases(),
+        }
+    )
 
 
 def _feature_cache_summary(job: Job) -> dict[str, Any] | None:

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from vizsla.jobdir import JobDir, atomic_write_text
+from vizsla.training.timing import phases_text
 
 TEMPLATE = "training_report.html.j2"
 MAX_BAD_FILE_ROWS = 500  # the rest stays in data/bad_files.csv, which the report names
@@ -51,6 +52,16 @@ def format_duration(seconds: float | None) -> str:
     minutes, secs = divmod(int(round(seconds)), 60)
     hours, minutes = divmod(minutes, 60)
     return f"{hours}h {minutes:02d}m {secs:02d}s" if hours else f"{minutes}m {secs:02d}s"
+
+
+def total_duration(result: Mapping[str, Any]) -> str | None:
+    """A resumed job's time over all its attempts ('2m 05s over 2 attempts'); None for a first attempt."""
+    attempts, total = result.get("attempts"), result.get("total_duration_s")
+    if not isinstance(attempts, int) or attempts < 2:
+        return None
+    if total is None:
+        return f"unknown (attempt {attempts}; an earlier attempt did not record its time)"
+    return f"{format_duration(total)} over {attempts} attempts"
 
 
 def format_number(value: Any) -> str:
@@ -144,6 +155,8 @@ def _summary(result: Mapping[str, Any], spec: Mapping[str, Any]) -> list[tuple[s
         ("Start", format_time(result.get("start_time"))),
         ("End", format_time(result.get("end_time"))),
         ("Duration", format_duration(result.get("duration_s"))),
+        ("Time per phase", phases_text(result.get("phases") or {}, format_duration) or None),
+        ("Total duration", total_duration(result)),
         ("Epochs", f"{result.get('epochs_completed', 0)} of {planned}"),
         ("Best epoch", None if result.get("best_epoch") is None else str(result["best_epoch"] + 1)),
         ("Best metric", f"{best.get('name')} = {format_number(best.get('value'))}" if best else None),

@@ -9,7 +9,6 @@ import signal
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from typing import Any
 
 import torch
@@ -36,6 +35,7 @@ from vizsla.training.runtime import (
     seed_everything,
 )
 from vizsla.training.schedules import create_scheduler
+from vizsla.training.timing import PhaseTimer
 
 log = logging.getLogger("vizsla.train")
 
@@ -188,6 +188,9 @@ class Job:
     dist: DistContext = SINGLE
     parallel: Any = None  # DataParallel: the DDP wrapper of whatever trains (identity for one process)
     best_state: dict[str, Any] | None = None  # distributed jobs keep the best weights in memory on every rank
+    timer: PhaseTimer = field(default_factory=PhaseTimer)  # this attempt's phases, from the command's start
+    attempt: int = 1  # 1 for a new job, +1 for each `--resume` (a torchrun restart is the same attempt)
+    earlier_attempts_s: float | None = 0.0  # earlier attempts' seconds, up to their last checkpoints
 
 
 def _check_job_dir(job_dir: JobDir, resume: bool) -> None:
@@ -216,15 +219,24 @@ def create_optimizer(model: Any, spec: JobSpec) -> torch.optim.Optimizer:
 
 
 def create_job(
-    spec: JobSpec, *, resume: bool = False, progress: bool = True, ctx: DistContext = SINGLE
+    spec: JobSpec,
+    *,
+    resume: bool = False,
+    progress: bool = True,
+    ctx: DistContext = SINGLE,
+    timer: PhaseTimer | None = None,
+    exit_stack: contextlib.ExitStack | None = None,
 ) -> Job:
     """Validate data, build model, optimizer and loaders, and load the checkpoint when resuming.
 
     In a distributed job every rank joins the process group first; rank 0 alone checks and writes the job
-    directory and validates the data, and hands the result to the others."""
+    directory and validates the data, and hands the result to the others. TIMER gets the validate and
+    extract phases. With EXIT_STACK, rank 0 copies the log to train.log from the moment the job directory
+    is known to be this job's (after the overwrite and resume checks) until the stack closes."""
     from vizsla.models import create_classifier
     from vizsla.training import distributed
 
+    timer = timer if timer is not None else PhaseTimer()
     job_dir = JobDir(spec.output)
     runtime = resolve_runtime(spec, ctx)
     distributed.init_process_group(
@@ -243,7 +255,20 @@ def create_job(
     if ctx.is_main:
         job_dir.root.mkdir(parents=True, exist_ok=True)
         atomic_write_text(job_dir.spec, spec.to_yaml())
-    data = _prepare_data_once(spec, job_dir, progress, ctx)
+        if exit_stack is not None:
+            exit_stack.enter_context(job_logging(job_dir))
+    if ctx.restart_count:
+        how = f"resuming from {job_dir.last_checkpoint}" if resume else "starting again (no checkpoint yet)"
+        log.info("restart %d of the workers: %s", ctx.restart_count, how)
+    with timer.phase("validate"):
+        data = _prepare_data_once(spec, job_dir, progress, ctx)
+    log.info(
+        "data: %d classes, %s images, %d bad files (%.1f s)",
+        len(data.classes),
+        ", ".join(f"{len(samples)} {split}" for split, samples in data.splits.items()),
+        len(data.bad_files),
+        timer.seconds["validate"],
+    )
     seed_everything(spec.train.seed, spec.train.deterministic)
     model = create_classifier(spec.model, data.classes).to(runtime.device)
     if runtime.channels_last:
@@ -251,9 +276,10 @@ def create_job(
     if not uses_feature_cache(spec):  # a head on cached features has nothing worth compiling
         model = compile_model(model, runtime)
     optimizer = create_optimizer(model, spec)
-    features = (
-        create_features(spec, model, data, runtime, progress, ctx) if uses_feature_cache(spec) else None
-    )
+    features = None
+    if uses_feature_cache(spec):
+        with timer.phase("extract"):
+            features = create_features(spec, model, data, runtime, progress, ctx)
     loaders = (
         FeatureLoaders(features, spec.train.batch_size, spec.train.seed, ctx)
         if features is not None
@@ -262,8 +288,8 @@ def create_job(
     scheduler = create_scheduler(optimizer, spec.train, loaders.steps_per_epoch)
     scaler = torch.amp.GradScaler(runtime.device.type, enabled=runtime.precision == "fp16")
     checkpoint = _load_checkpoint_once(job_dir, resume, ctx)
-    started_at = checkpoint["started_at"] if checkpoint else datetime.now(UTC).isoformat(timespec="seconds")
-    started_at = distributed.broadcast_object(started_at)
+    started_at = distributed.broadcast_object(checkpoint["started_at"] if checkpoint else timer.start_time)
+    attempt, earlier_s = earlier_attempts(checkpoint, timer)
     return Job(
         spec=spec,
         job_dir=job_dir,
@@ -280,7 +306,29 @@ def create_job(
         features=features,
         dist=ctx,
         parallel=DataParallel(ctx, runtime.device),
+        timer=timer,
+        attempt=attempt,
+        earlier_attempts_s=earlier_s,
     )
+
+
+def earlier_attempts(checkpoint: dict[str, Any] | None, timer: PhaseTimer) -> tuple[int, float | None]:
+    """This attempt's number and the seconds of the attempts before it, from the checkpoint resumed.
+
+    Each checkpoint records its attempt's start and the seconds elapsed when it was written: an earlier
+    attempt counts up to its last checkpoint (what came after was lost, or was its evaluation and
+    finalize after a stop). Workers that torchrun restarted share the launcher's start: the same attempt,
+    whose startup phase then holds the failed workers' time.
+    A checkpoint from before attempts were timed gives None (unknown)."""
+    if checkpoint is None:
+        return 1, 0.0
+    timing = checkpoint.get("timing")
+    if not timing:
+        return 2, None
+    if abs(float(timing["attempt_started"]) - timer.started) < 1e-3:
+        return int(timing["attempt"]), timing["earlier_s"]
+    earlier = timing["earlier_s"]
+    return int(timing["attempt"]) + 1, None if earlier is None else earlier + float(timing["elapsed_s"])
 
 
 def _resume_after_restart(job_dir: JobDir, resume: bool, ctx: DistContext) -> bool:
@@ -291,8 +339,7 @@ def _resume_after_restart(job_dir: JobDir, resume: bool, ctx: DistContext) -> bo
     from vizsla.training import distributed
 
     if job_dir.last_checkpoint.is_file():
-        log.info("restart %d of the workers: resuming from %s", ctx.restart_count, job_dir.last_checkpoint)
-        return True
+        return True  # create_job logs it once train.log is attached
     if ctx.is_main and job_dir.spec.is_file():
         import shutil
 
@@ -365,19 +412,23 @@ def create_features(
     spec: JobSpec, model: Any, data: Any, runtime: Runtime, progress: bool, ctx: DistContext = SINGLE
 ) -> Any:
     """Backbone features of every split, from the shared cache or extracted once (see data/features.py)."""
-    from vizsla.data.features import build_features
+    from vizsla.data.features import build_features, resolve_views
 
-    augment = spec.data.augment
+    train_images = len(data.splits["train"])
+    views, augment, why = resolve_views(spec.train.feature_views, spec.data.augment, train_images)
+    log.info("feature cache: %d %s view(s) per train image (%s)", views,
+             "augmented" if augment else "unaugmented", why)
     features = build_features(
         model,
         data,
-        views=spec.train.feature_views if augment else 1,
+        views=views,
         augment=augment,
         hflip=spec.data.hflip,
         seed=spec.train.seed,
         batch_size=max(spec.train.batch_size, 64),
         num_workers=runtime.num_workers,
         backend=spec.train.extract_backend,
+        precision=spec.train.extract_precision,
         max_pixels=spec.data.max_image_pixels,
         cache_dir=spec.cache_dir,
         progress=progress and ctx.is_main,
@@ -385,10 +436,11 @@ def create_features(
     )
     source = "hit" if features.hit else "built"
     log.info(
-        "feature cache %s: %s (%s, %d view(s), %.1f s)",
+        "feature cache %s: %s (%s %s, %d view(s), %.1f s)",
         features.key[:12],
         source,
         features.backend,
+        features.precision,
         features.views,
         features.seconds,
     )

@@ -15,20 +15,31 @@ from vizsla.callbacks import Callback, CallbackRunner, TrainState
 from vizsla.spec import JobSpec
 from vizsla.training import bookkeeping, distributed, setup
 from vizsla.training.metrics import ClassificationMeter
+from vizsla.training.timing import PhaseTimer
 
 log = logging.getLogger("vizsla.train")
 
 
 def run_job(
-    spec: JobSpec, *, callbacks: Iterable[Callback] = (), resume: bool = False, progress: bool = True
+    spec: JobSpec,
+    *,
+    callbacks: Iterable[Callback] = (),
+    resume: bool = False,
+    progress: bool = True,
+    started: float | None = None,
 ) -> dict:
     """Run a whole training job into `spec.output` and return its result (also written as result.json).
 
+    STARTED is when the command began, in epoch seconds (`time.time()`; default: now): result.json's
+    `duration_s` and `phases` count from it, so a caller that did work first (the CLI) passes its start.
+    A resumed job keeps the first attempt's `start_time`; `duration_s` and `phases` are this attempt's,
+    `total_duration_s` adds the earlier attempts (see `setup.earlier_attempts`).
     Started by torchrun (or with RANK/WORLD_SIZE set), each process runs this; see distributed.py."""
+    timer = PhaseTimer(started)
     ctx = distributed.context_from_env()
     try:
         with distributed.quiet_other_ranks(ctx):
-            result = _run(spec, ctx, callbacks=callbacks, resume=resume, progress=progress)
+            result = _run(spec, ctx, callbacks=callbacks, resume=resume, progress=progress, timer=timer)
         distributed.barrier()  # leave together: a rank tearing down the group while rank 0 writes aborts
         return result
     except BaseException as exc:
@@ -45,8 +56,14 @@ def _run(
     callbacks: Iterable[Callback],
     resume: bool,
     progress: bool,
+    timer: PhaseTimer,
 ) -> dict:
-    job = setup.create_job(spec, resume=resume, progress=progress, ctx=ctx)
+    with contextlib.ExitStack() as stack:  # holds train.log (rank 0) from create_job to the end
+        job = setup.create_job(spec, resume=resume, progress=progress, ctx=ctx, timer=timer, exit_stack=stack)
+        return _train(job, ctx, callbacks)
+
+
+def _train(job: setup.Job, ctx: distributed.DistContext, callbacks: Iterable[Callback]) -> dict:
     # Callbacks run in every process; state.rank tells them apart (rank 0 speaks for the job).
     runner = CallbackRunner([*setup.default_callbacks(job), *callbacks])
     state = TrainState(
@@ -59,13 +76,14 @@ def _run(
         rank=ctx.rank,
         world_size=ctx.world_size,
     )
-    logging_context = setup.job_logging(job.job_dir) if ctx.is_main else contextlib.nullcontext()
-    with setup.stop_on_signals(state), logging_context, setup.thread_budget(job), job.progress:
-        setup.restore_state(job, state)  # inside: train.log says where a resumed job continued
+    with setup.stop_on_signals(state), setup.thread_budget(job), job.progress:
+        setup.restore_state(job, state)
         try:
             runner.fire("fit_start", state)
-            fit(job, state, runner)
-            final = evaluate_best(job, state, runner)
+            with job.timer.phase("train"):
+                fit(job, state, runner)
+            with job.timer.phase("evaluate"):
+                final = evaluate_best(job, state, runner)
             finish(job, state, runner, "Stopped" if state.should_stop else "Completed", final=final)
         except Exception as exc:
             log.exception("training failed")
@@ -99,17 +117,22 @@ def finish(
 ) -> None:
     """Write result.json, plots and report, then let callbacks (tracking) see the final state.
 
+    All of that is the finalize phase, the end of the job's time. Then result.json and the report are
+    written again with the final times (and the debugger's verdicts, which its rules give at fit_end); that
+    last write, ~20 ms, is not counted. MLflow's copy keeps the times as they were at fit_end.
     Only rank 0 writes; the other ranks of a distributed job still fire fit_end (their own profiler data)."""
     state.status = status
     if not job.dist.is_main:
         runner.fire("fit_end", state)
         return
-    state.result = bookkeeping.build_result(job, state, status=status, failure=failure, final=final or {})
-    bookkeeping.write_outputs(job, state)
-    runner.fire("fit_end", state)
+    with job.timer.phase("finalize"):
+        state.result = bookkeeping.build_result(job, state, status=status, failure=failure, final=final or {})
+        bookkeeping.write_outputs(job, state)
+        runner.fire("fit_end", state)
+    job.timer.stop()
+    bookkeeping.record_times(job, state.result)
     bookkeeping.write_result(job.job_dir, state.result)
-    if job.spec.debug.enabled:  # the debugger's rules finish at fit_end: show their final verdicts
-        bookkeeping.write_report(job)
+    bookkeeping.write_report(job)
 
 
 def evaluate_best(
