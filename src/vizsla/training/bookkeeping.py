@@ -180,8 +180,14 @@ def _feature_cache_summary(job: Job) -> dict[str, Any] | None:
         "hit": features.hit,
         "build_s": features.seconds,
         "views": features.views,
+        "augmented": features.augmented,
         "backend": features.backend,
         "precision": features.precision,
+        "images_extracted": features.extracted,
+        "extract_s": round(features.extract_seconds, 3),
+        "images_per_s": round(features.extracted / features.extract_seconds, 1)
+        if features.extract_seconds > 0
+        else None,
     }
 
 
