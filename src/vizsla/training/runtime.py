@@ -31,6 +31,7 @@ import contextlib
 import logging
 import os
 import random
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -173,6 +174,10 @@ def compile_model(model: nn.Module, runtime: Runtime) -> nn.Module:
     if not runtime.compile:
         return model
     try:
+        import torch._inductor.config as inductor_config
+
+        # seed_everything set deterministic mode without importing inductor (see _set_deterministic)
+        inductor_config.deterministic = torch.are_deterministic_algorithms_enabled()
         model.compile()
     except Exception as exc:
         log.warning("torch.compile is unavailable (%s: %s); the model runs eager", type(exc).__name__, exc)
@@ -226,13 +231,22 @@ def resolved_spec(spec: JobSpec, runtime: Runtime, ctx: DistContext | None = Non
     )
 
 
+def _set_deterministic(mode: bool) -> None:
+    """torch.use_deterministic_algorithms(mode, warn_only=True) without its import of torch._inductor
+    (1.6 s of every job's start here) when nothing compiles yet; compile_model sets inductor's flag."""
+    if "torch._inductor" in sys.modules or not hasattr(torch._C, "_set_deterministic_algorithms"):
+        torch.use_deterministic_algorithms(mode, warn_only=True)
+    else:
+        torch._C._set_deterministic_algorithms(mode, warn_only=True)
+
+
 def seed_everything(seed: int, deterministic: bool) -> None:
     """Seed Python, NumPy and torch; ask for deterministic kernels where the backend has them."""
     random.seed(seed)
     np.random.seed(seed % 2**32)
     torch.manual_seed(seed)
     if deterministic:
-        torch.use_deterministic_algorithms(True, warn_only=True)
+        _set_deterministic(True)
         # Deterministic mode also NaN-fills every new tensor, a debugging aid for reads of uninitialized
         # memory that costs ~12% of a CPU train step (efficientnet_lite0, 160 px: 41 vs 47 images/s/core).
         torch.utils.deterministic.fill_uninitialized_memory = False  # type: ignore[attr-defined]

@@ -250,7 +250,7 @@ def create_job(
         except UserError as exc:
             error = exc
     distributed.agree_on_error(error)
-    import_in_background(LATE_IMPORTS)
+    import_in_background(LATE_IMPORTS + (TRACKING_IMPORTS if spec.tracking.enabled and ctx.is_main else ()))
     spec = resolved_spec(spec, runtime, ctx)
     if ctx.is_main:
         job_dir.root.mkdir(parents=True, exist_ok=True)
@@ -389,6 +389,8 @@ def _load_checkpoint_once(job_dir: JobDir, resume: bool, ctx: DistContext) -> di
 
 # Modules the job needs only at its end (plots, report); importing them takes ~0.6 s, hidden behind setup.
 LATE_IMPORTS = ("matplotlib.figure", "matplotlib.backends.backend_agg", "jinja2")
+# MLflow and its SQL store take ~1.5-2.8 s to import; the tracker needs them only at fit_start.
+TRACKING_IMPORTS = ("mlflow", "mlflow.store.tracking.sqlalchemy_store")
 
 
 def import_in_background(modules: tuple[str, ...]) -> None:
