@@ -24,6 +24,8 @@ from pathlib import Path
 from common import REPO_ROOT, machine_lines
 
 SCRIPTS = (
+    "bench_workflow",
+    "bench_extract",
     "bench_head",
     "bench_tuning",
     "bench_finetune",
