@@ -127,6 +127,10 @@ class FeatureLoaders:
 
     def __init__(self, features: Any, batch_size: int, seed: int, ctx: DistContext = SINGLE) -> None:
         self.features = features
+        # Gathering a batch's rows from the float16 memory map costs ~8x a gather from float32 in RAM
+        # (measured 1.8 vs 0.23 ms per 8 batches here): read the arrays into RAM once when they fit.
+        self.train_features = _in_memory(features.train)
+        self.eval_features = {split: _in_memory(array) for split, array in features.eval.items()}
         self.batch_size = per_process_batch_size(batch_size, ctx.world_size)
         self.seed = seed
         self.ctx = ctx
@@ -145,7 +149,7 @@ class FeatureLoaders:
 
         labels = self.features.labels["train"]
         return FeatureLoader(
-            self.features.train,
+            self.train_features,
             labels,
             batch_size=self.batch_size,
             shuffle=True,
@@ -158,12 +162,24 @@ class FeatureLoaders:
         from vizsla.data.features import FeatureLoader
 
         return FeatureLoader(
-            self.features.eval[split],
+            self.eval_features[split],
             self.features.labels[split],
             batch_size=2 * self.batch_size,
             shuffle=False,
             select=eval_selector(self.ctx),
         )
+
+
+IN_MEMORY_FEATURES_BYTES = 2 << 30  # larger feature arrays stay memory-mapped
+
+
+def _in_memory(array: Any) -> Any:
+    """ARRAY as float32 in RAM when that takes at most IN_MEMORY_FEATURES_BYTES, else ARRAY itself."""
+    import numpy as np
+
+    if array.size * 4 > IN_MEMORY_FEATURES_BYTES:
+        return array
+    return np.ascontiguousarray(array, dtype=np.float32)
 
 
 @dataclass
