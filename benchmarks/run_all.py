@@ -26,6 +26,7 @@ from common import REPO_ROOT, machine_lines
 SCRIPTS = (
     "bench_workflow",
     "bench_extract",
+    "bench_views",
     "bench_head",
     "bench_tuning",
     "bench_finetune",
