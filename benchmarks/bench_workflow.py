@@ -6,8 +6,9 @@ deploy the best model, ask it once) runs on a dogImages-sized folder (default: .
 
     1. train   vizsla train --data D --output W/train --finetune head --epochs 10
     2. warm    the same command into W/warm (the feature cache is now warm): the fixed cost of one job
-    3. tune    vizsla tune --data D --output W/tune --space examples/dog-breed-space.yaml --finetune head
-                 --epochs 10 --max-jobs 16 --max-parallel 2
+    3. tune    vizsla tune --data D --output W/tune --space lr,batch_size --finetune head --epochs 10
+                 --max-jobs 16 --max-parallel 2   (the seed notebook's ranges: lr 0.001-0.1 log, batch size
+                 32-512, as examples/dog-breed-space.yaml writes them)
     4. deploy  vizsla serve W/tune --best --port P, timed from the process start to the first 200 answer
                of POST /invocations with a test photo
 
@@ -52,7 +53,7 @@ from common import (
 )
 
 VIZSLA = str(Path(sys.executable).with_name("vizsla"))
-SPACE = REPO_ROOT / "examples" / "dog-breed-space.yaml"
+SPACE = "lr,batch_size"
 WORKFLOW_TARGET_S = 120.0
 EXTRACT_TARGET = 200.0  # photos/s, decode included
 WARM_JOB_TARGET_S = 5.0
@@ -216,7 +217,7 @@ def main(argv: list[str] | None = None) -> int:
         raise SystemExit(f"{root} not found: pass --data with a dogImages-sized image folder")
     print_header("bench_workflow: the seed's workflow at scale, defaults, cold cache", (root, root.name))
     print_config("workflow", {"train epochs": args.epochs, "tuning trials": args.trials,
-                              "parallel": args.parallel, "space": SPACE.relative_to(REPO_ROOT)})
+                              "parallel": args.parallel, "space": SPACE})
     test_dir = find_split(root, "test") or find_split(root, "valid")
     photo = next(p for p in sorted(test_dir.rglob("*")) if p.suffix.lower() in (".jpg", ".jpeg"))
     times: dict[str, float] = {}
@@ -230,7 +231,7 @@ def main(argv: list[str] | None = None) -> int:
                                      work / "warm.log")
         times["tune"] = run_step(
             "tune",
-            [VIZSLA, "tune", *common, "--output", str(work / "tune"), "--space", str(SPACE),
+            [VIZSLA, "tune", *common, "--output", str(work / "tune"), "--space", SPACE,
              "--max-jobs", str(args.trials), "--max-parallel", str(args.parallel), "--quiet"],
             work / "tune.log",
         )

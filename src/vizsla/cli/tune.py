@@ -36,7 +36,8 @@ def tune(
         "--space",
         "-s",
         help="YAML of the hyperparameter ranges (Continuous/Integer/Categorical, scaling Auto/Linear/"
-        "Logarithmic/ReverseLogarithmic), SageMaker's ParameterRanges JSON shape, or a whole tuning spec.",
+        "Logarithmic/ReverseLogarithmic), SageMaker's ParameterRanges JSON shape, or a whole tuning spec; "
+        "or hyperparameter names (lr,batch_size) to search their default ranges.",
         rich_help_panel=SEARCH,
     ),
     config: Path = typer.Option(
@@ -181,6 +182,7 @@ def tune(
         return
     from vizsla.cli.train import _overrides
     from vizsla.spec import read_yaml
+    from vizsla.tuning.default_ranges import describe, is_name_list, ranges_from_names
     from vizsla.tuning.job import TuneDir, load_saved_spec, run_tuning
     from vizsla.tuning.tune_spec import build_tune_spec
 
@@ -191,7 +193,12 @@ def tune(
     else:
         if output is None:
             raise UserError("no tuning job directory given: pass --output DIR (or --resume DIR)")
-        base: dict[str, Any] = read_yaml(space) if space else {}
+        base: dict[str, Any] = {}
+        if space and is_name_list(space):  # --space lr,batch_size: default ranges for named hyperparameters
+            base = {"ranges": ranges_from_names(str(space))}
+            console.print(f"search space: {describe(base['ranges'])}")
+        elif space:
+            base = read_yaml(space)
         if not space and TuneDir(output).is_tuning_job():
             base = read_yaml(TuneDir(output).spec)  # the same command without --space: continue the job
         training = read_yaml(config) if config else {}
