@@ -86,3 +86,31 @@ def test_full_queue_is_a_503():
             return info.value.status
 
     assert _run(main()) == 503
+
+
+def test_a_lone_request_goes_at_once_and_waits_only_for_requests_on_their_way():
+    arriving = {"n": 0}
+
+    def predict(batch: np.ndarray) -> np.ndarray:
+        return batch
+
+    async def one_request(on_the_way: int) -> float:
+        arriving["n"] = on_the_way
+        with ThreadPoolExecutor(1) as pool:
+            batcher = DynamicBatcher(
+                predict,
+                max_batch=8,
+                max_wait_ms=300,
+                max_queue=10,
+                executor=pool,
+                arriving=lambda: arriving["n"],
+            )
+            batcher.start()
+            started = time.perf_counter()
+            await batcher.submit(np.zeros((1, 3), np.float32))
+            elapsed = time.perf_counter() - started
+            await batcher.stop()
+            return elapsed
+
+    assert _run(one_request(0)) < 0.15  # nobody decoding: no 300 ms wait for company
+    assert _run(one_request(1)) >= 0.29  # one request still decoding: the batch waits for it (up to 300 ms)

@@ -109,10 +109,11 @@ ONNX_MIN_IMAGES = 4000
 
 
 # feature_views "auto" = one unaugmented view (the eval transform), from measurements (docs/benchmarks.md,
-# "feature views"): a head on 1 unaugmented, 1, 2 or 4 augmented cached views reached the same accuracy
+# bench_views): a head on 1 unaugmented, 1, 2 or 4 augmented cached views reached the same accuracy
 # within noise on hymenoptera (245 train images, 3 seeds each: 94.8 / 95.4 / 95.0 / 94.3 % mean) and on
 # flowers102 (6,549 train images, int8 features: test 92.7 unaugmented / 93.4 with 2 / 93.3 with 4 views,
-# 3 of 821 photos apart), while every augmented view costs one more extraction of the train split. Augmented views stay available: set feature_views to a number.
+# 3 of 821 photos apart), while every augmented view costs one more extraction of the train split.
+# Augmented views stay available: set feature_views to a number (benchmarks/bench_views.py measures them).
 def resolve_views(setting: int | str, augment: bool, train_images: int) -> tuple[int, bool, str]:
     """(views, augmented, why) of a feature cache for the `feature_views` SETTING and the data's size."""
     if not augment:

@@ -2,14 +2,16 @@
 
 `create_app(settings)` loads the handler and the model, then serves. Every request body is read under the
 payload limit, authenticated when keys are configured, decoded in a thread pool off the event loop,
-predicted through the dynamic batcher (one inference thread) and encoded in the pool again, all under the
-request timeout.
+predicted through the dynamic batcher (one inference thread) and encoded (on the loop when the answer is
+small and the encoder ours, else in the pool), all under the request timeout. Starting needs no torch for a
+vizsla model on ONNX Runtime: the model folder is read directly and images go through serving/preprocess.py.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import json
 import logging
 import time
@@ -34,6 +36,10 @@ from vizsla.serving.runtime import ServedModel, load_served_model
 from vizsla.serving.security import UrlFetcher, check_auth
 from vizsla.serving.settings import ServeSettings
 from vizsla.serving.toolkit import has_model_file, is_vizsla_model, resolve_artefact_dir
+from vizsla.serving.warmup import WarmUp, warm_up_now, warm_up_pending
+
+# answers of up to this many scores are encoded on the event loop (~0.1 ms), larger ones in the pool
+INLINE_ENCODE_VALUES = 4096
 
 log = logging.getLogger("vizsla.serving")
 
@@ -45,9 +51,9 @@ class ServerState:
     """Everything a request needs: settings, handler, model, pools, batcher, metrics."""
 
     def __init__(self, settings: ServeSettings) -> None:
-        from vizsla.data.transforms import create_transform, draft_size_for
+        from vizsla.data.transforms import draft_size_for
         from vizsla.data.validate import available_cores
-        from vizsla.models.io import read_config, resolve_model_dir
+        from vizsla.serving.preprocess import EvalTransform
 
         self.settings = settings
         # A script's own artefact (served by the inference toolkit's rules): an entry point was given, or
@@ -63,8 +69,7 @@ class ServerState:
         if self.script:  # a script's own artefact: its model_fn loads whatever it saved
             self.model_dir = resolve_artefact_dir(settings.model_path)
         else:
-            self.model_dir = resolve_model_dir(settings.model_path)
-            config = read_config(self.model_dir)
+            self.model_dir, config = _model_dir_and_config(settings.model_path)
             self.labels = list(config["labels"])
             self.preprocessing = dict(config["preprocessing"])
         if self.script or "model_fn" in self.handler.custom:
@@ -79,11 +84,7 @@ class ServerState:
         if isinstance(self.model, ServedModel):
             self.labels, self.preprocessing = self.model.labels, self.model.preprocessing
         self.runtime = self.model.runtime if isinstance(self.model, ServedModel) else "custom"
-        self.transform = (
-            None
-            if self.script
-            else create_transform(self.preprocessing, train=False, augment=False, hflip=False)
-        )
+        self.transform = None if self.script else EvalTransform(self.preprocessing)
         self.draft_size = None if self.script else draft_size_for(self.preprocessing)
         self.fetcher = (
             UrlFetcher(
@@ -101,7 +102,12 @@ class ServerState:
         self.infer_pool = ThreadPoolExecutor(1, thread_name_prefix="vizsla-infer")
         self.metrics = ServingMetrics()
         self.batcher: DynamicBatcher | None = None
+        self.decoding = 0  # requests in input_fn now: the batcher waits for them only
+        self.inline_output = not self.script and "output_fn" not in self.handler.custom
         self.ready = False
+        self.warm_up: WarmUp | None = None
+        if isinstance(self.model, ServedModel):  # no request pays the runtime's first run at its batch size
+            self.warm_up = warm_up_now(self.model.predict, self.model.input_hw, settings.max_batch_size)
 
     def load_user_model(self) -> Any:
         """The entry point's model_fn(model_dir); a failure is a user error, without a traceback."""
@@ -153,6 +159,14 @@ class ServerState:
     async def in_pool(self, fn: Callable[..., Any], *args: Any) -> Any:
         return await asyncio.get_running_loop().run_in_executor(self.decode_pool, fn, *args)
 
+    async def decode(self, fn: Callable[..., Any], *args: Any) -> Any:
+        """FN in the pool, counted while it runs: a batch waits for requests still decoding, not in vain."""
+        self.decoding += 1
+        try:
+            return await self.in_pool(fn, *args)
+        finally:
+            self.decoding -= 1
+
     async def predict(self, data: Any, context: RequestContext) -> Any:
         """Batched forward pass for our model and a standard batch; the user's predict_fn otherwise."""
         if self.batchable and isinstance(data, np.ndarray) and data.dtype == np.float32 and data.ndim == 4:
@@ -172,13 +186,17 @@ class ServerState:
         """input_fn -> predict_fn -> output_fn (or the user's transform_fn) for one request."""
         if "transform_fn" in self.handler.custom:
             return await self.in_pool(self.handler.transform, self.model, body, content_type, accept, context)
-        data = await self.in_pool(self.handler.input, body, content_type, context)
+        data = await self.decode(self.handler.input, body, content_type, context)
         prediction = await self.predict(data, context)
+        small = isinstance(prediction, np.ndarray) and prediction.size <= INLINE_ENCODE_VALUES
+        if self.inline_output and small:  # a hop to the pool and back costs more than encoding it here
+            return self.handler.output(prediction, accept, context)
         return await self.in_pool(self.handler.output, prediction, accept, context)
 
     async def with_timeout(self, work: Awaitable[Any]) -> Any:
         try:
-            return await asyncio.wait_for(work, self.settings.request_timeout_s)
+            async with asyncio.timeout(self.settings.request_timeout_s):
+                return await work
         except TimeoutError:
             raise RequestError(
                 504, f"inference did not finish within {self.settings.request_timeout_s:g} s"
@@ -240,10 +258,13 @@ def _error_label(exc: BaseException) -> str:
 
 def create_app(settings: ServeSettings) -> FastAPI:
     """The app for SETTINGS: loads the handler and model now, starts the batcher with the event loop."""
+    started = time.perf_counter()
     state = ServerState(settings)
+    load_s = time.perf_counter() - started
 
     @contextlib.asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        warming: asyncio.Task[None] | None = None
         if state.batchable:
             assert isinstance(state.model, ServedModel)
             state.batcher = DynamicBatcher(
@@ -253,20 +274,31 @@ def create_app(settings: ServeSettings) -> FastAPI:
                 max_queue=settings.max_queue,
                 executor=state.infer_pool,
                 observe=state.metrics.observe_batch,
+                arriving=lambda: state.decoding,
             )
             state.batcher.start()
+            if state.warm_up is not None and state.warm_up.pending:
+                warming = asyncio.get_running_loop().create_task(
+                    warm_up_pending(
+                        state.warm_up, state.model.predict, state.model.input_hw, state.infer_pool
+                    )
+                )
         state.ready = True
+        gc.freeze()  # what start-up allocated is never garbage: full collections skip it (shorter pauses)
         log.info(
-            "serving %s (%s, %d classes) as %r",
+            "serving %s (%s, %d classes) as %r; model ready in %.2f s",
             state.model_dir,
             state.runtime,
             len(state.labels),
             settings.model_name,
+            load_s,
         )
         try:
             yield
         finally:  # uvicorn has drained in-flight requests before this runs
             state.ready = False
+            if warming is not None:
+                warming.cancel()
             if state.batcher is not None:
                 await state.batcher.stop()
             state.shutdown_pools()
@@ -418,7 +450,7 @@ def create_app(settings: ServeSettings) -> FastAPI:
                         f"{len(data)} images in one request; the limit is {settings.max_images_per_request}",
                     )
                 arrays = await asyncio.gather(
-                    *(state.in_pool(decode_to_array, item, context) for item in data)
+                    *(state.decode(decode_to_array, item, context) for item in data)
                 )
                 images = np.stack(arrays)
             else:
@@ -486,6 +518,20 @@ def create_app(settings: ServeSettings) -> FastAPI:
     return app
 
 
+def _model_dir_and_config(path: Path) -> tuple[Path, dict[str, Any]]:
+    """The model folder and its config.json, read without torch; vizsla.models.io names any problem."""
+    from vizsla.serving.composed import CONFIG_FILE, find_model_dir, read_json
+
+    model_dir = find_model_dir(path)
+    config = read_json(model_dir / CONFIG_FILE) if model_dir is not None else None
+    if model_dir is None or not isinstance(config, dict) or not {"labels", "preprocessing"} <= set(config):
+        from vizsla.models.io import read_config, resolve_model_dir
+
+        model_dir = resolve_model_dir(path)
+        config = read_config(model_dir)
+    return model_dir, config
+
+
 def _aws_error(exc: RequestError, request_id: str) -> Response:
     """Runtime-API errors as boto3 parses them: service faults keep their code, model faults: ModelError."""
     headers = {"x-amzn-RequestId": request_id, **exc.headers}
@@ -518,6 +564,9 @@ def _aws_error(exc: RequestError, request_id: str) -> Response:
 
 def app_from_env() -> FastAPI:
     """uvicorn factory for worker processes: settings come from VIZSLA_SERVE_SETTINGS."""
+    from vizsla.serving.server import configure_logging
+
+    configure_logging()
     started = time.perf_counter()
     app = create_app(ServeSettings.from_env())
     log.info("worker ready in %.1f s", time.perf_counter() - started)

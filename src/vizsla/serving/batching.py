@@ -2,7 +2,9 @@
 
 A request's rows join a queue; the collector takes the first waiting request, then adds requests until
 MAX_BATCH rows or MAX_WAIT ms after it (whichever first), runs the batch on the inference thread and hands
-each request back its own rows. While a batch runs, new requests queue up and form the next one.
+each request back its own rows. While a batch runs, new requests queue up and form the next one. When the
+queue is empty and no request is on its way (`arriving()`: requests still decoding), the batch goes at once:
+a lone client never waits MAX_WAIT for company that cannot come.
 """
 
 from __future__ import annotations
@@ -38,6 +40,7 @@ class DynamicBatcher:
         max_queue: int,
         executor: ThreadPoolExecutor,
         observe: Callable[[int, float, float], None] | None = None,
+        arriving: Callable[[], int] | None = None,
     ) -> None:
         self.predict = predict
         self.max_batch = max_batch
@@ -45,6 +48,7 @@ class DynamicBatcher:
         self.max_queue = max_queue
         self.executor = executor
         self.observe = observe  # (batch rows, queue seconds of the oldest, compute seconds)
+        self.arriving = arriving  # requests that will join the queue soon; None: unknown, always wait
         self.queue: asyncio.Queue[_Item] | None = None
         self.task: asyncio.Task[None] | None = None
         self._pending: _Item | None = None
@@ -83,6 +87,8 @@ class DynamicBatcher:
             try:
                 item = self.queue.get_nowait()
             except asyncio.QueueEmpty:
+                if self.arriving is not None and self.arriving() <= 0:
+                    break
                 remaining = deadline - time.perf_counter()
                 if remaining <= 0:
                     break

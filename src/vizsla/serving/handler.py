@@ -102,12 +102,13 @@ def decode_to_array(data: bytes, context: RequestContext) -> np.ndarray:
 
 
 def pil_to_array(image: Any, context: RequestContext) -> np.ndarray:
-    """An RGB PIL image through the model's eval transform (the one shared with training)."""
+    """An RGB PIL image through the model's eval transform (the pixels training's transform makes)."""
     if context.transform is None:
-        from vizsla.data.transforms import create_transform
+        from vizsla.serving.preprocess import EvalTransform
 
-        context.transform = create_transform(context.preprocessing, train=False, augment=False, hflip=False)
-    return context.transform(image).numpy()
+        context.transform = EvalTransform(context.preprocessing)
+    array = context.transform(image)
+    return array if isinstance(array, np.ndarray) else array.numpy()
 
 
 def _b64(value: Any) -> bytes:

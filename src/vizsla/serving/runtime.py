@@ -1,7 +1,10 @@
-"""The served model: the whole classifier on ONNX Runtime (exported once per weights digest) or torch eager.
+"""The served model: ONNX Runtime (the default) or torch eager.
 
-ONNX Runtime is the default; at startup its probabilities are compared with torch's on a few inputs and it is
-refused (torch is used, with a logged reason) when top-1 differs or the scores drift beyond ONNX_TOLERANCE.
+A head-only job's model runs as the backbone export its feature extraction already made and checked, plus
+the head in numpy (serving/composed.py): no torch import, no export, no check at start. Any other model runs
+as the whole classifier exported once per weights digest; at startup its probabilities are compared with
+torch's on a few inputs and it is refused (torch is used, with a logged reason) when top-1 differs or the
+scores drift beyond ONNX_TOLERANCE.
 """
 
 from __future__ import annotations
@@ -198,6 +201,13 @@ def load_served_model(
     path: str | Path, *, runtime: str = "onnx", threads: int = 0, check_inputs: int = 4
 ) -> ServedModel:
     """Load a job's or model folder's classifier on RUNTIME; ONNX falls back to torch when it disagrees."""
+    from vizsla.serving.composed import find_model_dir, head_only_job
+
+    found = find_model_dir(path)
+    if runtime == "onnx" and found is not None:
+        served = _composed_served_model(found, threads)
+        if served is not None:
+            return served
     from vizsla.models.io import load_model, resolve_model_dir
 
     model_dir = resolve_model_dir(path)
@@ -209,6 +219,10 @@ def load_served_model(
         return ServedModel(list(model.labels), preprocessing, "torch", model_dir, torch_runner)
     if runtime == "onnx-int8":
         return _int8_served_model(model, model_dir, path, torch_runner, threads, check_inputs)
+    if head_only_job(model_dir) is not None:
+        served = _exported_backbone_served_model(model, model_dir, torch_runner, threads, check_inputs)
+        if served is not None:
+            return served
     try:
         data, onnx_path = cached_onnx_bytes(model, model_dir, input_hw)
         ort_runner = OrtRunner(data, threads)
@@ -230,6 +244,78 @@ def load_served_model(
         return ServedModel(list(model.labels), preprocessing, "torch", model_dir, torch_runner, check)
     check["onnx_path"] = str(onnx_path)
     return ServedModel(list(model.labels), preprocessing, "onnx", model_dir, ort_runner, check)
+
+
+def _composed_served_model(model_dir: Path, threads: int) -> ServedModel | None:
+    """A head-only model on its job's cached backbone export + numpy head, or None (then torch loads it)."""
+    from vizsla.serving.composed import (
+        CONFIG_FILE,
+        NumpyHead,
+        composed_runner,
+        find_backbone_export,
+        read_json,
+    )
+
+    config = read_json(model_dir / CONFIG_FILE)
+    try:
+        export = find_backbone_export(model_dir, config) if isinstance(config, dict) else None
+        if export is None:
+            return None
+        runner = composed_runner(export.path, NumpyHead.from_model_dir(model_dir, config), threads)
+    except Exception as exc:  # a garbled record, config or export: the torch path reports it properly
+        log.warning(
+            "cannot serve from the backbone export (%s: %s); loading with torch", type(exc).__name__, exc
+        )
+        return None
+    log.info(
+        "reusing the backbone export %s (checked when the job extracted its features; digest from the %s): "
+        "no export, no torch at start",
+        export.path,
+        "job's feature cache" if export.source == "job" else "model's backbone.json",
+    )
+    check = {
+        "agree": True,
+        "reused_backbone": str(export.path),
+        "backbone_digest": export.digest,
+        "digest_source": export.source,
+        "checked": "at feature extraction",
+    }
+    return ServedModel(
+        list(config["labels"]), dict(config["preprocessing"]), "onnx", model_dir, runner, check
+    )
+
+
+def _exported_backbone_served_model(
+    model: Any, model_dir: Path, reference: Any, threads: int, check_inputs: int
+) -> ServedModel | None:
+    """A head-only model whose backbone export is not cached yet: export the backbone (checked, into the
+    job's cache, where training and the next start find it), compose it with the head, compare with torch."""
+    from vizsla.data.extract import backbone_digest, create_extractor, onnx_model_path
+    from vizsla.serving.composed import NumpyHead, cache_bases, composed_runner, head_only_job, write_record
+
+    preprocessing = dict(model.preprocessing)
+    input_hw = (int(preprocessing["input_size"][1]), int(preprocessing["input_size"][2]))
+    base = cache_bases(head_only_job(model_dir))[0]
+    try:
+        digest = backbone_digest(model.backbone, model.arch)
+        extractor = create_extractor(
+            model.backbone, input_hw=input_hw, model_key=digest, backend="onnx", cache_dir=base
+        )
+        path = onnx_model_path(digest, input_hw, base)
+        if extractor.backend != "onnx" or not path.is_file():
+            return None
+        runner = composed_runner(path, NumpyHead.from_model_dir(model_dir, model.config), threads)
+        check = compare_runners(reference, runner, input_hw, check_inputs)
+    except Exception as exc:  # exporters and ORT raise anything; the classifier export is tried next
+        log.warning("cannot serve from a backbone export (%s: %s)", type(exc).__name__, exc)
+        return None
+    if not check["agree"]:
+        log.warning("the backbone export + head disagree with torch (%s)", check)
+        return None
+    write_record(model_dir, digest, model.arch, path)
+    log.info("exported the backbone to %s; the next start reuses it without torch", path)
+    check.update(reused_backbone=str(path), backbone_digest=digest, digest_source="torch")
+    return ServedModel(list(model.labels), preprocessing, "onnx", model_dir, runner, check)
 
 
 def int8_files(model_dir: Path, path: str | Path) -> tuple[Path, Path]:

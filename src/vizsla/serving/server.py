@@ -11,6 +11,8 @@ from vizsla.errors import UserError
 from vizsla.serving.metrics import MULTIPROC_ENV
 from vizsla.serving.settings import SETTINGS_ENV, ServeSettings
 
+log = logging.getLogger("vizsla.serving")
+
 DRAIN_S = 25  # SageMaker sends SIGKILL 30 s after SIGTERM
 
 
@@ -34,13 +36,35 @@ def resolve_target(path: Path, *, best: bool) -> Path:
     return job_path if job_path.is_absolute() else path / job_path
 
 
+def configure_logging() -> None:
+    """vizsla's INFO lines (which model, which export, how long loading took) on stderr, as uvicorn's."""
+    logger = logging.getLogger("vizsla")
+    logger.setLevel(logging.INFO)
+    if not logger.handlers:
+        handler = logging.StreamHandler()
+        handler.setFormatter(logging.Formatter("%(levelname)s:     %(message)s"))
+        logger.addHandler(handler)
+        logger.propagate = False
+
+
+def event_loop_and_http() -> tuple[str, str]:
+    """uvloop and httptools when installed (faster loop and HTTP parser), else asyncio and h11."""
+    import importlib.util
+
+    loop = "uvloop" if importlib.util.find_spec("uvloop") else "asyncio"
+    http = "httptools" if importlib.util.find_spec("httptools") else "h11"
+    return loop, http
+
+
 def run_server(
     settings: ServeSettings, *, host: str, port: int, workers: int = 1, log_level: str = "info"
 ) -> None:
     """Serve until interrupted; with several workers each process loads the model itself."""
     import uvicorn
 
-    logging.getLogger("vizsla").setLevel(logging.INFO)
+    configure_logging()
+    loop, http = event_loop_and_http()
+    log.info("uvicorn with the %s event loop and the %s HTTP parser", loop, http)
     if workers > 1:
         import shutil
         import tempfile
@@ -59,6 +83,9 @@ def run_server(
                 log_level=log_level,
                 timeout_graceful_shutdown=DRAIN_S,
                 access_log=False,
+                loop=loop,
+                http=http,
+                ws="none",
             )
         finally:
             os.environ.pop(MULTIPROC_ENV, None)
@@ -68,5 +95,13 @@ def run_server(
 
     app = create_app(settings)
     uvicorn.run(
-        app, host=host, port=port, log_level=log_level, timeout_graceful_shutdown=DRAIN_S, access_log=False
+        app,
+        host=host,
+        port=port,
+        log_level=log_level,
+        timeout_graceful_shutdown=DRAIN_S,
+        access_log=False,
+        loop=loop,
+        http=http,
+        ws="none",  # no websocket routes: skip importing a websocket library
     )

@@ -44,14 +44,9 @@ def resolve_artefact_dir(path: str | Path) -> Path:
 
 def is_vizsla_model(path: str | Path) -> bool:
     """Whether PATH (or its model/) holds a vizsla model folder rather than a script's own files."""
-    from vizsla.errors import ModelError
-    from vizsla.models.io import resolve_model_dir
+    from vizsla.serving.composed import find_model_dir
 
-    try:
-        resolve_model_dir(path)
-    except ModelError:
-        return False
-    return True
+    return find_model_dir(path) is not None
 
 
 def body_for_user(body: bytes, content_type: str) -> bytes | str:
