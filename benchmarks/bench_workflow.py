@@ -115,15 +115,17 @@ def _epoch_seconds(job_dir: Path) -> float:
 
 
 def trial_fixed_costs(tune_dir: Path) -> list[float]:
-    """Per trial: its wall time (the trial's duration as the tuning job recorded it) minus its epochs."""
+    """Per completed trial: its wall time as the tuning job recorded it (analytics.csv: from the worker
+    starting the trial's process to the trial's result being told, process start included) minus the time
+    its job spent in epochs."""
+    import csv
+
     costs = []
-    for job_dir in sorted((tune_dir / "trials").iterdir()):
-        if not (job_dir / "result.json").is_file():
-            continue
-        result = _read(job_dir / "result.json")
-        if result.get("status") != "Completed":
-            continue
-        costs.append(float(result["duration_s"]) - _epoch_seconds(job_dir))
+    with open(tune_dir / "analytics.csv", newline="") as handle:
+        for row in csv.DictReader(handle):
+            if row.get("status") != "Completed" or not row.get("duration_s") or not row.get("job_dir"):
+                continue
+            costs.append(float(row["duration_s"]) - _epoch_seconds(Path(row["job_dir"])))
     return costs
 
 
