@@ -101,11 +101,13 @@ class _Plan:
     calibration: CalibrationSet | None = None
 
 
-# "auto" exports to ONNX only when it pays off. Measured on efficientnet_lite0 at 224 px on a quiet 2-core
-# AVX-512-bf16 CPU: the export + its check take ~6 s once per backbone; ONNX Runtime then extracts ~280
-# images/s vs ~195 for torch bf16, i.e. it saves ~1.6 ms an image and breaks even near 4,000 images. Below
-# that, torch extracts at once (an export already in the cache is always used).
-ONNX_MIN_IMAGES = 4000
+# "auto" exports to ONNX only when it pays off. Measured on efficientnet_lite0 at 224 px, 2-core
+# AVX-512-VNNI CPU, decoding included (benchmarks/bench_extract.py): ONNX Runtime int8 ~280 photos/s, fp32
+# ~146, torch bf16 (BatchNorm folded, channels_last) 30-55. The export, its check and the int8 calibration
+# cost ~13 s once per backbone, so one job breaks even near 700 photos; but the export is also what serving
+# a head-only job starts from (without it `vizsla serve` exports at start, 10-20 s), so from a few hundred
+# photos it is made at training time. Below that, torch extracts at once (a cached export is always used).
+ONNX_MIN_IMAGES = 300
 
 
 # feature_views "auto" = one unaugmented view (the eval transform), from measurements (docs/benchmarks.md,
