@@ -127,7 +127,9 @@ def test_argv_and_cwd_as_the_toolkit_runs_a_script(seen):
         "--use-cuda", "True",
     ]  # fmt: skip
     assert info["executable"] == sys.executable
-    assert Path(info["cwd"]) == SCRIPTS.resolve()
+    # SageMaker unpacks source_dir into /opt/ml/code for every job: here the job's own copy
+    assert Path(info["cwd"]) == job / "code"
+    assert (job / "code" / "dump_env.py").read_bytes() == (SCRIPTS / "dump_env.py").read_bytes()
 
 
 def test_sm_variables_point_into_the_job_directory(seen):
@@ -142,7 +144,7 @@ def test_sm_variables_point_into_the_job_directory(seen):
         "SM_INPUT_CONFIG_DIR": job / "input" / "config",
         "SM_CHANNEL_TRAINING": job / "input" / "data" / "training",
         "SM_CHANNEL_TEST": job / "input" / "data" / "test",
-        "SM_MODULE_DIR": SCRIPTS.resolve(),
+        "SM_MODULE_DIR": job / "code",
     }
     for name, path in expected.items():
         assert env[name] == str(path), name
@@ -168,7 +170,7 @@ def test_sm_variables_point_into_the_job_directory(seen):
     assert env["PYTHONUNBUFFERED"] == "1"
     assert env["PYTHONIOENCODING"] == "UTF-8"
     assert env["MY_SETTING"] == "42"
-    assert str(SCRIPTS.resolve()) in env["PYTHONPATH"].split(os.pathsep)
+    assert str(job / "code") in env["PYTHONPATH"].split(os.pathsep)
     assert json.loads(env["SM_RESOURCE_CONFIG"])["current_host"] == "algo-1"
     assert json.loads(env["SM_INPUT_DATA_CONFIG"])["training"]["TrainingInputMode"] == "File"
     training = json.loads(env["SM_TRAINING_ENV"])
@@ -207,6 +209,8 @@ def test_config_files_as_sagemaker_writes_them(seen):
 
 def test_shim_on_pythonpath_before_the_source_dir(seen):
     shim = pytest.importorskip("vizsla.scriptmode.smdebug_shim")
-    info, _, _ = seen
+    from vizsla.scriptmode.sagemaker_shim import sagemaker_shim_path
+
+    info, job, _ = seen
     paths = info["environ"]["PYTHONPATH"].split(os.pathsep)
-    assert paths[:2] == [shim.shim_path(), str(SCRIPTS.resolve())]
+    assert paths[:3] == [shim.shim_path(), sagemaker_shim_path(), str(job / "code")]

@@ -355,7 +355,9 @@ def test_install_requirements_runs_pip_and_a_pip_failure_fails_the_job(tmp_path)
     assert result["status"] == "Failed" and result["requirements"]["installed"] is False
     failure = (tmp_path / "bad" / "output" / "failure").read_text()
     assert failure.startswith("InstallRequirementsError:\nExitCode 1\n")
-    assert failure.endswith(f'Command "{sys.executable} -m pip install -r {requirements}"')
+    # pip reads the job's copy of the source dir, as the toolkit reads /opt/ml/code/requirements.txt
+    copied = tmp_path / "bad" / "code" / "requirements.txt"
+    assert failure.endswith(f'Command "{sys.executable} -m pip install -r {copied}"')
     assert "trained" not in (tmp_path / "bad" / "train.log").read_text()  # the script never ran
 
 

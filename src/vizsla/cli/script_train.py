@@ -107,10 +107,14 @@ def train_script(
     rules: str | None,
     profile: bool,
     distribution: dict[str, Any] | None = None,
+    no_debug_hook: bool = False,
+    python: str | None = None,
 ) -> None:
     """Build the ScriptJobSpec from flags and --config, run the script, print the outcome (exit 1: failed).
 
-    DISTRIBUTION (from --nproc-per-node and friends): the script runs under torchrun."""
+    DISTRIBUTION (from --nproc-per-node and friends): the script runs under torchrun. NO_DEBUG_HOOK
+    (--no-debug-hook): no default debughookconfig.json, as the SDK's `debugger_hook_config=False`.
+    PYTHON (--python PATH): the interpreter that runs the script (e.g. a venv with NumPy 1)."""
     from vizsla.cli.train import _debug_overrides, _overrides, _prepare_output
     from vizsla.scriptmode.runner import run_script_job
     from vizsla.scriptmode.spec import (
@@ -157,6 +161,8 @@ def train_script(
             "tracking.enabled": False if no_tracking else None,
             **_debug_overrides(debug, rules),
             "profile.enabled": True if profile else None,
+            "debug_hook": False if no_debug_hook else None,
+            "python": python,
         }
         base = read_yaml(config) if config else {}
         merged = _overrides(values)
@@ -192,6 +198,8 @@ def print_script_summary(console: Console, result: dict[str, Any]) -> None:
         )
     if result.get("stop_reason"):
         console.print(f"  {escape(result['stop_reason'])}")
+    for warning in result.get("warnings") or []:
+        console.print(f"  [yellow]warning: {escape(warning)}[/]")
     if result.get("failure_reason"):
         reason = escape(result["failure_reason"]).replace("\n", "\n  ")
         console.print(f"  [red]{reason}[/]")

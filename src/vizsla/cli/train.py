@@ -262,6 +262,20 @@ def train(
         help="Stop the script after this many seconds (MaxRuntimeInSeconds).",
         rich_help_panel=SCRIPT,
     ),
+    no_debug_hook: bool = typer.Option(
+        False,
+        "--no-debug-hook",
+        help="No default smdebug hook config (SageMaker's debugger_hook_config=False); without --debug a "
+        "script's Hook.create_from_json_file() otherwise gets SageMaker's default (losses).",
+        rich_help_panel=SCRIPT,
+    ),
+    python: str = typer.Option(
+        None,
+        "--python",
+        help="Run the script with this interpreter (your own venv, e.g. one with NumPy 1 for scripts "
+        "written for the 1.x containers); the SageMaker contract and shims stay in place.",
+        rich_help_panel=SCRIPT,
+    ),
     extra: list[str] = typer.Argument(
         None, hidden=True, metavar="KEY=VALUE", help="More KEY=VALUE after --hyperparameters."
     ),
@@ -303,6 +317,8 @@ def train(
         "--install-requirements": install_requirements,
         "--max-run": max_run,
         "--source-dir": source_dir,
+        "--no-debug-hook": no_debug_hook,
+        "--python": python,
     }
     if script_train.is_script_job(entry_point, config, resume):
         script_train.train_script(
@@ -333,6 +349,8 @@ def train(
                 if nproc_per_node is not None
                 else None
             ),  # fmt: skip
+            no_debug_hook=no_debug_hook,
+            python=python,
         )
         return
     script_train.check_builtin_args(extra, script_options)

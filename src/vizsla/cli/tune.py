@@ -169,6 +169,18 @@ def tune(
         '([0-9\\.]+)"; the objective is the last value matched; repeatable.',
         rich_help_panel=SCRIPT,
     ),
+    python: str = typer.Option(
+        None,
+        "--python",
+        help="Run the script's trials with this interpreter (your own venv).",
+        rich_help_panel=SCRIPT,
+    ),
+    debug_hook: bool = typer.Option(
+        False,
+        "--debug-hook",
+        help="Give each trial the default smdebug hook config (SageMaker's tuning jobs give none).",
+        rich_help_panel=SCRIPT,
+    ),
     no_tracking: bool = typer.Option(
         False, "--no-tracking", help="Do not record in MLflow.", rich_help_panel=RUN
     ),
@@ -213,6 +225,8 @@ def tune(
             hyperparameters=hyperparameters,
             metric_definitions=metric_definition,
             no_tracking=no_tracking,
+            python=python,
+            debug_hook=debug_hook,
             trainer_options={"--data": data, "--model": model, "--epochs": epochs, "--finetune": finetune},
         )
         if script is not None:
@@ -263,17 +277,19 @@ def _script_overrides(
     metric_definitions: list[str] | None,
     no_tracking: bool,
     trainer_options: dict[str, Any],
+    python: str | None = None,
+    debug_hook: bool = False,
 ) -> dict[str, Any] | None:
     """The script section from --entry-point & co. (over a script job YAML given as --config), or None."""
     from vizsla.scriptmode.spec import is_script_spec, parse_hyperparameters, parse_metric_definition
 
     base = dict(config) if config and is_script_spec(config) else None
-    script_flags = [channels, hyperparameters, metric_definitions, source_dir]
+    script_flags = [channels, hyperparameters, metric_definitions, source_dir, python, debug_hook]
     if entry_point is None and base is None:
         if any(script_flags):
             raise UserError(
-                "--channel, --hyperparameters, --metric-definition and --source-dir tune a script: "
-                "pass --entry-point too"
+                "--channel, --hyperparameters, --metric-definition, --source-dir, --python and "
+                "--debug-hook tune a script: pass --entry-point too"
             )
         return None
     given = [flag for flag, value in trainer_options.items() if value is not None]
@@ -303,6 +319,10 @@ def _script_overrides(
         names = {d["name"] for d in parsed}
         kept = [d for d in script.get("metric_definitions") or [] if _definition_name(d) not in names]
         script["metric_definitions"] = kept + parsed
+    if python is not None:
+        script["python"] = python
+    if debug_hook:
+        script["debug_hook"] = True
     if no_tracking:
         script.setdefault("tracking", {})["enabled"] = False
     return script

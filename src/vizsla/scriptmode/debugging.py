@@ -168,3 +168,18 @@ class DebugSession:
             "issues_found": [e["name"] for e in entries if e["status"] == "IssuesFound"],
             "stopped_by": self._state.stop_reason,
         }
+
+
+def write_default_hook_config(env: dict[str, str], job_dir: Path, debug_dir: Path) -> Path:
+    """Write the SDK's default DebuggerHookConfig(s3_output_path=output_path); returns the file's path.
+
+    The request holds only S3OutputPath (sagemaker-python-sdk src/sagemaker/debugger/debugger.py
+    `DebuggerHookConfig._to_request_dict`); no HookParameters and no CollectionConfigurations, so the hook
+    keeps smdebug's defaults (collection losses, saved every 500 steps). Locally both paths are DEBUG_DIR
+    (SageMaker: s3://<output_path>/<job>/debug-output, synced from LocalPath /opt/ml/output/tensors).
+    """
+    config_file = job_dir / CONFIG_FILE
+    atomic_write_json(config_file, {"S3OutputPath": str(debug_dir), "LocalPath": str(debug_dir)})
+    env[CONFIG_ENV] = str(config_file)
+    env[DEBUG_DIR_ENV] = str(debug_dir)
+    return config_file

@@ -58,6 +58,11 @@ class ScriptLayout:
         return self.root / "output"
 
     @property
+    def code_dir(self) -> Path:
+        """The job's copy of the source dir, the script's cwd (SageMaker's /opt/ml/code)."""
+        return self.root / "code"
+
+    @property
     def output_data_dir(self) -> Path:
         return self.output_dir / "data"
 
@@ -86,6 +91,7 @@ class ScriptCommand:
     user_entry_point: str  # relative to source_dir, as SM_USER_ENTRY_POINT shows it
     args: list[str]
     torchrun: list[str] = field(default_factory=list)  # torchrun's options when distributed, else empty
+    python: str = sys.executable  # the interpreter that runs a .py entry point (--python, else ours)
 
     @property
     def module_name(self) -> str:
@@ -100,10 +106,10 @@ class ScriptCommand:
         # STK joins argv with spaces and runs it through a shell without quoting; we pass a list to
         # Popen, so a value with a space stays one argument (a deliberate, documented difference).
         if self.torchrun:  # the toolkit's torch_distributed launcher: torchrun [options] script.py args
-            return [sys.executable, "-m", "torch.distributed.run", *self.torchrun, self.user_entry_point,
+            return [self.python, "-m", "torch.distributed.run", *self.torchrun, self.user_entry_point,
                     *self.args]  # fmt: skip
         if self.entry_point.suffix == ".py":
-            return [sys.executable, self.user_entry_point, *self.args]
+            return [self.python, self.user_entry_point, *self.args]
         return [str(self.entry_point), *self.args]
 
 
@@ -351,8 +357,12 @@ def script_environment(
     extra: dict[str, str] | None = None,
     *,
     num_gpus: int | None = None,
+    sagemaker_shim: bool = True,
 ) -> dict[str, str]:
-    """The child's whole environment: ours, the SM_* contract, job names, Python settings, user extras."""
+    """The child's whole environment: ours, the SM_* contract, job names, Python settings, user extras.
+
+    SAGEMAKER_SHIM: put Vizsla's SDK-shaped API on the path as `sagemaker` (off where the script's
+    interpreter has the real SDK installed)."""
     gpus = count_gpus() if num_gpus is None else num_gpus
     training = training_env(layout, command, channels, hyperparameters, job_name, gpus)
     env = dict(os.environ)
@@ -366,19 +376,31 @@ def script_environment(
             "PYTHONIOENCODING": "UTF-8",
         }
     )
-    paths = [*_shim_paths(), str(command.source_dir)]
+    paths = [*_shim_paths(sagemaker_shim), str(command.source_dir)]
     if env.get("PYTHONPATH"):
         paths.append(env["PYTHONPATH"])
+    from vizsla.scriptmode.interpreter import same_interpreter, vizsla_import_root
+
+    if not same_interpreter(command.python):
+        # The shims import vizsla; another interpreter finds it here, after its own packages.
+        paths.append(vizsla_import_root())
     env["PYTHONPATH"] = os.pathsep.join(paths)
     env.update(extra or {})
     return env
 
 
-def _shim_paths() -> list[str]:
-    """The smdebug shim's folder, so `import smdebug` works in the script (never in this process)."""
+def _shim_paths(sagemaker_shim: bool = True) -> list[str]:
+    """The smdebug shim's folder, so `import smdebug` works in the script (never in this process), and
+    the `sagemaker` shim's folder (SageMaker's PyTorch containers ship the SDK)."""
+    paths = []
     try:
         from vizsla.scriptmode.smdebug_shim import shim_path
     except ImportError:
         log.warning("vizsla.scriptmode.smdebug_shim is not available: scripts cannot import smdebug")
-        return []
-    return [shim_path()]
+    else:
+        paths.append(shim_path())
+    if sagemaker_shim:
+        from vizsla.scriptmode.sagemaker_shim import sagemaker_shim_path
+
+        paths.append(sagemaker_shim_path())
+    return paths

@@ -86,14 +86,17 @@ def check_requirements(path: Path) -> dict[str, Any]:
     }
 
 
-def install_command(path: Path) -> list[str]:
-    return [sys.executable, "-m", "pip", "install", "-r", str(path)]
+def install_command(path: Path, python: str | None = None) -> list[str]:
+    """pip of the interpreter that runs the script (SageMaker: the container's python -m pip)."""
+    return [python or sys.executable, "-m", "pip", "install", "-r", str(path)]
 
 
-def install_requirements(path: Path, cwd: Path, on_line: Callable[[str], None]) -> tuple[int, str]:
+def install_requirements(
+    path: Path, cwd: Path, on_line: Callable[[str], None], python: str | None = None
+) -> tuple[int, str]:
     """Run pip like the toolkit does; each output line goes to `on_line`. Returns (exit code, stderr text)."""
     process = subprocess.Popen(
-        install_command(path),
+        install_command(path, python),
         cwd=cwd,
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,

@@ -58,10 +58,19 @@ def run_script_job(
     turns True, or this process gets SIGTERM/SIGINT, the script gets SIGTERM (SIGKILL after STOP_GRACE_S)
     and the job ends Stopped. Missing entry point, source dir or channel: UserError before anything runs.
     """
+    from dataclasses import replace
+
+    from vizsla.scriptmode.interpreter import has_real_sagemaker, resolve_python
+
     job = JobDir(Path(spec.output).expanduser().resolve())
     command = with_launcher(resolve_command(spec.entry_point, spec.source_dir, spec.hyperparameters), spec)
+    command = replace(command, python=resolve_python(spec.python))
+    # The SDK stand-in goes on the path unless the script's interpreter has the real one (a broken
+    # --python interpreter is a UserError here, before anything is written)
+    sagemaker_shim = not has_real_sagemaker(command.python)
     _check_job_dir(job, resume)
     channels = resolve_channels(spec.channels, progress=progress)
+    whole_folder = spec.source_dir is not None  # else: the script's folder, not what lies beside it
     spec = _resolved(spec, job, command)
     run = _ScriptRun(
         spec,
@@ -72,6 +81,8 @@ def run_script_job(
         on_metric=on_metric,
         should_stop=should_stop,
         resume=resume,
+        whole_folder=whole_folder,
+        sagemaker_shim=sagemaker_shim,
     )
     return run.execute()
 
@@ -138,8 +149,12 @@ class _ScriptRun:
         on_metric: Callable[[str, float, int], None] | None,
         should_stop: Callable[[], bool] | None,
         resume: bool,
+        whole_folder: bool = True,
+        sagemaker_shim: bool = True,
     ) -> None:
         self.spec, self.job, self.command, self.channels = spec, job, command, channels
+        self.whole_folder, self.sagemaker_shim = whole_folder, sagemaker_shim
+        self.user_source_dir = command.source_dir  # the user's folder; the script runs in a copy (<job>/code)
         self.layout = ScriptLayout(job.root)
         self.progress, self.resume = progress, resume
         self.on_metric, self.should_stop = on_metric, should_stop
@@ -148,6 +163,9 @@ class _ScriptRun:
         self.stop_reason: str | None = None
         self.extras: dict[str, Any] = {}
         self.debugger_ok = True
+        self.warnings: list[str] = []  # result.json "warnings": what the user should look at
+        self.code_files: set[str] = set()
+        self.hook_config: Path | None = None
 
     # setup -------------------------------------------------------------------------------------------
     def execute(self) -> dict[str, Any]:
@@ -183,6 +201,23 @@ class _ScriptRun:
         )
         if self.resume:
             self._note(f"re-running {self.command.user_entry_point} (scripts have no checkpoint contract)")
+        self._stage_code()
+
+    def _stage_code(self) -> None:
+        """Run the script in the job's own copy of the source dir (SageMaker's /opt/ml/code)."""
+        from vizsla.scriptmode.staging import LARGE_COPY_BYTES, list_files, stage_source
+
+        code_dir = self.layout.code_dir
+        self.command, copied = stage_source(
+            self.command, code_dir, skip=(self.job.root,), whole_folder=self.whole_folder
+        )
+        self.code_files = list_files(code_dir)
+        if copied > LARGE_COPY_BYTES:
+            self._warn(
+                f"copied {copied / 2**20:.0f} MB of {self.user_source_dir} into {code_dir} (SageMaker "
+                "uploads the whole source dir too): pass --source-dir with just the code, and the data "
+                "as --channel"
+            )
 
     def _attachments(self) -> tuple[Any, Any, Any]:
         tracker = profiler = debugger = None
@@ -198,12 +233,33 @@ class _ScriptRun:
             debugger = _debug_session(self.spec, self.job)
         return tracker, profiler, debugger
 
+    def _default_hook_config(self, env: dict[str, str]) -> None:
+        """debughookconfig.json when the job asks for no debugging, as SageMaker's estimator does.
+
+        sagemaker-python-sdk src/sagemaker/estimator.py `_validate_and_set_debugger_configs`: an estimator
+        without debugger_hook_config gets DebuggerHookConfig(s3_output_path=output_path), whose request is
+        {"S3OutputPath": ...} only (src/sagemaker/debugger/debugger.py `_to_request_dict`), so
+        `smd.Hook.create_from_json_file()` works and saves smdebug's defaults (losses, every 500 steps).
+        `debugger_hook_config=False` (here debug_hook: false, --no-debug-hook) writes none. A tuning job's
+        trials get none: HyperParameterTrainingJobDefinition has no DebugHookConfig field.
+        """
+        from vizsla.scriptmode.debugging import write_default_hook_config
+
+        try:
+            self.hook_config = write_default_hook_config(
+                env, self.job.root, self.job.root / self.spec.debug.out_dir
+            )
+        except OSError as exc:
+            self._warn(f"could not write the default debug hook config: {exc}")
+
     def _environment(self, job_start: float, profiler: Any, debugger: Any) -> dict[str, str]:
         gpus = count_gpus()
         env = script_environment(
             self.layout, self.command, self.channels, self.spec.hyperparameters, self.spec.job_name,
-            num_gpus=gpus,
+            num_gpus=gpus, sagemaker_shim=self.sagemaker_shim,
         )  # fmt: skip
+        if debugger is None and not self.spec.debug.enabled and self.spec.debug_hook is not False:
+            self._default_hook_config(env)
         if profiler is not None:
             profiler.prepare(env, job_start, gpus)
         if debugger is not None:
@@ -234,16 +290,24 @@ class _ScriptRun:
             assert self.streams is not None
             streams = self.streams
             rc, tail = install_requirements(
-                path, self.command.source_dir, lambda line: streams.write_line(line, sys.stdout)
+                path,
+                self.command.source_dir,
+                lambda line: streams.write_line(line, sys.stdout),
+                self.command.python,
             )
             report = check_requirements(path)
             report["installed"] = rc == 0
             self.extras["requirements"] = report
             if rc != 0:
                 self.extras["failure"] = failure_text(
-                    rc, tail, install_command(path), "InstallRequirementsError"
+                    rc, tail, install_command(path, self.command.python), "InstallRequirementsError"
                 )
                 return rc
+            return None
+        from vizsla.scriptmode.interpreter import same_interpreter
+
+        if not same_interpreter(self.command.python):  # checked against Vizsla's packages: meaningless
+            self._note(f"requirements.txt not checked for {self.command.python} (--install-requirements)")
             return None
         report = check_requirements(path)
         self.extras["requirements"] = report
@@ -351,6 +415,14 @@ class _ScriptRun:
                 atomic_write_text(layout.failure, text)
             failure = layout.failure.read_text(encoding="utf-8", errors="replace")[:FAILURE_REASON_CHARS]
         self.extras.pop("failure", None)
+        if status == "Failed":
+            from vizsla.scriptmode.interpreter import diagnose_import_error
+
+            hint = diagnose_import_error(list(self.streams.stderr_tail), self.command.python)
+            if hint:
+                self._warn(hint)
+        if status == "Completed":
+            self._check_model_saved()
         unmatched = self.matcher.unmatched()
         for name in unmatched:
             self._note(
@@ -361,6 +433,24 @@ class _ScriptRun:
         result = self._result(start, status=status, rc=rc)
         result.update({"failure_reason": failure, "unmatched_metric_definitions": unmatched})
         return result
+
+    def _check_model_saved(self) -> None:
+        """Warn when the script left SM_MODEL_DIR empty, naming what it wrote into its working directory."""
+        from vizsla.scriptmode.staging import list_files
+
+        model_dir = self.layout.model_dir
+        if model_dir.is_dir() and any(model_dir.iterdir()):
+            return
+        written = sorted(list_files(self.layout.code_dir) - self.code_files)
+        where = ""
+        if written:
+            shown = ", ".join(written[:5]) + (f" and {len(written) - 5} more" if len(written) > 5 else "")
+            where = f"; it wrote {shown} into its working directory {self.layout.code_dir} instead"
+        self._warn(
+            f"the script saved no model into SM_MODEL_DIR ({model_dir}){where}: SageMaker keeps only "
+            "model/ (as model.tar.gz), and serving and `vizsla tune best` read it from there; save to "
+            "os.environ['SM_MODEL_DIR'] (args.model_dir)"
+        )
 
     def _result(self, start: datetime, *, status: str, rc: int | None = None) -> dict[str, Any]:
         now = datetime.now(UTC)
@@ -379,7 +469,11 @@ class _ScriptRun:
             "end_time": None if status == "InProgress" else now.isoformat(timespec="seconds"),
             "duration_s": round((now - start).total_seconds(), 3),
             "entry_point": self.command.user_entry_point,
-            "source_dir": str(self.command.source_dir),
+            "source_dir": str(self.user_source_dir),
+            "code_dir": str(self.layout.code_dir),
+            "python": self.command.python,
+            "debug_hook_config": str(self.hook_config) if self.hook_config else None,
+            "warnings": list(self.warnings),
             "command": self.command.argv,
             "hyperparameters": dict(self.spec.hyperparameters),
             "channels": {name: str(path) for name, path in self.channels.items()},
@@ -408,6 +502,11 @@ class _ScriptRun:
         if tracker is not None:
             matches = self.streams.matches if self.streams else []
             tracker.finish(result, matches, [self.job.log, self.layout.failure, self.layout.success])
+
+    def _warn(self, message: str) -> None:
+        """A warning for the log, train.log and result.json's `warnings`."""
+        self.warnings.append(message)
+        self._note(message, warning=True)
 
     def _note(self, message: str, *, warning: bool = False) -> None:
         """Vizsla's own message: to the log, and marked in train.log."""

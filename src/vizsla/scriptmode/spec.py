@@ -134,6 +134,17 @@ class ScriptJobSpec(BaseModel):
     distribution: ScriptDistribution | None = Field(
         None, description="Run the script under torchrun (N processes, M machines); None: one process."
     )
+    debug_hook: bool | None = Field(
+        None,
+        description="Write a default smdebug hook config (debughookconfig.json) when `debug` asks for none, "
+        "as the SDK's estimator adds DebuggerHookConfig(s3_output_path=output_path); None: SageMaker's "
+        "default (on for a training job, off for a tuning job's trials); False: off (--no-debug-hook).",
+    )
+    python: str | None = Field(
+        None,
+        description="Interpreter that runs the script (e.g. a venv's bin/python, as framework_version/"
+        "py_version pick a container); None: the interpreter running Vizsla.",
+    )
 
     @field_validator("channels")
     @classmethod

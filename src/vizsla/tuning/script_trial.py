@@ -61,6 +61,12 @@ def run_script_trial(trial: optuna.Trial, spec: Any, request: Any, threads: int)
     if tracking.get("enabled", True):
         tracking.setdefault("uri", request.tracking_uri)
         tracking["parent_run_id"] = request.parent_run_id
+    if mapping.get("debug_hook") is None:
+        # SageMaker's tuning jobs start their training jobs without a DebugHookConfig (the API's
+        # HyperParameterTrainingJobDefinition has no such field), so a trial gets no default hook config
+        # (scriptmode/runner.py `_default_hook_config`); `debug_hook: true` in the script section asks
+        # for one.
+        mapping["debug_hook"] = False
     environment = mapping.setdefault("environment", {})
     if "OMP_NUM_THREADS" not in environment and "OMP_NUM_THREADS" not in os.environ:
         environment["OMP_NUM_THREADS"] = str(max(1, threads))  # parallel trials share the cores

@@ -231,7 +231,14 @@ def read_json_config(json_config_path: str | None = None) -> HookConfig:
     """Parse a debughookconfig.json (SageMaker's shape); FileNotFoundError like smdebug when absent."""
     path = Path(config_path(json_config_path))
     if not path.is_file():
-        raise FileNotFoundError(f"[Errno 2] No such file or directory: '{path}'")
+        hint = ""
+        if "SM_MODEL_DIR" in os.environ:  # a Vizsla script job that was given no hook config
+            hint = (
+                " (this job has no debug hook config: it ran with --no-debug-hook / debug_hook: false, or "
+                "it is a tuning trial, which SageMaker also starts without one; `debug_hook: true` in the "
+                "script spec, or --debug, gives it one)"
+            )
+        raise FileNotFoundError(2, f"No such file or directory{hint}", str(path))
     data = json.loads(path.read_text())
     params = {str(k): v for k, v in (data.get("HookParameters") or {}).items()}
     default = SaveConfig.from_params(params)

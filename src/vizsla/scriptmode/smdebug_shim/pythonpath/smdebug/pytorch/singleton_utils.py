@@ -1,5 +1,5 @@
-"""smdebug.pytorch.singleton_utils: get_hook."""
+"""smdebug.pytorch.singleton_utils: get_hook, set_hook, del_hook (SD smdebug/pytorch/singleton_utils.py)."""
 
-from vizsla.scriptmode.smdebug_shim.hook import get_hook
+from ..core.singleton_utils import del_hook, get_hook, set_hook
 
-__all__ = ["get_hook"]
+__all__ = ["del_hook", "get_hook", "set_hook"]
