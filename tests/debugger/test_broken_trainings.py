@@ -20,6 +20,8 @@ from vizsla.debugger.rules import DEFAULT_RULES
 pytestmark = pytest.mark.slow
 
 WATCHED = (*DEFAULT_RULES, "UnchangedTensor")
+# The tiny test model records no ReLU or tanh/sigmoid outputs: these rules see no tensor and report NoData.
+NO_DATA_ON_TINY = {"DeadRelu", "SaturatedActivation"}
 
 
 def train(
@@ -64,7 +66,9 @@ def assert_only(rules: dict, expected: set[str], consequences: frozenset[str] = 
     details = {name: rules[name]["findings"][0]["message"] for name in fired}
     assert fired & expected, details
     assert fired <= expected | consequences, details
-    assert {rules[n]["status"] for n in WATCHED if n not in expected | consequences} <= {"NoIssuesFound"}
+    quiet = [n for n in WATCHED if n not in expected | consequences]
+    assert {rules[n]["status"] for n in quiet if n not in NO_DATA_ON_TINY} <= {"NoIssuesFound"}
+    assert {rules[n]["status"] for n in quiet if n in NO_DATA_ON_TINY} <= {"NoIssuesFound", "NoData"}
 
 
 class AtFitStart(Callback):
@@ -80,7 +84,9 @@ class AtFitStart(Callback):
 def test_healthy_tiny_run_trips_no_rule(tmp_path: Path, tiny_folder: Path) -> None:
     result, rules = train(tmp_path, tiny_folder)
     assert result["status"] == "Completed"
-    assert {name: rules[name]["status"] for name in WATCHED} == dict.fromkeys(WATCHED, "NoIssuesFound")
+    assert {name: rules[name]["status"] for name in WATCHED} == {
+        name: "NoData" if name in NO_DATA_ON_TINY else "NoIssuesFound" for name in WATCHED
+    }
     assert rules["VanishingGradient"]["steps_evaluated"]["TRAIN"] > 0
 
 

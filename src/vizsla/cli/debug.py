@@ -13,7 +13,13 @@ from rich.table import Table
 
 from vizsla.errors import UserError
 
-STATUS_STYLE = {"NoIssuesFound": "green", "IssuesFound": "bold red", "Error": "yellow", "InProgress": "cyan"}
+STATUS_STYLE = {
+    "NoIssuesFound": "green",
+    "IssuesFound": "bold red",
+    "Error": "yellow",
+    "InProgress": "cyan",
+    "NoData": "magenta",  # not evaluated: none of the rule's tensors was saved (its note says why)
+}
 
 
 def debug(
@@ -114,6 +120,8 @@ def rules_table(results: dict[str, Any], title: str = "Debugger rules") -> Table
             ", ".join(f"{mode} {n}" for mode, n in evaluated.items()) if isinstance(evaluated, dict) else ""
         )
         first = rule.get("error") or (findings[0].get("message", "") if findings else "")
+        if not first and status in ("NoData", "Skipped"):
+            first = str(rule.get("note") or "")
         table.add_row(
             str(rule.get("name", "?")),
             f"[{STATUS_STYLE.get(status, 'white')}]{status}[/]",

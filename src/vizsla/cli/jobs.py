@@ -88,6 +88,14 @@ def _default_model() -> str:
     return str(ModelSpec.model_fields["name"].default)
 
 
+def _tuning_model(spec: dict[str, Any]) -> str:
+    """What a tuning job trains: a script tuning job's entry point, else its training spec's model."""
+    script = spec.get("script")
+    if isinstance(script, dict) and script.get("entry_point"):
+        return str(script["entry_point"])
+    return ((spec.get("training") or {}).get("model") or {}).get("name") or _default_model()
+
+
 def summarize_tuning_job(path: Path) -> JobSummary:
     """A tuning job as one row: its status, trials done of the budget, and its best trial's accuracies."""
     try:
@@ -109,7 +117,7 @@ def summarize_tuning_job(path: Path) -> JobSummary:
         status=result.get("status") or Status.InProgress.value,
         start=start,
         duration_s=result.get("wall_time_s"),
-        model=((spec.get("training") or {}).get("model") or {}).get("name") or _default_model(),
+        model=_tuning_model(spec),
         epochs=f"{done}/{spec.get('max_jobs', '?')} trials",
         valid_accuracy=best.get("value") if objective == "valid_accuracy" else None,
         test_accuracy=best.get("test_accuracy"),

@@ -16,6 +16,7 @@ STATUS_COLOURS = {
     "IssuesFound": "#cf222e",
     "Error": "#9a6700",
     "InProgress": "#57606a",
+    "NoData": "#8250df",  # not evaluated: none of the rule's tensors was saved
 }
 
 
@@ -117,6 +118,8 @@ def debugger_section(job_dir: str | Path) -> str:
         shown = "".join(f"<li>{html.escape(str(f.get('message', f)))}</li>" for f in findings[:5])
         more = f"<li>... {len(findings) - 5} more</li>" if len(findings) > 5 else ""
         error = f"<div>{html.escape(str(rule['error']))}</div>" if rule.get("error") else ""
+        if not error and rule.get("note") and status in ("NoData", "Skipped"):
+            error = f"<div>{html.escape(str(rule['note']))}</div>"
         colour = STATUS_COLOURS.get(status, "#57606a")
         rows.append(
             f"<tr><td>{html.escape(str(rule.get('name', '?')))}</td>"

@@ -7,8 +7,9 @@ never block a training step. It writes `<debug>/rules.json` atomically whenever 
     {"rules": [{"name", "status", "parameters", "actions", "findings": [Finding...], "findings_total",
                 "steps_evaluated": {mode: n}, "error": str | null, "note": str | null}], "updated": iso time}
 
-Status: InProgress while the job runs, then NoIssuesFound / IssuesFound; Error when the rule raised (the
-message is kept, training goes on); Skipped when the rule cannot apply to this job (`note` says why).
+Status: InProgress while the job runs, then NoIssuesFound / IssuesFound; NoData when no tensor of the
+rule's collections was ever recorded, so it was not evaluated (`note` says why); Error when the rule raised
+(the message is kept, training goes on); Skipped when the rule cannot apply to this job (`note` says why).
 On a rule's first finding its actions run: "log" (a warning in the job log), "stop" (the job ends Stopped
 with the finding as reason), "command:<shell>" (the finding as JSON on stdin, 10 s timeout) and
 "webhook:<url>" (the finding POSTed as JSON, 5 s timeout). At fit_end, after the hook has closed the store,
@@ -63,6 +64,7 @@ class RuleEntry:
     last_step: dict[str, int] = field(default_factory=dict)
     error: str | None = None
     note: str | None = None
+    saw_data: bool = False  # a tensor of the rule's collections (or regex) was found at least once
 
     @property
     def name(self) -> str:
@@ -115,6 +117,51 @@ def build_entries(rule_specs: Iterable[Any] | None, *, default_rules: bool) -> l
     return entries
 
 
+# A rule that never found a tensor to look at has not been evaluated: "NoIssuesFound" would claim a clean
+# bill of health it never checked (SageMaker's rule containers fail such a rule's evaluation instead).
+NO_DATA = "NoData"
+
+
+class _WatchedTrial:
+    """The trial as one rule sees it: notes whether any tensor the rule asked for exists."""
+
+    def __init__(self, trial: Any, entry: RuleEntry) -> None:
+        self._trial = trial
+        self._entry = entry
+
+    def tensor_names(self, *args: Any, **kwargs: Any) -> Any:
+        names = self._trial.tensor_names(*args, **kwargs)
+        if names:
+            self._entry.saw_data = True
+        return names
+
+    def tensor(self, name: str, *args: Any, **kwargs: Any) -> Any:
+        tensor = self._trial.tensor(name, *args, **kwargs)
+        if not self._entry.saw_data:
+            try:
+                self._entry.saw_data = bool(tensor.steps())
+            except Exception:  # noqa: BLE001 - a missing tensor is the rule's own business
+                pass
+        return tensor
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._trial, name)
+
+
+def no_data_reason(entry: RuleEntry, trial: Any) -> str | None:
+    """Why ENTRY could not be evaluated on TRIAL (None when it could): no steps, or none of its tensors."""
+    needed = tuple(entry.rule.collections_needed)
+    if not needed or entry.saw_data:
+        return None
+    if trial is None:
+        return "no tensors were recorded (the job ended before the hook wrote any)"
+    wanted = ", ".join(needed)
+    modes = "/".join(entry.rule.modes) or "any"
+    if not entry.steps_evaluated:
+        return f"not evaluated: no {modes} steps were recorded"
+    return f"not evaluated: no recorded tensor matched its collections ({wanted})"
+
+
 def _finding_payload(entry: RuleEntry, finding: Finding, job: str | None) -> dict[str, Any]:
     return {"job": job, "status": entry.status, **finding.to_dict()}
 
@@ -142,37 +189,47 @@ class RuleEngine:
         for entry in self.entries:
             if not entry.active:
                 continue
+            watched = _WatchedTrial(trial, entry)
             try:
                 for mode in modes_to_evaluate(entry.rule.modes, trial):
                     last = entry.last_step.get(mode, -1)
                     for step in [s for s in trial.steps(mode) if s > last]:
-                        finding = entry.rule.evaluate(trial, step, mode)
+                        finding = entry.rule.evaluate(watched, step, mode)
                         entry.last_step[mode] = step
                         entry.steps_evaluated[mode] = entry.steps_evaluated.get(mode, 0) + 1
                         if finding is not None:
                             self.record(entry, finding)
                 if now is not None:
-                    finding = entry.rule.poll(trial, now)
+                    finding = entry.rule.poll(watched, now)
                     if finding is not None:
                         self.record(entry, finding)
             except Exception as exc:  # noqa: BLE001 - a broken rule is reported, never fatal
                 self.fail(entry, exc)
 
     def finish(self, trial: Any) -> None:
-        """Run each rule's `finish` and settle InProgress rules to NoIssuesFound / IssuesFound."""
+        """Run each rule's `finish` and settle InProgress rules to NoIssuesFound / IssuesFound, or NoData
+        (with the reason in `note`) when none of the rule's tensors was ever recorded."""
         for entry in self.entries:
             if not entry.active:
                 continue
             try:
-                finding = entry.rule.finish(trial)
+                finding = entry.rule.finish(_WatchedTrial(trial, entry))
                 if finding is not None:
                     self.record(entry, finding)
             except Exception as exc:  # noqa: BLE001
                 self.fail(entry, exc)
                 continue
             if entry.status == "InProgress":
-                entry.status = "NoIssuesFound"
-                self.version += 1
+                self.settle(entry, trial)
+
+    def settle(self, entry: RuleEntry, trial: Any) -> None:
+        """An InProgress rule at the end: NoData when it never had a tensor to check, else NoIssuesFound."""
+        reason = no_data_reason(entry, trial)
+        if reason is not None:
+            entry.status, entry.note = NO_DATA, reason
+        else:
+            entry.status = "NoIssuesFound"
+        self.version += 1
 
     def record(self, entry: RuleEntry, finding: Finding) -> None:
         first = entry.findings_total == 0
@@ -263,7 +320,7 @@ class RuleRunner(Callback):
             else:
                 for entry in self.engine.entries:
                     if entry.status == "InProgress":
-                        entry.status, entry.note = "NoIssuesFound", "no tensors were recorded"
+                        self.engine.settle(entry, None)
             self._write(force=True)
         self._state = None
 

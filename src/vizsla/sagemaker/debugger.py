@@ -133,6 +133,24 @@ class DebuggerHookConfig:
     collection_configs: list[CollectionConfig] | None = None
 
 
+class TensorBoardOutputConfig:
+    """The SDK's TensorBoardOutputConfig (sagemaker/debugger/debugger.py): where TensorBoard files go.
+
+    Recorded with the job only: the S3 path means nothing locally, and a script writing TensorBoard
+    events to CONTAINER_LOCAL_OUTPUT_PATH (default /opt/ml/output/tensorboard) keeps them in its job folder.
+    """
+
+    def __init__(self, s3_output_path: str, container_local_output_path: str | None = None) -> None:
+        self.s3_output_path = s3_output_path
+        self.container_local_output_path = container_local_output_path
+
+    def _to_request_dict(self) -> dict[str, str]:
+        request = {"S3OutputPath": self.s3_output_path}
+        if self.container_local_output_path is not None:
+            request["LocalPath"] = self.container_local_output_path
+        return request
+
+
 @dataclass
 class Rule:
     """A debugger rule (Rule.sagemaker(rule_configs.overfit(), rule_parameters={...}))."""

@@ -8,6 +8,7 @@ something in AWS (role, instance_type, framework_version, ...) are recorded in t
 
 from __future__ import annotations
 
+import json
 import threading
 from datetime import UTC, datetime
 from pathlib import Path
@@ -15,7 +16,7 @@ from typing import Any
 
 from vizsla.errors import UserError
 from vizsla.sagemaker.debugger import debug_section, profile_section
-from vizsla.sagemaker.predictor import LocalEndpoint, Predictor
+from vizsla.sagemaker.predictor import AutoDeserializer, AutoSerializer, LocalEndpoint, Predictor
 
 DEFAULT_BASE_JOB_NAME = "pytorch-training"  # the SDK derives it from the training image's name
 DEFAULT_OUTPUT = "runs"
@@ -123,7 +124,9 @@ class PyTorch:
         self._hyperparameters = dict(hyperparameters or {})
         self.metric_definitions = list(metric_definitions or [])
         self.rules = list(rules or [])
-        self.debugger_hook_config = debugger_hook_config or None  # False (the SDK's "off") -> None
+        # False is the SDK's "no hook config at all" (no default one either); None lets the default apply
+        self.hook_config_off = debugger_hook_config is False
+        self.debugger_hook_config = debugger_hook_config or None
         self.profiler_config = profiler_config
         self.output_path = output_path if output_path and "://" not in output_path else DEFAULT_OUTPUT
         self.base_job_name = base_job_name or DEFAULT_BASE_JOB_NAME
@@ -131,6 +134,11 @@ class PyTorch:
         self.max_run = max_run
         self.distribution = distribution  # {"torch_distributed": {"enabled": True}}: torchrun, as the toolkit
         self.role = role
+        self.instance_count, self.instance_type = instance_count, instance_type
+        self.framework_version, self.py_version = framework_version, py_version
+        from vizsla.sagemaker.session import Session
+
+        self.sagemaker_session = kwargs.get("sagemaker_session") or Session()  # recorded below if given
         self.recorded = {
             "role": role,
             "instance_count": instance_count,
@@ -142,8 +150,11 @@ class PyTorch:
         }
         self.latest_training_job: TrainingJob | None = None
 
-    def hyperparameters(self) -> dict[str, Any]:
-        return dict(self._hyperparameters)
+    def hyperparameters(self) -> dict[str, str]:
+        """Every value JSON-encoded, as the SDK's Framework.hyperparameters() returns them ('"64"' for the
+        string "64", '0.01' for 0.01): aws/sagemaker-python-sdk `src/sagemaker/estimator.py`
+        `Framework.hyperparameters` -> `EstimatorBase._json_encode_hyperparameters` (json.dumps each)."""
+        return {str(k): json.dumps(v) for k, v in self._hyperparameters.items()}
 
     def set_hyperparameters(self, **kwargs: Any) -> None:
         self._hyperparameters.update(kwargs)
@@ -153,7 +164,7 @@ class PyTorch:
         section: dict[str, Any] = {
             "entry_point": self.entry_point,
             "channels": _channels(inputs),
-            "hyperparameters": self.hyperparameters(),
+            "hyperparameters": dict(self._hyperparameters),
             "metric_definitions": [dict(d) for d in self.metric_definitions],
             "environment": self.environment,
             "tracking": dict(self.tracking),
@@ -168,6 +179,8 @@ class PyTorch:
         debug = debug_section(self.rules, self.debugger_hook_config)
         if debug:
             section["debug"] = debug
+        if self.hook_config_off:
+            section["debug_hook"] = False
         profile = profile_section(self.rules, self.profiler_config)
         if profile:
             section["profile"] = profile
@@ -185,6 +198,9 @@ class PyTorch:
         spec = build_script_spec({**self.script_section(inputs), "name": name, "output": str(job_dir)})
         job = TrainingJob(name, job_dir)
         self.latest_training_job = job
+        from vizsla.sagemaker.session import remember_job
+
+        remember_job(name, job_dir)
         if wait:
             check_status(name, run_script_job(spec, progress=bool(logs)))
             return
@@ -197,6 +213,39 @@ class PyTorch:
 
         job._thread = threading.Thread(target=run, name=f"job-{name}", daemon=True)
         job._thread.start()
+
+    @classmethod
+    def attach(
+        cls, training_job_name: str, sagemaker_session: Any = None, model_channel_name: str = "model"
+    ) -> PyTorch:
+        """An estimator for a finished (or running) job NAME, as the SDK's Estimator.attach rebuilds one from
+        DescribeTrainingJob: its entry point, source dir, hyperparameters (JSON-decoded) and metrics.
+        NAME is a job started in this process, a job folder, or a job under ./runs (or an output_path
+        searched by SAGEMAKER_SESSION)."""
+        from vizsla.sagemaker.session import Session
+
+        session = sagemaker_session or Session()
+        job_dir = session.find_training_job(training_job_name)
+        result, spec = _saved(job_dir)
+        recorded = dict(result.get("sagemaker") or spec.get("sagemaker") or {})
+        estimator = cls(
+            entry_point=str(spec.get("entry_point") or result.get("entry_point")),
+            source_dir=spec.get("source_dir") or result.get("source_dir"),
+            hyperparameters=dict(spec.get("hyperparameters") or result.get("hyperparameters") or {}),
+            role=recorded.get("role"),
+            instance_count=recorded.get("instance_count") or 1,
+            instance_type=recorded.get("instance_type"),
+            framework_version=recorded.get("framework_version"),
+            py_version=recorded.get("py_version"),
+            metric_definitions=list(spec.get("metric_definitions") or []),
+            output_path=str(job_dir.parent),
+            environment=dict(spec.get("environment") or {}),
+            sagemaker_session=session,
+        )
+        name = str(result.get("job_name") or spec.get("job_name") or job_dir.name)
+        estimator.latest_training_job = TrainingJob(name, job_dir)
+        estimator.base_job_name = name
+        return estimator
 
     def _job(self) -> TrainingJob:
         if self.latest_training_job is None:
@@ -225,6 +274,7 @@ class PyTorch:
         entry_point: str | None = None,
         source_dir: str | None = None,
         endpoint_name: str | None = None,
+        predictor_cls: Any = None,
         **kwargs: Any,
     ) -> Predictor:
         """A real local endpoint for the job's model, through ENTRY_POINT (default: the training script)."""
@@ -233,6 +283,8 @@ class PyTorch:
             role=self.role,
             entry_point=entry_point or self.entry_point,
             source_dir=source_dir if source_dir is not None else self.source_dir,
+            predictor_cls=predictor_cls,
+            sagemaker_session=self.sagemaker_session,
         )
         return model.deploy(
             initial_instance_count,
@@ -255,13 +307,19 @@ class PyTorchModel:
         framework_version: str | None = None,
         py_version: str | None = None,
         name: str | None = None,
+        predictor_cls: Any = None,
+        sagemaker_session: Any = None,
         **kwargs: Any,
     ) -> None:
+        """PREDICTOR_CLS(endpoint_name, sagemaker_session) builds what deploy() returns, as in the SDK."""
         self.model_data = model_data
         self.role = role
         self.entry_point = entry_point
         self.source_dir = source_dir
         self.name = name
+        self.predictor_cls = predictor_cls
+        self.sagemaker_session = sagemaker_session
+        self.endpoint_name: str | None = None
         self.recorded = {"framework_version": framework_version, "py_version": py_version, **kwargs}
 
     def deploy(
@@ -273,7 +331,12 @@ class PyTorchModel:
         endpoint_name: str | None = None,
         **kwargs: Any,
     ) -> Predictor:
-        """Start `vizsla serve` on a free port in this process and return its Predictor."""
+        """Start `vizsla serve` on a free port in this process and return its Predictor.
+
+        With predictor_cls: `predictor_cls(endpoint_name, sagemaker_session)`, then serializer and
+        deserializer set on it when given (aws/sagemaker-python-sdk `src/sagemaker/model.py`
+        `Model.deploy`). Without: a Predictor that sends bytes/str as they are, arrays as NPY, other
+        objects as JSON, and decodes JSON/NPY answers, unless serializer/deserializer say otherwise."""
         path = Path(str(self.model_data).removeprefix("file://"))
         if "://" in str(path) or str(path).endswith(".tar.gz"):
             raise UserError(
@@ -286,7 +349,40 @@ class PyTorchModel:
             entry_point=Path(self.entry_point) if self.entry_point else None,
             source_dir=Path(self.source_dir) if self.source_dir else None,
         )
-        return Predictor(endpoint, serializer=serializer, deserializer=deserializer)
+        self.endpoint_name = name
+        if self.predictor_cls is None:
+            return Predictor(
+                endpoint,
+                serializer=serializer if serializer is not None else AutoSerializer(),
+                deserializer=deserializer if deserializer is not None else AutoDeserializer(),
+            )
+        try:
+            predictor = self.predictor_cls(name, self.sagemaker_session)
+        except Exception:
+            endpoint.stop()
+            raise
+        if serializer is not None:
+            predictor.serializer = serializer
+        if deserializer is not None:
+            predictor.deserializer = deserializer
+        return predictor
+
+
+def _saved(job_dir: Path) -> tuple[dict[str, Any], dict[str, Any]]:
+    """(result.json, spec.yaml) of a script job folder, {} for what is missing."""
+    import yaml
+
+    result: dict[str, Any] = {}
+    spec: dict[str, Any] = {}
+    try:
+        result = json.loads((job_dir / "result.json").read_text())
+    except (OSError, ValueError):
+        pass
+    try:
+        spec = yaml.safe_load((job_dir / "spec.yaml").read_text()) or {}
+    except (OSError, yaml.YAMLError):
+        pass
+    return result, spec
 
 
 def _endpoint_name(text: str) -> str:
@@ -301,6 +397,11 @@ def _recordable(value: Any) -> Any:
     """Keep JSON-able arguments as they are; record others (sessions, objects) by their type."""
     if value is None or isinstance(value, str | int | float | bool):
         return value
+    if hasattr(value, "_to_request_dict"):  # TensorBoardOutputConfig and other SDK config objects
+        try:
+            return _recordable(value._to_request_dict())
+        except Exception:  # noqa: BLE001 - recording only
+            return f"<{type(value).__name__}>"
     if isinstance(value, list | tuple):
         return [_recordable(v) for v in value]
     if isinstance(value, dict):

@@ -8,8 +8,12 @@ HyperparameterTuningJobAnalytics frame.
 
 from __future__ import annotations
 
+import collections
 import copy
 import json
+import subprocess
+import sys
+import threading
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -88,6 +92,7 @@ class HyperparameterTuner:
         self.random_seed = random_seed
         self.recorded = {k: v for k, v in kwargs.items() if isinstance(v, str | int | float | bool)}
         self.latest_tuning_job: Path | None = None
+        self._process: TuningProcess | None = None
 
     def hyperparameter_ranges(self) -> dict[str, dict[str, Any]]:
         return {name: rng.as_range() for name, rng in self._hyperparameter_ranges.items()}
@@ -116,14 +121,87 @@ class HyperparameterTuner:
         return config
 
     def fit(self, inputs: Any = None, job_name: str | None = None, wait: bool = True, **_: Any) -> None:
-        """Run the tuning job to its end (trials in parallel processes)."""
-        from vizsla.tuning.job import run_tuning
+        """Start the tuning job (trials in parallel processes); with wait=False return at once (wait()).
+
+        The job runs in its own Python process (`python -m vizsla.sagemaker._tuning_job`), never in this
+        one: trial processes then start from that process, so a notebook run as a script without an
+        `if __name__ == "__main__":` guard is not executed again in each trial."""
+        from vizsla.sagemaker.session import remember_tuning_job
         from vizsla.tuning.tune_spec import build_tune_spec
 
+        if self._process is not None and self._process.running:
+            raise UserError(f"tuning job {self._dir().name} is still running: call wait() first")
         name = job_name or tuning_job_name(self.base_tuning_job_name)
-        spec = build_tune_spec(self.tune_config(inputs, name), source=f"HyperparameterTuner {name}")
+        config = self.tune_config(inputs, name)
+        spec = build_tune_spec(config, source=f"HyperparameterTuner {name}")  # bad settings fail here
         self.latest_tuning_job = Path(spec.output)
-        run_tuning(spec, progress=False)
+        remember_tuning_job(name, self.latest_tuning_job)
+        self._process = TuningProcess(config, name)
+        if wait:
+            self.wait()
+
+    def wait(self) -> None:
+        """Block until the tuning job started by fit() ends; UserError when it could not run."""
+        if self._process is None:
+            self._dir()  # no job yet: says so
+            return
+        self._process.wait()
+
+    @classmethod
+    def attach(
+        cls,
+        tuning_job_name: str,
+        sagemaker_session: Any = None,
+        job_details: Any = None,
+        estimator_cls: Any = None,
+    ) -> HyperparameterTuner:
+        """A tuner for the tuning job NAME (started in this process, its folder, or under ./runs), with
+        its estimator, ranges and objective, as the SDK's HyperparameterTuner.attach rebuilds one."""
+        from vizsla.sagemaker.session import Session, remember_tuning_job
+        from vizsla.tuning.job import load_saved_spec
+
+        session = sagemaker_session or Session()
+        tune_dir = session.find_tuning_job(tuning_job_name)
+        spec = load_saved_spec(tune_dir)
+        script = dict(spec.script or {})
+        if not script:
+            raise UserError(f"{tune_dir} is not a script tuning job: attach() needs one started by a tuner")
+        recorded = dict(script.get("sagemaker") or {})
+        estimator = (estimator_cls or PyTorch)(
+            entry_point=str(script["entry_point"]),
+            source_dir=script.get("source_dir"),
+            hyperparameters=dict(script.get("hyperparameters") or {}),
+            role=recorded.get("role"),
+            instance_count=recorded.get("instance_count") or 1,
+            instance_type=recorded.get("instance_type"),
+            metric_definitions=list(script.get("metric_definitions") or []),
+            output_path=str(tune_dir.parent),
+            sagemaker_session=session,
+        )
+        ranges: dict[str, Any] = {}
+        for name, rng in spec.ranges.items():
+            if rng.type == "Continuous":
+                ranges[name] = ContinuousParameter(rng.min, rng.max, rng.scaling)
+            elif rng.type == "Integer":
+                ranges[name] = IntegerParameter(rng.min, rng.max, rng.scaling)
+            else:
+                ranges[name] = CategoricalParameter(list(rng.values))
+        tuner = cls(
+            estimator,
+            spec.objective.metric,
+            ranges,
+            list(script.get("metric_definitions") or []),
+            strategy=spec.strategy,
+            objective_type=spec.objective.type,
+            max_jobs=spec.max_jobs,
+            max_parallel_jobs=spec.max_parallel,
+            early_stopping_type=spec.early_stopping,
+            base_tuning_job_name=tune_dir.name,
+            random_seed=spec.random_seed,
+        )
+        tuner.latest_tuning_job = tune_dir
+        remember_tuning_job(tune_dir.name, tune_dir)
+        return tuner
 
     def _dir(self) -> Path:
         if self.latest_tuning_job is None:
@@ -142,15 +220,22 @@ class HyperparameterTuner:
         return _job_name(Path(self._best()["job_dir"]))
 
     def best_estimator(self) -> PyTorch:
-        """A PyTorch estimator attached to the best trial (its hyperparameters set), deployable."""
+        """A PyTorch estimator attached to the best trial (its hyperparameters set), deployable.
+
+        Its hyperparameters() are JSON-encoded strings, as the SDK's attached Framework estimator returns
+        them ('"64"' for a categorical "64", '0.01' for a float): notebooks strip the quotes themselves."""
+        from vizsla.sagemaker.session import remember_job
+
         best = self._best()
         job_dir = Path(best["job_dir"])
         estimator = copy.copy(self.estimator)
         estimator._hyperparameters = {
-            **self.estimator.hyperparameters(),
+            **self.estimator._hyperparameters,
             **(best.get("hyperparameters") or {}),
         }
-        estimator.latest_training_job = TrainingJob(_job_name(job_dir), job_dir)
+        name = _job_name(job_dir)
+        estimator.latest_training_job = TrainingJob(name, job_dir)
+        remember_job(name, job_dir)
         return estimator
 
     def analytics(self) -> HyperparameterTuningJobAnalytics:
@@ -158,6 +243,48 @@ class HyperparameterTuner:
 
     def describe(self) -> dict[str, Any]:
         return json.loads((self._dir() / "result.json").read_text())
+
+
+class TuningProcess:
+    """The tuning job's own process; its stderr is relayed to ours and its tail kept for errors."""
+
+    def __init__(self, config: dict[str, Any], name: str) -> None:
+        self.name = name
+        self.tail: collections.deque[str] = collections.deque(maxlen=40)
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "vizsla.sagemaker._tuning_job"],
+            stdin=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        assert self.process.stdin is not None
+        self.process.stdin.write(json.dumps(config))
+        self.process.stdin.close()
+        self._relay = threading.Thread(target=self._relay_stderr, daemon=True, name=f"tuning-{name}")
+        self._relay.start()
+
+    @property
+    def running(self) -> bool:
+        return self.process.poll() is None
+
+    def _relay_stderr(self) -> None:
+        assert self.process.stderr is not None
+        for line in self.process.stderr:
+            self.tail.append(line.rstrip("\n"))
+            sys.stderr.write(line)
+
+    def wait(self) -> None:
+        try:
+            rc = self.process.wait()
+        except KeyboardInterrupt:  # stop the trials as `vizsla tune` does on Ctrl-C, then re-raise
+            self.process.terminate()
+            self.process.wait()
+            raise
+        self._relay.join(5)
+        if rc != 0:
+            errors = [line for line in self.tail if line.startswith("error: ")]
+            detail = errors[-1].removeprefix("error: ") if errors else "\n".join(list(self.tail)[-10:])
+            raise UserError(f"tuning job {self.name} failed (exit code {rc}): {detail}")
 
 
 class HyperparameterTuningJobAnalytics:

@@ -431,8 +431,17 @@ class Handler:
     def predict(self, data: Any, model: Any, context: RequestContext) -> Any:
         return self._call("predict_fn", (data, model), context)
 
+    def _toolkit_accept(self, name: str, accept: str) -> str:
+        """A script's or user's handler gets the toolkit's Accept (missing or */* -> the default accept)."""
+        if self.script or name in self.custom:
+            from vizsla.serving.toolkit import resolve_accept
+
+            return resolve_accept(accept)
+        return accept
+
     def output(self, prediction: Any, accept: str, context: RequestContext) -> tuple[bytes, str]:
         """The response body and type; a plain return value is sent with the negotiated (or JSON) type."""
+        accept = self._toolkit_accept("output_fn", accept)
         result = self._call("output_fn", (prediction, accept), context)
         return as_response(result, accept)
 
@@ -441,6 +450,7 @@ class Handler:
     ) -> tuple[bytes, str]:
         from vizsla.serving.toolkit import body_for_user
 
+        accept = self._toolkit_accept("transform_fn", accept)
         data = body_for_user(body, content_type)
         return as_response(self._call("transform_fn", (model, data, content_type, accept), context), accept)
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import io
 import json
+import os
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +27,26 @@ NPY_TYPE = "application/x-npy"
 UTF8_TYPES = (JSON_TYPE, CSV_TYPE)  # the toolkit decodes these bodies to str before input_fn
 ENCODABLE = (JSON_TYPE, CSV_TYPE, NPY_TYPE)
 JOB_MARKERS = ("result.json", "spec.yaml", "output")
+ANY_TYPE = "*/*"
+DEFAULT_ACCEPT_ENV = "SAGEMAKER_DEFAULT_INVOCATIONS_ACCEPT"
+
+
+def default_accept() -> str:
+    """$SAGEMAKER_DEFAULT_INVOCATIONS_ACCEPT, else application/json (sagemaker-inference-toolkit
+    `environment.py` `Environment.default_accept`, `parameters.py` DEFAULT_INVOCATIONS_ACCEPT_ENV)."""
+    return os.environ.get(DEFAULT_ACCEPT_ENV) or JSON_TYPE
+
+
+def resolve_accept(accept: str | None) -> str:
+    """The Accept a handler sees: a missing, empty or exactly `*/*` one becomes the default accept.
+
+    sagemaker-inference-toolkit `src/sagemaker_inference/transformer.py` `Transformer.transform`: `if not
+    accept or accept == content_types.ANY: accept = self._environment.default_accept`, before transform_fn
+    (and so input_fn/predict_fn/output_fn) runs. boto3's invoke_endpoint without Accept sends none at all.
+    """
+    if not accept or not accept.strip() or accept.strip() == ANY_TYPE:
+        return default_accept()
+    return accept
 
 
 def resolve_artefact_dir(path: str | Path) -> Path:
