@@ -283,7 +283,8 @@ def test_hymenoptera_features_match_the_pretrained_model(hymenoptera, tmp_path):
                         preprocessing={"input_size": [3, 224, 224]}, cache_dir=tmp_path / "cache")
     torch.manual_seed(0)
     model = create_classifier(ModelSpec(name="efficientnet_lite0"), data.classes).eval()
-    features = build_features(model, data, views=1, augment=False, cache_dir=tmp_path / "cache")
+    options = {"views": 1, "augment": False, "precision": "fp32", "cache_dir": tmp_path / "cache"}
+    features = build_features(model, data, **options)
     assert features.eval["valid"].shape == (153, model.head.in_features)
     assert features.train.shape == (1, 245, model.head.in_features)
     samples = data.splits["valid"][::20]
@@ -294,7 +295,7 @@ def test_hymenoptera_features_match_the_pretrained_model(hymenoptera, tmp_path):
     assert _relative_error(got, expected) < (0.02 if features.precision == "fp32" else 0.06)
     assert torch.equal(got.argmax(1), expected.argmax(1))
     started = time.perf_counter()
-    assert build_features(model, data, views=1, augment=False, cache_dir=tmp_path / "cache").hit
+    assert build_features(model, data, **options).hit
     assert time.perf_counter() - started < 2.0
 
 

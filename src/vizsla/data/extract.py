@@ -200,24 +200,29 @@ class OnnxExtractor(Extractor):
 
 
 def _export_onnx(backbone: nn.Module, input_hw: tuple[int, int]) -> bytes:
-    """ONNX bytes of an fp32 CPU copy with a dynamic batch axis: the dynamo exporter, else the legacy one."""
+    """ONNX bytes of an fp32 CPU copy with a dynamic batch axis: the TorchScript exporter, else dynamo.
+
+    The TorchScript exporter goes first: on efficientnet_lite0 it exports in 0.3 s vs 9.3 s for the dynamo
+    exporter, and ONNX Runtime runs its graph as fast (measured here: 231 vs 183 images/s, fp32, 2
+    threads). Models it cannot trace go to the dynamo exporter.
+    """
     model = copy.deepcopy(backbone).to("cpu", torch.float32).eval()
     example = (torch.zeros(2, 3, *input_hw),)
     with warnings.catch_warnings(), torch.no_grad(), _quiet_exporter_logs():
         warnings.simplefilter("ignore")
         try:
-            program = torch.onnx.export(model, example, dynamo=True, verbose=False, optimize=True,
-                                        input_names=["images"], output_names=["features"],
-                                        dynamic_shapes=({0: torch.export.Dim("batch", min=1)},))
-            return program.model_proto.SerializeToString()  # type: ignore[union-attr]
+            buffer = io.BytesIO()
+            torch.onnx.export(model, example, buffer, dynamo=False, input_names=["images"],
+                              output_names=["features"], opset_version=17,
+                              dynamic_axes={"images": {0: "batch"}, "features": {0: "batch"}})
+            return buffer.getvalue()
         except Exception as exc:  # any exporter failure means: try the other exporter
-            log.info("dynamo ONNX export failed (%s: %s); trying the TorchScript exporter",
+            log.info("TorchScript ONNX export failed (%s: %s); trying the dynamo exporter",
                      type(exc).__name__, exc)
-        buffer = io.BytesIO()
-        torch.onnx.export(model, example, buffer, dynamo=False, input_names=["images"],
-                          output_names=["features"], opset_version=17,
-                          dynamic_axes={"images": {0: "batch"}, "features": {0: "batch"}})
-        return buffer.getvalue()
+        program = torch.onnx.export(model, example, dynamo=True, verbose=False, optimize=True,
+                                    input_names=["images"], output_names=["features"],
+                                    dynamic_shapes=({0: torch.export.Dim("batch", min=1)},))
+        return program.model_proto.SerializeToString()  # type: ignore[union-attr]
 
 
 @contextlib.contextmanager
