@@ -7,13 +7,26 @@ ONE feature cache folder that is empty when the study starts (its build is insid
 benchmarks/baseline.py per trial (the backbone runs on every image of every epoch of every trial).
 This is not the product's `vizsla tune`: it measures what the shared cache saves a search.
 
+`--fixed-cost` measures the product's `vizsla tune` instead: what a trial costs beyond its epochs on a warm
+feature cache (issue 16's target: median <= 1.5 s). It warms the caches with a one-epoch `vizsla train`, runs
+`vizsla tune` (lr and batch size, --trials trials, --max-parallel at once), and prints per trial its wall time
+(analytics.csv duration_s: from the worker starting the trial's process to the trial telling the study), the
+seconds of its epochs (metrics.jsonl epoch_time_s), the difference (the fixed cost), and where the rest went
+(result.json phases). `--tune-dir DIR` prints the same for a tuning job already run.
+
     python benchmarks/bench_tuning.py [--trials 20] [--epochs 5] [--views 1] [--augment] [--data DIR]
+    python benchmarks/bench_tuning.py --fixed-cost [--trials 6] [--epochs 10] [--max-parallel 2] [--data DIR]
+    python benchmarks/bench_tuning.py --fixed-cost --tune-dir runs/tune-001
 """
 
 from __future__ import annotations
 
 import argparse
+import csv
+import json
+import os
 import statistics
+import subprocess
 import sys
 import time
 from collections.abc import Callable
@@ -22,6 +35,7 @@ from typing import Any
 
 from baseline import BaselineConfig, run_baseline
 from common import (
+    REPO_ROOT,
     Row,
     Timer,
     base_parser,
@@ -43,6 +57,8 @@ from common import (
 SPEEDUP_TARGET = 10.0  # the issue's bar for 20 trials, cache build included
 ACCURACY_TOLERANCE = 0.01  # the study's best must not be more than 1 point below the baseline's
 HEADS = {"linear": (), "256": (256,), "256,128": (256, 128)}
+FIXED_COST_TARGET_S = 1.5  # issue 16: median trial wall time minus its epochs, warm feature cache
+PHASES = ("startup", "validate", "extract", "evaluate", "finalize")
 
 
 def parse_args(argv: list[str] | None = None) -> Any:
@@ -59,10 +75,99 @@ def parse_args(argv: list[str] | None = None) -> Any:
     parser.add_argument("--backend", choices=("auto", "torch", "onnx"), default="auto",
                         help="ours: train.extract_backend (default auto, the product's choice)")
     parser.add_argument("--quick", action="store_true", help="smoke run: 2 trials of 1 epoch")
+    parser.add_argument("--fixed-cost", action="store_true",
+                        help="measure `vizsla tune`'s fixed cost per trial instead (see the module doc)")
+    parser.add_argument("--tune-dir", type=Path, default=None,
+                        help="--fixed-cost: report this finished tuning job instead of running one")
+    parser.add_argument("--max-parallel", type=int, default=2, help="--fixed-cost: trials at once")
     args = parser.parse_args(argv)
     if args.quick:
         args.trials, args.epochs = 2, 1
     return args
+
+
+def trial_costs(tune_dir: Path) -> list[dict[str, Any]]:
+    """Per completed trial of a tuning job: wall time, epoch seconds, fixed cost and the job's phases."""
+    rows = []
+    with (Path(tune_dir) / "analytics.csv").open(newline="") as handle:
+        for row in csv.DictReader(handle):
+            if row["status"] != "Completed" or row.get("source", "this job") != "this job":
+                continue
+            job = Path(row["job_dir"])
+            epochs = [json.loads(line) for line in (job / "metrics.jsonl").read_text().splitlines() if line]
+            epoch_s = sum(r["epoch_time_s"] for r in epochs if r.get("kind") == "epoch")
+            result = json.loads((job / "result.json").read_text())
+            wall = float(row["duration_s"])
+            phases = result.get("phases") or {}
+            rows.append({
+                "trial": int(row["trial"]), "wall": wall, "epochs": epoch_s, "fixed": wall - epoch_s,
+                "job": float(result.get("duration_s") or 0.0), "phases": phases,
+                "cache": (result.get("feature_cache") or {}).get("hit"),
+            })
+    return sorted(rows, key=lambda r: r["trial"])
+
+
+def print_trial_costs(tune_dir: Path) -> float:
+    """The per-trial table and the median fixed cost (returned); trials that built the cache are flagged."""
+    rows = trial_costs(tune_dir)
+    if not rows:
+        raise SystemExit(f"no completed trials in {tune_dir}/analytics.csv")
+    print(f"fixed cost per trial of {tune_dir} (seconds; 'loop' = train phase minus its epochs: checkpoints, "
+          "best-model export, callbacks; 'outside' = trial wall minus the job's own duration: process start, "
+          "study, telling the result)")
+    header = ["trial", "wall", "epochs", "fixed", *PHASES, "loop", "outside"]
+    print("  ".join(f"{h:>8s}" for h in header))
+    for r in rows:
+        phases = r["phases"]
+        loop = phases["train"] - r["epochs"] if "train" in phases else float("nan")
+        cells = [r["wall"], r["epochs"], r["fixed"], *(phases.get(p, float("nan")) for p in PHASES), loop,
+                 r["wall"] - r["job"]]
+        flag = "" if r["cache"] is not False else "  (built the feature cache)"
+        print(f"{r['trial']:>8d}  " + "  ".join(f"{c:8.2f}" for c in cells) + flag)
+    fixed = statistics.median(r["fixed"] for r in rows)
+    print(f"median over {len(rows)} trials: wall {statistics.median(r['wall'] for r in rows):.2f} s, "
+          f"epochs {statistics.median(r['epochs'] for r in rows):.2f} s, fixed {fixed:.2f} s", flush=True)
+    met = fixed <= FIXED_COST_TARGET_S
+    print(f"target median fixed cost per trial (s) <= {FIXED_COST_TARGET_S:g}: "
+          f"{'MET' if met else 'MISSED'} (measured {fixed:.2f})", flush=True)
+    return fixed
+
+
+def _run(command: list[str], env: dict[str, str]) -> None:
+    """Run a vizsla command quietly; its output is shown only when it fails."""
+    done = subprocess.run(command, env=env, capture_output=True, text=True)
+    if done.returncode != 0:
+        print(done.stdout + done.stderr, file=sys.stderr)
+        raise SystemExit(f"failed ({done.returncode}): {' '.join(command)}")
+
+
+def run_fixed_cost(args: Any) -> None:
+    """Warm the caches with one short training job, then run `vizsla tune` and print its trials' costs."""
+    dataset = pick_dataset(args.data)
+    print_header("Tuning trials: fixed cost per trial of `vizsla tune` on a warm feature cache", dataset)
+    cli = [sys.executable, "-m", "vizsla"]
+    env = {**os.environ, "PYTHONPATH": str(REPO_ROOT / "src")}
+    with work_dir() as out:
+        training = {"data": {"augment": False}, "train": {"epochs": args.epochs, "finetune": "head"},
+                    "model": {"name": args.model}}
+        space = out / "space.yaml"
+        space.write_text(json.dumps({
+            "ranges": {"lr": {"type": "Continuous", "min": 1e-4, "max": 1e-1, "scaling": "Logarithmic"},
+                       "batch_size": {"type": "Categorical", "values": [16, 32, 64]}},
+            "training": training,
+        }))
+        print_config("tune", {"trials": args.trials, "max parallel": args.max_parallel,
+                              "epochs per trial": args.epochs, "space": "lr, batch_size", "augment": False})
+        with Timer() as warm:
+            _run([*cli, "train", "--data", str(dataset[0]), "--output", str(out / "warm"), "--model",
+                  args.model, "--finetune", "head", "--epochs", "1", "--no-augment", "--quiet"], env)
+        print(f"caches warmed by a 1-epoch job in {warm.seconds:.1f} s", flush=True)
+        with Timer() as tune:
+            _run([*cli, "tune", "--data", str(dataset[0]), "--output", str(out / "tune"), "--space",
+                  str(space), "--max-jobs", str(args.trials), "--max-parallel", str(args.max_parallel),
+                  "--seed", str(args.seed), "--quiet"], env)
+        print(f"tuning job: {args.trials} trials in {tune.seconds:.1f} s", flush=True)
+        print_trial_costs(out / "tune")
 
 
 def suggest(trial: Any) -> dict[str, Any]:
@@ -162,6 +267,12 @@ def report(ours: dict[str, Any], base: dict[str, Any], args: Any) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    if args.fixed_cost:
+        if args.tune_dir is not None:
+            print_trial_costs(args.tune_dir)
+        else:
+            run_fixed_cost(args)
+        return 0
     dataset = pick_dataset(args.data)
     args.hflip = flips_ok(dataset[1])
     print_header("Benchmark 2: tuning head hyperparameters, ours (one shared cache) vs tutorial baseline",

@@ -202,3 +202,39 @@ def test_one_tracker_follows_each_jobs_runs_folder(runs_dir: Path, tmp_path: Pat
     tracker.fit_start(make_job(tmp_path / "elsewhere", "job-second"))
     assert tracker.tracking_uri == resolve_tracking_uri(tmp_path / "elsewhere" / "job-second", None)
     assert tracker.run_id != first["run_id"] and first["tracking_uri"] != tracker.tracking_uri
+
+
+def test_short_epochs_reach_the_store_in_one_write_at_the_end(
+    runs_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    state = make_job(runs_dir, "job-batched")
+    tracker = MlflowTracker(None, "pets")
+    tracker.fit_start(state)
+    writes: list[dict] = []
+    real = tracker.client.log_batch
+    monkeypatch.setattr(
+        tracker.client, "log_batch", lambda run_id, **kw: writes.append(kw) or real(run_id, **kw)
+    )
+    run_epochs(tracker, state, range(3))
+    assert writes == []  # within METRICS_FLUSH_S: nothing sent yet
+    finish(tracker, state, "Completed")
+    assert len(writes) == 1  # the epochs, the final metrics and the end tags together
+    client = MlflowClient(tracker.tracking_uri)
+    assert [m.step for m in client.get_metric_history(tracker.run_id, "valid_loss")] == [0, 1, 2]
+    run = client.get_run(tracker.run_id)
+    assert run.data.tags["vizsla.status"] == "Completed" and run.info.status == "FINISHED"
+    assert run.data.metrics["valid_accuracy"] == pytest.approx(0.7)
+
+
+def test_long_epochs_reach_the_store_as_they_end(runs_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from vizsla.tracking import mlflow_tracker
+
+    monkeypatch.setattr(mlflow_tracker, "METRICS_FLUSH_S", 0.0)
+    state = make_job(runs_dir, "job-streamed")
+    tracker = MlflowTracker(None, "pets")
+    tracker.fit_start(state)
+    run_epochs(tracker, state, range(2))
+    client = MlflowClient(tracker.tracking_uri)
+    assert [m.step for m in client.get_metric_history(tracker.run_id, "train_loss")] == [0, 1]
+    finish(tracker, state, "Completed")
+    assert [m.step for m in client.get_metric_history(tracker.run_id, "train_loss")] == [0, 1]

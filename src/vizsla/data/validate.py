@@ -89,13 +89,18 @@ def content_digest(data: bytes) -> str:
     return hashlib.blake2b(data, digest_size=16).hexdigest()
 
 
+def trusted_mtime(mtime_ns: int, now_ns: int) -> bool:
+    """Whether a file stamped MTIME_NS, seen at NOW_NS, would get a newer mtime from any later rewrite."""
+    coarse = mtime_ns % 1_000_000 == 0
+    margin = _COARSE_MARGIN_NS if coarse else _FINE_MARGIN_NS
+    return mtime_ns < now_ns - margin
+
+
 def _trusted_stat(path: Path) -> tuple[int, int] | None:
     """(size, mtime_ns) of PATH, or None when its mtime is too recent to tell a later rewrite apart."""
     now = time.time_ns()
     stat = os.stat(path)
-    coarse = stat.st_mtime_ns % 1_000_000 == 0
-    margin = _COARSE_MARGIN_NS if coarse else _FINE_MARGIN_NS
-    return (stat.st_size, stat.st_mtime_ns) if stat.st_mtime_ns < now - margin else None
+    return (stat.st_size, stat.st_mtime_ns) if trusted_mtime(stat.st_mtime_ns, now) else None
 
 
 def _check(path: Path, max_pixels: int, draft_size: int | None) -> _Verdict:
@@ -157,8 +162,9 @@ class VerdictCache:
             self.seen[os.path.abspath(path)] = entry
 
     def save(self) -> None:
-        """Write this run's verdicts plus earlier ones of files that still exist (other split choices)."""
-        if self.path is None:
+        """Write this run's verdicts plus earlier ones of files that still exist (other split choices);
+        nothing when every verdict was reused and no other file is on record (the usual repeated job)."""
+        if self.path is None or self.seen == self.entries:
             return
         from PIL import __version__ as pillow
 

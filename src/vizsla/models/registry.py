@@ -61,9 +61,28 @@ def create_backbone(
     The record comes from timm's pretrained cfg, overridden where the weight source knows better (the lite0
     package) and by `image_size`. Fixed-input models (ViT) are built for `image_size`.
     """
+    from vizsla.models import templates
+
+    source, kwargs = resolve_build(name, weights, image_size)
+    built = templates.take(templates.template_key(name, source, image_size, kwargs))
+    if built is not None:  # the process this one was forked from built it (see models/templates.py)
+        return built
+    return build_backbone(name, source, image_size, kwargs)
+
+
+def resolve_build(
+    name: str, weights: str | WeightsSource, image_size: int | None
+) -> tuple[WeightsSource, dict[str, Any]]:
+    """The weight source and timm's extra arguments of a backbone (checks the name)."""
     check_model_name(name)
     source = weights if isinstance(weights, WeightsSource) else resolve_weights(name, weights)
     kwargs = {"img_size": image_size} if image_size and _fixed_input_size(name) else {}
+    return source, kwargs
+
+
+def build_backbone(
+    name: str, source: WeightsSource, image_size: int | None, kwargs: dict[str, Any]
+) -> tuple[nn.Module, dict[str, Any]]:
     model = source.build(name, num_classes=0, **kwargs)
     preprocessing = preprocessing_from_cfg(dict(getattr(model, "pretrained_cfg", None) or {}))
     preprocessing.update(copy.deepcopy(source.preprocessing or {}))

@@ -1,5 +1,9 @@
 """MLflow mirror of a job: params at fit start, metrics each epoch, final metrics and artifacts at fit end.
 
+Epoch metrics are sent in one write every METRICS_FLUSH_S at most (and at fit end), so a job of many short
+epochs, such as a tuning trial on cached features, does not pay a store round trip per epoch; a resumed run
+gets the epochs of its history that never reached the store.
+
 The only module of vizsla that imports mlflow, and only inside methods, so importing it stays cheap when
 tracking is off. It talks to the store through an `MlflowClient` and an explicit run id, never mlflow's
 global active run, so several jobs (tuning trials) can be tracked in one process.
@@ -12,7 +16,7 @@ import logging
 import math
 import os
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import unquote
@@ -31,6 +35,7 @@ PARAMS_PER_BATCH = 100  # MLflow's limit of params (and tags) in one log_batch c
 METRICS_PER_BATCH = 1000
 RUN_STATUS = {"Completed": "FINISHED", "Stopped": "KILLED", "Failed": "FAILED"}
 SKIPPED_EPOCH_KEYS = ("kind", "epoch", "time")
+METRICS_FLUSH_S = 10.0  # seconds: epoch metrics wait at most this long for the next write to the store
 
 
 def resolve_tracking_uri(job_dir: Path, uri: str | None) -> str:
@@ -112,6 +117,8 @@ class MlflowTracker(Callback):
         self.run_id: str | None = None
         self.experiment_id: str | None = None
         self._client: MlflowClient | None = None
+        self._pending: list[Any] = []  # mlflow Metric entities of epochs not sent yet
+        self._flushed_at = 0.0  # time.monotonic() of the last write of epoch metrics
 
     @property
     def client(self) -> MlflowClient:
@@ -120,6 +127,8 @@ class MlflowTracker(Callback):
         return self._client
 
     def fit_start(self, state: TrainState) -> None:
+        if self._pending and self._client is not None:  # one tracker, a new job: the last one's epochs first
+            self._flush_epochs()
         job_dir = _as_job_dir(state.job_dir)
         self.tracking_uri = resolve_tracking_uri(job_dir.root, self.configured_uri)
         self._client = _create_client(self.tracking_uri)
@@ -127,23 +136,33 @@ class MlflowTracker(Callback):
         resumed = self._resumable_run(job_dir) if self.reuse_run else None
         self.run_id = resumed or self._create_run(state.spec.job_name, job_dir)
         atomic_write_json(job_dir.tracking, self.info())
-        self._log_params(_spec_dict(state.spec))
+        self._log_params(_spec_dict(state.spec), resumed=resumed is not None)
+        self._pending, self._flushed_at = [], time.monotonic()
+        if resumed is not None:
+            self._log_missing_epochs(state.history)
 
     def epoch_end(self, state: TrainState) -> None:
         if not state.history:
             return
-        record = state.history[-1]
-        step = int(record.get("epoch", state.epoch))
-        self._log_metrics(dict(_numeric_items(record, SKIPPED_EPOCH_KEYS)), step, record.get("time"))
+        self._pending += _epoch_metrics(state.history[-1], state.epoch)
+        if time.monotonic() - self._flushed_at >= METRICS_FLUSH_S:
+            self._flush_epochs()
 
     def fit_end(self, state: TrainState) -> None:
+        from mlflow.entities import Metric
+
         job_dir = _as_job_dir(state.job_dir)
         try:
+            final: list[Any] = []
             if state.result is not None:
                 state.result["mlflow"] = self.info()
                 step = int(state.history[-1].get("epoch", state.epoch)) if state.history else state.epoch
-                self._log_metrics(dict(_numeric_items(state.result.get("metrics") or {})), step)
-            self._log_end_tags(state)
+                now = int(time.time() * 1000)  # later than the last epoch's: the final value is the latest
+                values = _numeric_items(state.result.get("metrics") or {})
+                final = [Metric(key, value, now, step) for key, value in values]
+            # One write for the epochs not sent yet, the final metrics and the end tags.
+            self._log_batch(metrics=self._pending + final, tags=self._end_tags(state))
+            self._pending = []
             self._log_artifacts(job_dir, state.result)
         finally:
             self.client.set_terminated(self.run_id, status=RUN_STATUS.get(state.status, "FAILED"))
@@ -196,11 +215,11 @@ class MlflowTracker(Callback):
         run = self.client.create_run(self.experiment_id, tags=tags, run_name=name)
         return run.info.run_id
 
-    def _log_params(self, spec: Mapping[str, Any]) -> None:
+    def _log_params(self, spec: Mapping[str, Any], *, resumed: bool = True) -> None:
         """Log the flattened spec; on a resumed run, only new keys (MLflow refuses to change a param)."""
         from mlflow.entities import Param
 
-        logged = self.client.get_run(self.run_id).data.params
+        logged = self.client.get_run(self.run_id).data.params if resumed else {}
         params = flatten_params(spec)
         changed = sorted(k for k, v in params.items() if k in logged and logged[k] != v)
         if changed:
@@ -213,19 +232,50 @@ class MlflowTracker(Callback):
         from mlflow.entities import Metric
 
         timestamp = int((when if isinstance(when, int | float) else time.time()) * 1000)
-        metrics = [Metric(key, value, timestamp, step) for key, value in values.items()]
-        for batch in _chunks(metrics, METRICS_PER_BATCH):
-            self.client.log_batch(self.run_id, metrics=batch)
+        self._log_batch(metrics=[Metric(key, value, timestamp, step) for key, value in values.items()])
 
-    def _log_end_tags(self, state: TrainState) -> None:
+    def _log_batch(self, metrics: Sequence[Any] = (), tags: Mapping[str, str] | None = None) -> None:
+        """Send metrics and tags in as few log_batch calls as MLflow's per-call limits allow (the tags,
+        a few, ride with the first metrics)."""
+        from mlflow.entities import RunTag
+
+        tag_items = [RunTag(k, v) for k, v in (tags or {}).items()]
+        for batch in _chunks(list(metrics), METRICS_PER_BATCH - len(tag_items)):
+            self.client.log_batch(self.run_id, metrics=batch, tags=tag_items)
+            tag_items = []
+        if tag_items:
+            self.client.log_batch(self.run_id, tags=tag_items)
+
+    def _flush_epochs(self) -> None:
+        pending, self._pending = self._pending, []
+        self._flushed_at = time.monotonic()
+        if pending:
+            self._log_batch(metrics=pending)
+
+    def _log_missing_epochs(self, history: list[dict[str, Any]]) -> None:
+        """A resumed run: send the epochs of the restored history that the run lacks (the process that ran
+        them may have died before sending them)."""
+        records = [r for r in history if r.get("kind", "epoch") == "epoch"]
+        if not records:
+            return
+        probe = next((k for k, _ in _numeric_items(records[-1], SKIPPED_EPOCH_KEYS)), None)
+        logged = {m.step for m in self.client.get_metric_history(self.run_id, probe)} if probe else set()
+        for record in records:
+            if int(record.get("epoch", -1)) not in logged:
+                self._pending += _epoch_metrics(record, int(record.get("epoch", 0)))
+        self._flush_epochs()
+
+    def _end_tags(self, state: TrainState) -> dict[str, str]:
         tags = {"vizsla.status": state.status}
         result = state.result or {}
         for key in ("failure_reason", "stop_reason"):
             reason = result.get(key) or (state.stop_reason if key == "stop_reason" else None)
             if reason:
                 tags[f"vizsla.{key}"] = str(reason)[:TAG_VALUE_LIMIT]
-        for key, value in tags.items():
-            self.client.set_tag(self.run_id, key, value)
+        return tags
+
+    def _log_end_tags(self, state: TrainState) -> None:
+        self._log_batch(tags=self._end_tags(state))
 
     def _log_artifacts(self, job_dir: JobDir, result: Mapping[str, Any] | None) -> None:
         """Upload the job's outputs that exist; one failed upload is logged and does not stop the rest."""
@@ -258,13 +308,59 @@ def _artifact_plan(job_dir: JobDir, *, skip_result: bool) -> list[tuple[Path, st
     return [(path, dest) for path, dest in candidates if path.exists()]
 
 
+def _epoch_metrics(record: Mapping[str, Any], epoch: int) -> list[Any]:
+    """The mlflow Metric entities of one epoch record (step = its epoch, timestamp = its time)."""
+    from mlflow.entities import Metric
+
+    step = int(record.get("epoch", epoch))
+    when = record.get("time")
+    timestamp = int((when if isinstance(when, int | float) else time.time()) * 1000)
+    return [Metric(key, value, timestamp, step) for key, value in _numeric_items(record, SKIPPED_EPOCH_KEYS)]
+
+
 def _spec_dict(spec: Any) -> Mapping[str, Any]:
     return spec.model_dump(mode="json") if hasattr(spec, "model_dump") else dict(spec)
 
 
+def _telemetry_off() -> bool:
+    """Turn MLflow's usage telemetry off unless the user set it; whether it is off now."""
+    os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")  # local-first: no calls home from training
+    return os.environ["MLFLOW_DISABLE_TELEMETRY"].strip().lower() in ("true", "1")
+
+
+def preload_mlflow() -> bool:
+    """Import MLflow's client and SQL store ahead of a job (a tuning worker's fork server does, once).
+
+    Skipped when the user turned telemetry on: its client may start threads at import, which a process
+    that forks must not have. Returns whether MLflow is imported."""
+    if not _telemetry_off():
+        return False
+    quiet_mlflow_logging()
+    import mlflow  # noqa: F401 - the import is the point
+    import mlflow.store.tracking.sqlalchemy_store  # noqa: F401 - the default store (sqlite), ~1/2 of it
+
+    quiet_mlflow_logging()
+    _remember_schema_head()
+    return True
+
+
+def _remember_schema_head() -> None:
+    """Work out once the newest MLflow schema revision that every new SQL store is checked against.
+
+    MLflow finds it by loading its ~70 migration scripts each time (~50 ms a job); it depends only on the
+    installed mlflow, so a process that forks jobs (a tuning worker's fork server) answers it once."""
+    try:
+        from mlflow.store.db import utils
+
+        head = utils._get_latest_schema_revision()
+    except Exception:  # noqa: BLE001 - another mlflow version: it keeps finding the head itself
+        return
+    utils._get_latest_schema_revision = lambda: head
+
+
 def _create_client(tracking_uri: str) -> MlflowClient:
     """An MlflowClient for this URI, with MLflow quiet and its usage telemetry off unless the user set it."""
-    os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")  # local-first: no calls home from training
+    _telemetry_off()
     quiet_mlflow_logging()
     from mlflow import MlflowClient
 

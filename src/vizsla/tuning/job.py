@@ -104,11 +104,13 @@ def run_tuning(
     spec: TuneSpec, *, on_event: Callable[[str], None] | None = None, progress: bool = True
 ) -> dict[str, Any]:
     """Run (or continue) the tuning job `spec` and return its summary (also written to result.json)."""
+    from vizsla.tuning.server import start_trial_server
     from vizsla.tuning.study import open_study, storage_url, study_name_of
     from vizsla.tuning.worker import Worker, WorkerOptions
 
     _quiet_optuna()
     check_training_spec(spec)
+    start_trial_server(spec)  # its imports overlap the study and MLflow setup below
     tune_dir = TuneDir(spec.output)
     tune_dir.root.mkdir(parents=True, exist_ok=True)
     atomic_write_text(tune_dir.spec, _spec_yaml(spec))
@@ -147,10 +149,12 @@ def run_worker(
     progress: bool = True,
 ) -> dict[str, Any]:
     """`vizsla tune worker`: join a study someone started, run trials into `output`, then summarise."""
+    from vizsla.tuning.server import start_trial_server
     from vizsla.tuning.study import study_name_of
     from vizsla.tuning.worker import Worker, WorkerOptions
 
     _quiet_optuna()
+    start_trial_server(spec)
     tune_dir = TuneDir(output)
     tune_dir.root.mkdir(parents=True, exist_ok=True)
     local = spec.model_copy(

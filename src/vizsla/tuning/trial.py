@@ -187,8 +187,11 @@ def _outcome(
 def _tell(study: optuna.Study, trial: optuna.Trial, outcome: Outcome) -> None:
     finished = datetime.now(UTC)
     started = trial.user_attrs.get("started")
+    started_unix = trial.user_attrs.get("started_unix")  # to the microsecond; "started" is to the second
     attrs: dict[str, Any] = {"status": outcome.status, "finished": finished.isoformat(timespec="seconds")}
-    if started:
+    if isinstance(started_unix, int | float):
+        attrs["duration_s"] = round(finished.timestamp() - started_unix, 3)
+    elif started:
         attrs["duration_s"] = round((finished - datetime.fromisoformat(started)).total_seconds(), 3)
     if outcome.error:
         attrs["error"] = str(outcome.error)[:2000]
