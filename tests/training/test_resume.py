@@ -40,20 +40,27 @@ def _run_killed(spec: dict, kill_step: int) -> int:
 
 
 @pytest.mark.slow
-def test_sigkill_mid_epoch_then_resume_matches_uninterrupted(tiny_folder, tmp_path):
+@pytest.mark.parametrize("finetune", ["full", "head"])
+def test_sigkill_mid_epoch_then_resume_matches_uninterrupted(tiny_folder, tmp_path, finetune):
+    import torch
+
     from vizsla.jobdir import JobDir
     from vizsla.spec import build_spec
     from vizsla.training import run_job
 
     # 30 train images / batch 8 = 4 steps per epoch; step 10 is in the middle of the third epoch.
-    straight = tiny_spec_dict(tiny_folder, tmp_path / "straight", epochs=4, seed=7)
+    straight = tiny_spec_dict(tiny_folder, tmp_path / "straight", epochs=4, seed=7, finetune=finetune)
     reference = run_job(build_spec(straight), progress=False)
 
-    killed = tiny_spec_dict(tiny_folder, tmp_path / "killed", epochs=4, seed=7)
+    killed = tiny_spec_dict(tiny_folder, tmp_path / "killed", epochs=4, seed=7, finetune=finetune)
     assert _run_killed(killed, kill_step=10) == -9
     job = JobDir(killed["output"])
     epochs_done = [r["epoch"] for r in job.read_metrics() if r["kind"] == "epoch"]
     assert epochs_done == [0, 1], "killed during the third epoch, after two checkpoints"
+    checkpoint = torch.load(job.last_checkpoint, weights_only=False)
+    if finetune == "head":  # the frozen backbone is rebuilt from the spec: the checkpoint holds the head
+        assert checkpoint["model"] and all(key.startswith("head.") for key in checkpoint["model"])
+        assert checkpoint["best_state"] is not None
 
     proc = subprocess.run(
         [sys.executable, "-m", "vizsla", "train", "--resume", str(job.root), "--quiet"],
@@ -67,3 +74,4 @@ def test_sigkill_mid_epoch_then_resume_matches_uninterrupted(tiny_folder, tmp_pa
     for key, value in reference["metrics"].items():
         assert resumed["metrics"][key] == pytest.approx(value, abs=0.01), key
     assert resumed["best_epoch"] == reference["best_epoch"]
+    assert (job.root / "model" / "model.safetensors").is_file()

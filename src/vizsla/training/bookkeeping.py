@@ -27,8 +27,43 @@ def _better(metric: str, value: float, best: float | None) -> bool:
     return value < best if "loss" in metric else value > best
 
 
+def head_only(job: Job) -> bool:
+    """A head on cached features: the backbone never changes (frozen, eval mode, rebuilt identically from
+    the spec's weights), so checkpoints and the best copy hold the head alone: ~5-12 ms an epoch instead
+    of 85-160 ms for efficientnet_lite0's 14 MB, and model/ is written once at the end."""
+    return job.features is not None
+
+
+def trained_state(job: Job) -> dict[str, Any]:
+    """The weights a checkpoint must hold: the head's (named as in the whole model) or everything."""
+    if head_only(job):
+        return {f"head.{key}": value for key, value in job.model.head.state_dict().items()}
+    return job.model.state_dict()
+
+
+def load_trained_state(job: Job, weights: dict[str, Any]) -> None:
+    """Load TRAINED_STATE weights into the model: all of them, or the head's over the frozen backbone."""
+    if weights and all(key.startswith("head.") for key in weights):
+        job.model.head.load_state_dict({key[len("head."):]: value for key, value in weights.items()})
+    else:
+        job.model.load_state_dict(weights)
+
+
+def save_best_model(job: Job) -> None:
+    """Write model/ from the best weights kept in memory (head-only jobs), once; the model keeps them."""
+    from vizsla.models import save_model
+
+    if not job.best_unsaved or job.best_state is None:
+        return
+    load_trained_state(job, job.best_state)
+    if job.dist.is_main:
+        save_model(job.model, job.job_dir.model_dir)
+    job.best_unsaved = False
+
+
 def track_best(job: Job, state: TrainState, record: dict[str, Any]) -> bool:
-    """Export the model to model/ when the watched valid metric improves; returns whether it did."""
+    """Note the best epoch when the watched valid metric improves (exporting the model to model/, or for a
+    head-only job keeping its weights for one export at the end); returns whether it improved."""
     from vizsla.models import save_model
 
     metric = job.spec.train.early_stopping_metric
@@ -43,6 +78,10 @@ def track_best(job: Job, state: TrainState, record: dict[str, Any]) -> bool:
         return False
     job.best = {"name": metric, "value": value, "epoch": record["epoch"]}
     job.epochs_without_improvement = 0
+    if head_only(job):
+        job.best_state = {k: v.detach().to("cpu", copy=True) for k, v in trained_state(job).items()}
+        job.best_unsaved = True
+        return True
     if job.dist.is_main:
         save_model(job.model, job.job_dir.model_dir)
     if job.dist.enabled:  # every rank evaluates the best weights at the end without reading rank 0's disk
@@ -58,7 +97,8 @@ def early_stopping_triggered(job: Job, state: TrainState) -> bool:
 def save_epoch_checkpoint(job: Job, state: TrainState, *, next_epoch: int) -> None:
     """Write checkpoints/last.pt atomically: a job killed later resumes at `next_epoch`."""
     payload = {
-        "model": job.model.state_dict(),
+        "model": trained_state(job),
+        "best_state": job.best_state if head_only(job) else None,
         "optimizer": job.optimizer.state_dict(),
         "scheduler": job.scheduler.state_dict(),
         "scaler": job.scaler.state_dict(),

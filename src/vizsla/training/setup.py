@@ -203,7 +203,9 @@ class Job:
     epochs_without_improvement: int = 0
     dist: DistContext = SINGLE
     parallel: Any = None  # DataParallel: the DDP wrapper of whatever trains (identity for one process)
-    best_state: dict[str, Any] | None = None  # distributed jobs keep the best weights in memory on every rank
+    # The best weights in memory: on every rank of a distributed job, and in head-only jobs (the head's)
+    best_state: dict[str, Any] | None = None
+    best_unsaved: bool = False  # best_state is newer than model/ (head-only jobs export it once, at the end)
     timer: PhaseTimer = field(default_factory=PhaseTimer)  # this attempt's phases, from the command's start
     attempt: int = 1  # 1 for a new job, +1 for each `--resume` (a torchrun restart is the same attempt)
     earlier_attempts_s: float | None = 0.0  # earlier attempts' seconds, up to their last checkpoints
@@ -471,7 +473,13 @@ def restore_state(job: Job, state: TrainState) -> None:
     ckpt = job.checkpoint
     if ckpt is None:
         return
-    job.model.load_state_dict(ckpt["model"])
+    weights = ckpt["model"]
+    if weights and all(key.startswith("head.") for key in weights):  # a head-only job's checkpoint
+        job.model.head.load_state_dict({key[len("head."):]: value for key, value in weights.items()})
+    else:
+        job.model.load_state_dict(weights)
+    if ckpt.get("best_state") is not None:
+        job.best_state, job.best_unsaved = ckpt["best_state"], True
     job.optimizer.load_state_dict(ckpt["optimizer"])
     job.scheduler.load_state_dict(ckpt["scheduler"])
     job.scaler.load_state_dict(ckpt["scaler"])

@@ -87,6 +87,8 @@ def _train(job: setup.Job, ctx: distributed.DistContext, callbacks: Iterable[Cal
             finish(job, state, runner, "Stopped" if state.should_stop else "Completed", final=final)
         except Exception as exc:
             log.exception("training failed")
+            with contextlib.suppress(Exception):  # a failed head-only job still leaves its best epoch
+                bookkeeping.save_best_model(job)
             finish(job, state, runner, "Failed", failure=_failure_reason(job, exc))
             raise
     return state.result or {}
@@ -141,8 +143,10 @@ def evaluate_best(
     """Evaluate the best epoch's weights (exported in model/) on valid and test."""
     if not job.best:
         return {}
-    if job.best_state is not None:  # distributed: every rank kept the best weights (rank 0 also wrote them)
-        job.model.load_state_dict(job.best_state)
+    if job.best_unsaved:  # head-only: the best head was kept in memory; model/ is written now
+        bookkeeping.save_best_model(job)
+    elif job.best_state is not None:  # distributed: every rank kept the best weights (rank 0 wrote them)
+        bookkeeping.load_trained_state(job, job.best_state)
     else:
         from vizsla.models import load_model
 
