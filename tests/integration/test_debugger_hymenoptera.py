@@ -1,4 +1,4 @@
-"""A healthy fine-tune on real photos: every default debugger rule ends NoIssuesFound."""
+"""A healthy fine-tune on real photos: every default debugger rule that has data ends NoIssuesFound."""
 
 from __future__ import annotations
 
@@ -31,5 +31,8 @@ def test_healthy_run_on_real_photos_finds_no_issues(hymenoptera: Path, tmp_path:
     rules = json.loads((tmp_path / "healthy" / "debug" / "rules.json").read_text())["rules"]
     assert len(rules) >= 10
     verdicts = {rule["name"]: rule["status"] for rule in rules}
-    assert all(status in ("NoIssuesFound", "Skipped") for status in verdicts.values()), verdicts
+    # efficientnet_lite0 has ReLU6 only: no tanh/sigmoid output for SaturatedActivation to watch (NoData)
+    no_data = {name for name, status in verdicts.items() if status == "NoData"}
+    assert no_data <= {"SaturatedActivation"}, verdicts
+    assert all(status in ("NoIssuesFound", "Skipped", "NoData") for status in verdicts.values()), verdicts
     assert sum(status == "NoIssuesFound" for status in verdicts.values()) >= 9, verdicts
