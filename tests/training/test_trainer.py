@@ -157,6 +157,7 @@ def test_head_only_trains_on_cached_features_like_the_full_model(tiny_folder, tm
     base = {"finetune": "head", "epochs": 3, "lr": 0.05}
     cached_spec = tiny_spec_dict(tiny_folder, tmp_path / "cached", **base)
     cached_spec["data"]["augment"] = False
+    cached_spec["cache_dir"] = str(tmp_path / "cache")  # its own: other tests build the same key
     plain_spec = tiny_spec_dict(tiny_folder, tmp_path / "plain", **base, feature_cache="off")
     plain_spec["data"]["augment"] = False
     cached = run_job(build_spec(cached_spec), progress=False)
@@ -166,6 +167,7 @@ def test_head_only_trains_on_cached_features_like_the_full_model(tiny_folder, tm
         assert cached["metrics"][key] == pytest.approx(plain["metrics"][key], rel=0.03), key
     again = tiny_spec_dict(tiny_folder, tmp_path / "again", **base)
     again["data"]["augment"] = False
+    again["cache_dir"] = str(tmp_path / "cache")
     assert run_job(build_spec(again), progress=False)["feature_cache"]["hit"] is True
 
 
