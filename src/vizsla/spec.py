@@ -104,7 +104,7 @@ class TrainSpec(_Spec):
     feature_views: Annotated[int, Field(ge=1)] | Literal["auto"] = Field(
         "auto",
         description="Augmented views cached per train image when augmenting with a feature cache; auto: "
-        "one unaugmented view (augmented views measured no accuracy gain for a head on a frozen backbone).",
+        "one unaugmented view (augmented views measured at most ~1 point for a head on a frozen backbone).",
     )
     extract_backend: Literal["auto", "torch", "onnx"] = Field(
         "auto", description="Backend of feature extraction; auto picks the fastest available."
