@@ -87,34 +87,16 @@ def accuracy(
     return (correct / total if total else float("nan")), total
 
 
-class _Calibration:
-    """onnxruntime.quantization.CalibrationDataReader over preprocessed training images."""
-
-    def __init__(self, batches: list[np.ndarray], input_name: str) -> None:
-        self._iter = iter([{input_name: batch} for batch in batches])
-
-    def get_next(self) -> dict[str, np.ndarray] | None:
-        return next(self._iter, None)
-
-
 def quantize_int8(fp32_path: Path, int8_path: Path, calibration: list[np.ndarray] | None) -> str:
-    """Write the int8 model; static QDQ with CALIBRATION batches, else dynamic. Returns the method used."""
-    from onnxruntime.quantization import QuantFormat, QuantType, quantize_dynamic, quantize_static
-
+    """Write the int8 model; static QDQ with CALIBRATION batches (the same quantiser feature extraction
+    uses), else dynamic. Returns the method used."""
     if calibration:
-        import onnxruntime as ort
+        from vizsla.data.quantize import quantize_static_int8
 
-        name = ort.InferenceSession(str(fp32_path), providers=["CPUExecutionProvider"]).get_inputs()[0].name
-        quantize_static(
-            str(fp32_path),
-            str(int8_path),
-            _Calibration(calibration, name),
-            quant_format=QuantFormat.QDQ,
-            per_channel=True,
-            activation_type=QuantType.QUInt8,
-            weight_type=QuantType.QInt8,
-        )
+        quantize_static_int8(fp32_path, int8_path, calibration)
         return "static"
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+
     quantize_dynamic(str(fp32_path), str(int8_path), weight_type=QuantType.QUInt8)
     return "dynamic"
 
