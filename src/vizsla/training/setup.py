@@ -473,11 +473,9 @@ def restore_state(job: Job, state: TrainState) -> None:
     ckpt = job.checkpoint
     if ckpt is None:
         return
-    weights = ckpt["model"]
-    if weights and all(key.startswith("head.") for key in weights):  # a head-only job's checkpoint
-        job.model.head.load_state_dict({key[len("head."):]: value for key, value in weights.items()})
-    else:
-        job.model.load_state_dict(weights)
+    from vizsla.training.bookkeeping import load_trained_state
+
+    load_trained_state(job, ckpt["model"])  # a head-only job's checkpoint holds the head alone
     if ckpt.get("best_state") is not None:
         job.best_state, job.best_unsaved = ckpt["best_state"], True
     job.optimizer.load_state_dict(ckpt["optimizer"])
