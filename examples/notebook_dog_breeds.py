@@ -3,9 +3,10 @@
 #
 # Written like the project's `train_and_deploy.ipynb` (cells as `# %%` blocks). Only the imports differ
 # from the SageMaker version: `from vizsla import sagemaker` for `import sagemaker`, and `vizsla.sagemaker.*`
-# for `sagemaker.*`. Run it top to bottom with `python examples/notebook_dog_breeds.py` (a few minutes on
-# two CPU cores). The dog photos are replaced by a small generated dataset (`vizsla datasets create digits`),
-# so the "breeds" are the digits 0-9; the code that trains, tunes, deploys and queries is the project's.
+# for `sagemaker.*`. Run it top to bottom with `python examples/notebook_dog_breeds.py`, or open it in Jupyter
+# (`jupytext --to notebook examples/notebook_dog_breeds.py` makes the .ipynb): about a minute on 2 CPU cores.
+# The dog photos are replaced by a small generated dataset (`vizsla datasets create digits`), so the "breeds"
+# are the digits 0-9; the code that trains, tunes, deploys and queries is the project's.
 # Jobs and tuning jobs land in ./runs, like SageMaker's console lists them (`vizsla jobs list runs`).
 
 # %%
@@ -27,8 +28,10 @@ sagemaker_session = sagemaker.Session()
 bucket = sagemaker_session.default_bucket()
 role = sagemaker.get_execution_role()
 print(f"Default bucket: {bucket}\nRole: {role}")
-# the training and inference scripts, next to this file (the notebook's "scripts/" folder)
-source_dir = str(Path(__file__).resolve().parent / "dog_breeds")
+# the training and inference scripts: the "dog_breeds" folder next to the notebook (a Jupyter kernel starts in
+# the notebook's folder; `python examples/notebook_dog_breeds.py` finds it next to the file)
+here = Path(".") if Path("dog_breeds").is_dir() else Path(__file__).resolve().parent
+source_dir = str(here / "dog_breeds")
 
 # %% [markdown]
 # ## Dataset

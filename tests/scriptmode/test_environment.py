@@ -214,3 +214,10 @@ def test_shim_on_pythonpath_before_the_source_dir(seen):
     info, job, _ = seen
     paths = info["environ"]["PYTHONPATH"].split(os.pathsep)
     assert paths[:3] == [shim.shim_path(), sagemaker_shim_path(), str(job / "code")]
+
+
+def test_the_interpreters_bin_leads_the_scripts_path(seen):
+    """SageMaker's containers put their Python's bin first: a script's `pip install` or `python` subprocess
+    reaches the interpreter that runs the script."""
+    info, _, _ = seen
+    assert info["environ"]["PATH"].split(os.pathsep)[0] == str(Path(sys.executable).parent)

@@ -282,3 +282,39 @@ def test_default_model_fn_names_what_it_cannot_load(tmp_path):
     empty.mkdir()
     with pytest.raises(UserError, match="no TorchScript model file"):
         toolkit_model_fn(str(empty))
+
+
+def test_handler_imports_smdebug_and_sagemaker_and_finds_this_python_first(script_job, tmp_path):
+    """SageMaker's inference containers ship smdebug and the SDK, and their Python's bin leads PATH: a handler
+    that imports both at the top and shells out to `python` (as `pip install` in model_fn does) gets them."""
+    from vizsla.serving.app import ServerState
+
+    handler = tmp_path / "inference.py"
+    handler.write_text(
+        "import json, shutil, subprocess\n"
+        "import smdebug.pytorch as smd\n"
+        "from smdebug import modes\n"
+        "import sagemaker\n"
+        "from sagemaker.debugger import DebuggerHookConfig\n\n"
+        "def model_fn(model_dir):\n"
+        "    out = subprocess.run(['python', '-c', 'import sys; print(sys.prefix)'],\n"
+        "                         capture_output=True, text=True, check=True).stdout.strip()\n"
+        "    return {'prefix': out, 'mode': str(modes.TRAIN)}\n\n"
+        "def predict_fn(data, model):\n"
+        "    return [model['prefix'], model['mode']]\n"
+    )
+    previous_path, previous_sys_path = os.environ["PATH"], list(sys.path)
+    previous_modules = set(sys.modules)
+    # a PATH whose first python is another interpreter (as on a machine with a system Python first)
+    os.environ["PATH"] = os.pathsep.join(["/usr/bin", previous_path])
+    try:
+        state = ServerState(ServeSettings(model_path=script_job, handler_path=handler))
+        prefix, mode = state.handler.fns["predict_fn"](None, state.model)
+    finally:
+        # this test process is not a handler process: the shims leave its path again
+        os.environ["PATH"], sys.path[:] = previous_path, previous_sys_path
+        for name in set(sys.modules) - previous_modules:
+            if name.split(".")[0] in ("smdebug", "sagemaker"):
+                del sys.modules[name]
+    assert prefix == sys.prefix
+    assert "TRAIN" in mode

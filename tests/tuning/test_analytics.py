@@ -244,3 +244,25 @@ def test_best_without_result_json_has_no_test_accuracy(tmp_path: Path) -> None:
     add(study, TrialState.COMPLETE, 0.7, status="Completed", job_dir=tmp_path / "missing")
     best = summarize(study)["best"]
     assert best["test_accuracy"] is None and best["model_path"] == f"{tmp_path / 'missing'}/model"
+
+
+def test_best_that_saved_no_model_carries_its_warnings(tmp_path: Path) -> None:
+    """A script trial that saved into its working directory instead of SM_MODEL_DIR: `vizsla tune best`
+    must not point at an empty model folder without saying so."""
+    job = write_job(tmp_path / "t0", 0.8)
+    result = json.loads((job / "result.json").read_text())
+    result["warnings"] = ["the script saved no model into SM_MODEL_DIR (model/)"]
+    (job / "result.json").write_text(json.dumps(result))
+    (job / "model").mkdir()
+    saved = write_job(tmp_path / "t1", 0.7)
+    (saved / "model").mkdir()
+    (saved / "model" / "model.pth").write_bytes(b"weights")
+    study = optuna.create_study(direction="maximize")
+    add(study, TrialState.COMPLETE, 0.9, status="Completed", job_dir=job)
+    add(study, TrialState.COMPLETE, 0.5, status="Completed", job_dir=saved)
+    warnings = summarize(study)["best"]["warnings"]
+    assert warnings[0].startswith("the script saved no model into SM_MODEL_DIR")
+    assert f"{job / 'model'} is missing or empty" in warnings[1]
+    study = optuna.create_study(direction="maximize")
+    add(study, TrialState.COMPLETE, 0.5, status="Completed", job_dir=saved)
+    assert summarize(study)["best"]["warnings"] == []

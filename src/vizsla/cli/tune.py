@@ -404,6 +404,8 @@ def best(
         console.print(f"  {key}: {value}")
     console.print(f"  job directory: {best_trial.get('job_dir')}")
     console.print(f"  model: {best_trial.get('model_path')}")
+    for warning in best_trial.get("warnings") or []:
+        console.print(f"  [yellow]warning:[/] {warning}", highlight=False)
 
 
 def _print_summary(console: Console, summary: dict[str, Any]) -> None:
@@ -424,4 +426,6 @@ def _print_summary(console: Console, summary: dict[str, Any]) -> None:
             f"{best_trial.get('value'):.4f}{test_text} ({params})"
         )
         console.print(f"  model: {best_trial.get('model_path')}")
+        for warning in best_trial.get("warnings") or []:
+            console.print(f"  [yellow]warning:[/] {warning}", highlight=False)
     console.print(f"  tuning job directory: {summary.get('tune_dir')}")

@@ -385,8 +385,31 @@ def script_environment(
         # The shims import vizsla; another interpreter finds it here, after its own packages.
         paths.append(vizsla_import_root())
     env["PYTHONPATH"] = os.pathsep.join(paths)
+    # The interpreter's bin first, as in SageMaker's containers: a script's `pip install` or `python` in a
+    # subprocess reaches the interpreter that runs the script, not whichever is first on the user's PATH.
+    env["PATH"] = path_with_first(str(Path(command.python).parent), env.get("PATH", ""))
     env.update(extra or {})
     return env
+
+
+def path_with_first(folder: str, path: str) -> str:
+    """PATH with FOLDER first (once), the rest in their order."""
+    rest = [entry for entry in path.split(os.pathsep) if entry and entry != folder]
+    return os.pathsep.join([folder, *rest])
+
+
+def prepare_handler_process() -> None:
+    """Give an inference handler in this process what SageMaker's inference containers give it.
+
+    The containers ship smdebug and the sagemaker SDK, and their Python's bin is first on PATH, so handlers
+    `import smdebug` / `import sagemaker` at the top and `pip install` in model_fn. The shims go at the END
+    of sys.path: an installed smdebug or sagemaker still wins. sys.executable's folder is not resolved: in a
+    venv it is the venv's bin (resolving would follow the symlink to the base interpreter).
+    """
+    for folder in _shim_paths(sagemaker_shim=True):
+        if folder not in sys.path:
+            sys.path.append(folder)
+    os.environ["PATH"] = path_with_first(str(Path(sys.executable).parent), os.environ.get("PATH", ""))
 
 
 def _shim_paths(sagemaker_shim: bool = True) -> list[str]:

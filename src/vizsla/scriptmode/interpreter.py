@@ -66,7 +66,11 @@ def has_real_sagemaker(python: str) -> bool:
     Vizsla's own interpreter is asked in-process; another one by running it once (which also checks that
     it starts at all: a broken interpreter is a UserError naming it)."""
     if same_interpreter(python):
-        return importlib.util.find_spec("sagemaker") is not None
+        from vizsla.scriptmode.sagemaker_shim import sagemaker_shim_path
+
+        spec = importlib.util.find_spec("sagemaker")
+        # a process that loaded an inference handler has the shim at the end of sys.path: not the real SDK
+        return spec is not None and not str(spec.origin).startswith(sagemaker_shim_path())
     return bool(probe(python).get("sagemaker"))
 
 

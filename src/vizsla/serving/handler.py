@@ -335,6 +335,9 @@ def load_user_module(path: Path, source_dir: Path | None = None) -> Any:
     if spec is None or spec.loader is None:
         raise UserError(f"cannot import handler file {path}: not a Python file")
     module = importlib.util.module_from_spec(spec)
+    from vizsla.scriptmode.environment import prepare_handler_process
+
+    prepare_handler_process()  # smdebug / sagemaker importable, this interpreter's bin first on PATH
     folders = [path.parent] + ([Path(source_dir).expanduser().resolve()] if source_dir else [])
     for folder in reversed(folders):
         if str(folder) not in sys.path:

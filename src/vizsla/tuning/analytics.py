@@ -216,6 +216,22 @@ def read_test_accuracy(job_dir: str | Path | None) -> float | None:
     return float(value) if isinstance(value, int | float) and not isinstance(value, bool) else None
 
 
+def read_job_warnings(job_dir: str | Path | None) -> list[str]:
+    """What the user should know before using the trial's model: its result.json warnings (a script that
+    saved no model says so there) and a model folder that is missing or empty."""
+    if not job_dir:
+        return []
+    try:
+        result = JobDir(job_dir).read_result() or {}
+    except (OSError, ValueError):
+        result = {}
+    warnings = [str(w) for w in (result.get("warnings") or []) if w]
+    model_dir = Path(job_dir) / "model"
+    if not model_dir.is_dir() or not any(model_dir.iterdir()):
+        warnings.append(f"the trial saved no model: {model_dir} is missing or empty")
+    return list(dict.fromkeys(warnings))
+
+
 def describe_best(trial: optuna.trial.FrozenTrial) -> dict[str, Any]:
     """The best trial as `vizsla tune best` shows it: where its model is and how it scored."""
     job_dir = trial.user_attrs.get("job_dir")
@@ -226,6 +242,7 @@ def describe_best(trial: optuna.trial.FrozenTrial) -> dict[str, Any]:
         "job_dir": job_dir,
         "model_path": f"{job_dir}/model" if job_dir else None,
         "test_accuracy": read_test_accuracy(job_dir),
+        "warnings": read_job_warnings(job_dir),
         "source": SOURCE_PARENT if trial.user_attrs.get("not_counted") == "warm_start" else SOURCE_THIS_JOB,
     }
 
