@@ -24,3 +24,22 @@ class ModelError(UserError):
 
 class SpecError(UserError):
     """A job spec value or file is invalid."""
+
+
+class DiskFullError(UserError):
+    """A write found no space left (ENOSPC) or the quota used up (EDQUOT); see vizsla/disk.py.
+
+    PATH is what was being written, NEEDED its size and FREE the space left there, in bytes (None: unknown).
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        hint: str | None = None,
+        path: str | None = None,
+        needed: int | None = None,
+        free: int | None = None,
+    ) -> None:
+        super().__init__(message, hint=hint)
+        self.path, self.needed, self.free = path, needed, free

@@ -9,6 +9,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from vizsla.relocation import recorded_origin, relative_record, resolved_record
+
 
 def atomic_write_bytes(path: Path, data: bytes) -> None:
     """Write via a temp file in the same folder + rename, so readers never see a partial file."""
@@ -129,10 +131,48 @@ class JobDir:
     def exists(self) -> bool:
         return self.spec.is_file()
 
+    # what a job that failed in its setup (data validation, model creation) leaves: nothing trained
+    SETUP_ENTRIES = ("spec.yaml", "result.json", "train.log", "data")
+    SETUP_DATA_FILES = ("report.json", "bad_files.csv", "split.csv")
+
+    def failed_before_training(self) -> bool:
+        """Whether the folder holds only a job that Failed before it trained anything (its spec, result,
+        log and data report): a new job may take the folder without --overwrite, as nothing is lost."""
+        try:
+            result = self.read_result()
+            entries = {entry.name for entry in self.root.iterdir()}
+            data = {entry.name for entry in self.data_report.parent.iterdir()} if "data" in entries else set()
+        except (OSError, ValueError):
+            return False
+        return (
+            bool(result)
+            and result.get("status") == "Failed"
+            and entries <= set(self.SETUP_ENTRIES)
+            and data <= set(self.SETUP_DATA_FILES)
+        )
+
+    def clear_failed_setup(self) -> None:
+        """Delete what `failed_before_training` allows (those files only; the folder stays)."""
+        for name in self.SETUP_DATA_FILES:
+            (self.data_report.parent / name).unlink(missing_ok=True)
+        if self.data_report.parent.is_dir():
+            self.data_report.parent.rmdir()
+        for name in ("train.log", "result.json", "spec.yaml"):
+            (self.root / name).unlink(missing_ok=True)
+
     def read_result(self) -> dict[str, Any] | None:
+        """result.json with its paths absolute where the folder is now (see `resolved_record`); None when
+        there is none; ValueError (json.JSONDecodeError) when it is truncated or not a JSON object."""
         if not self.result.is_file():
             return None
-        return json.loads(self.result.read_text())
+        record = json.loads(self.result.read_text(encoding="utf-8"))
+        if not isinstance(record, dict):
+            raise ValueError(f"{self.result} holds no JSON object")
+        return resolved_record(record, self.root, recorded_origin(record))
+
+    def write_result(self, result: dict[str, Any]) -> None:
+        """Write result.json atomically with its paths into the folder relative to it."""
+        atomic_write_json(self.result, relative_record(result, self.root))
 
     def read_metrics(self) -> list[dict[str, Any]]:
         """All records of metrics.jsonl; a torn last line (killed writer) is ignored."""

@@ -79,7 +79,9 @@ class TrainSpec(_Spec):
     momentum: float = Field(0.9, ge=0, lt=1, description="SGD momentum.")
     schedule: Literal["cosine", "onecycle", "constant"] = Field("cosine", description="LR schedule.")
     warmup_epochs: float = Field(0.0, ge=0, description="Linear warmup length in epochs (cosine/constant).")
-    label_smoothing: float = Field(0.0, ge=0, lt=1, description="Label smoothing of the cross-entropy.")
+    label_smoothing: float = Field(
+        0.1, ge=0, lt=1, description="Label smoothing of the cross-entropy (0.1: timm's default)."
+    )
     grad_clip_norm: float | None = Field(None, gt=0, description="Clip the gradient L2 norm to this value.")
     finetune: Literal["head", "full", "staged"] = Field(
         "head", description="head: frozen backbone; full: train all; staged: head first, then all."
@@ -104,7 +106,7 @@ class TrainSpec(_Spec):
     feature_views: Annotated[int, Field(ge=1)] | Literal["auto"] = Field(
         "auto",
         description="Augmented views cached per train image when augmenting with a feature cache; auto: "
-        "one unaugmented view (augmented views measured at most ~1 point for a head on a frozen backbone).",
+        "one (measured ahead of an unaugmented view at the same cost; more views cost an extraction each).",
     )
     extract_backend: Literal["auto", "torch", "onnx"] = Field(
         "auto", description="Backend of feature extraction; auto picks the fastest available."
@@ -297,6 +299,13 @@ class JobSpec(_Spec):
     def to_yaml(self) -> str:
         return yaml.safe_dump(self.model_dump(mode="json"), sort_keys=False)
 
+    def to_job_yaml(self) -> str:
+        """The spec.yaml its job folder keeps: output "." and a store inside the folder relative to it, so
+        the folder can be moved, copied or renamed; `load_job_spec` reads it back where the folder is."""
+        from vizsla.relocation import saved_spec_mapping
+
+        return yaml.safe_dump(saved_spec_mapping(self.model_dump(mode="json")), sort_keys=False)
+
 
 def deep_merge(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:
     merged = dict(base)
@@ -344,3 +353,13 @@ def build_spec(
 def load_spec(path: str | Path) -> JobSpec:
     """Load a JobSpec from a YAML file (e.g. a job directory's resolved spec.yaml)."""
     return build_spec(read_yaml(path), source=str(path))
+
+
+def load_job_spec(job_dir: str | Path) -> JobSpec:
+    """The spec of the job in the folder JOB_DIR, placed where the folder is now: output is JOB_DIR and a
+    store inside the folder resolves against it (also in specs written with absolute paths, before jobs
+    were relocatable: paths under their old output move along)."""
+    from vizsla.relocation import placed_spec_mapping
+
+    path = Path(job_dir) / "spec.yaml"
+    return build_spec(placed_spec_mapping(read_yaml(path), job_dir), source=str(path))

@@ -36,6 +36,9 @@ def write_job(path: Path, *, status: str | None = "Completed", start: str = "202
     job.metrics.write_text(json.dumps({"kind": "epoch", "epoch": 0, "valid_accuracy": 0.42}) + "\n")
     if status is None:
         return job
+    job.model_dir.mkdir()  # the model its result names (a job without it lists as "model missing")
+    for name in ("config.json", "model.safetensors"):
+        (job.model_dir / name).write_text("{}")
     labels = labels or ["ants", "bees"]
     n = len(labels)
     atomic_write_json(job.result, {
@@ -133,7 +136,6 @@ def test_describe_shows_summary_metrics_classes_data_and_outputs(tmp_path: Path)
     job = write_job(tmp_path / "job", status="Failed", labels=["ants", "[red]bees[/red]"])
     job.bad_files.parent.mkdir()
     job.bad_files.write_text("path,reason\nx.jpg,truncated\n")
-    job.model_dir.mkdir()
     job.loss_plot.write_bytes(b"png")
     result = invoke("describe", str(job.root))
     assert result.exit_code == 0, result.output

@@ -86,8 +86,9 @@ def test_the_app_starts_without_importing_torch(head_job: Path):
 
 
 def test_a_moved_or_retrained_model_gets_its_own_backbone_export(head_job: Path, tmp_path: Path):
-    """Without its job's records (a moved folder) serving computes the digest with torch once and records
-    it; a changed backbone (other weights, same folder) never reuses the old export."""
+    """A moved job folder still finds its backbone through its own records; a model folder without them
+    (copied alone) gets the digest computed with torch once, recorded; a changed backbone (other weights,
+    same folder) never reuses the old export."""
     import torch
 
     import vizsla
@@ -95,7 +96,9 @@ def test_a_moved_or_retrained_model_gets_its_own_backbone_export(head_job: Path,
     from vizsla.serving.runtime import load_served_model
 
     moved = tmp_path / "job"
-    shutil.copytree(head_job, moved)  # result.json still names the original model folder
+    shutil.copytree(head_job, moved)  # a relocatable job: its result.json names its model relatively
+    assert load_served_model(moved).check["digest_source"] == "job"
+    (moved / "result.json").unlink()  # now a model folder without its job's records
     first = load_served_model(moved)
     assert first.runtime == "onnx" and first.check["digest_source"] == "torch"
     assert (moved / "model" / "onnx" / "backbone.json").is_file()

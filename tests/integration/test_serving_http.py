@@ -477,7 +477,9 @@ def test_serve_best_trial_and_sigterm_drains_in_flight_requests(tmp_path):
         capture_output=True, text=True, timeout=600,
     )  # fmt: skip
     assert done.returncode == 0, done.stderr[-3000:]
-    best = json.loads((tune / "result.json").read_text())["best"]
+    from vizsla.tuning.job import read_tune_result
+
+    best = read_tune_result(tune)["best"]  # trial paths are relative to the tuning folder on disk
 
     slow = tmp_path / "slow.py"  # keeps one request in flight long enough to stop the server under it
     slow.write_text(

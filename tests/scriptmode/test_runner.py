@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from vizsla.errors import UserError
+from vizsla.jobdir import JobDir
 from vizsla.scriptmode import runner
 from vizsla.scriptmode.runner import run_script_job
 from vizsla.scriptmode.spec import ScriptJobSpec
@@ -86,7 +87,8 @@ def test_training_script_completes_with_metrics_and_model(tmp_path):
     assert result["unmatched_metric_definitions"] == ["valid_f1"]
     assert "[vizsla] warning: metric definition 'valid_f1' never matched" in "\n".join(log_lines)
     assert result["hyperparameters"] == {"epochs": 2, "batch-size": 64, "learning_rate": 0.01}
-    assert json.loads((job / "result.json").read_text()) == result
+    assert JobDir(job).read_result() == result  # on disk its paths into the job are relative
+    assert json.loads((job / "result.json").read_text())["best_model_path"] == "model"
     saved = (job / "spec.yaml").read_text()
     assert "entry_point: train_model.py" in saved and f"source_dir: {SCRIPTS.resolve()}" in saved
 

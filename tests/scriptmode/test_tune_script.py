@@ -89,7 +89,7 @@ def test_four_trials_two_parallel_regex_objective_and_best(images, tmp_path):
     assert len(rows) == 4
     values = []
     for row in rows:
-        trial_dir = Path(row["job_dir"])
+        trial_dir = out / row["job_dir"]  # relative to the tuning job folder
         trial_result = json.loads((trial_dir / "result.json").read_text())
         assert trial_result["kind"] == "script" and trial_result["status"] == "Completed"
         hps = trial_result["hyperparameters"]
@@ -188,7 +188,7 @@ def test_median_early_stopping_prunes_a_script(tmp_path):
     summary = run_tuning(build_tune_spec(config, {"output": str(out)}, source="test"), progress=False)
     assert summary["counts"]["Completed"] == 3 and summary["counts"]["Pruned"] == 1, summary
     pruned = [r for r in _rows(out) if r["status"] == "Pruned"]
-    trial_result = json.loads((Path(pruned[0]["job_dir"]) / "result.json").read_text())
+    trial_result = json.loads((out / pruned[0]["job_dir"] / "result.json").read_text())
     assert trial_result["status"] == "Stopped" and trial_result["hyperparameters"]["offset"] == 5.0
     assert trial_result["metric_series_counts"][LOSS] < 8
 

@@ -80,7 +80,7 @@ def test_parallel_trials_complete_with_analytics_report_and_best(
     assert len(trials) == 4 and all(t.state == optuna.trial.TrialState.COMPLETE for t in trials)
     assert len({t.user_attrs["trial_pid"] for t in trials}) == 4  # one process per trial
     for trial in trials:
-        result = json.loads((Path(trial.user_attrs["job_dir"]) / "result.json").read_text())
+        result = json.loads((out / trial.user_attrs["job_dir"] / "result.json").read_text())
         assert result["status"] == "Completed"
         assert (
             result["hyperparameters"]["train.batch_size"] == trial.user_attrs["hyperparameters"]["batch_size"]
@@ -179,7 +179,7 @@ def test_sigkill_then_rerun_completes_the_budget_without_repeats_or_losses(
             t for t in trials if t.state == optuna.trial.TrialState.RUNNING and "job_dir" in t.user_attrs
         ]
         # 1 or 2 of its 4 epochs done: enough left that the trial cannot finish before it notices the kill
-        done = _epochs_done(Path(running[0].user_attrs["job_dir"])) if running else []
+        done = _epochs_done(out / running[0].user_attrs["job_dir"]) if running else []
         if len(complete) >= 2 and 1 <= len(done) <= 2:
             killed_trial = running[0]
             os.kill(first.pid, signal.SIGKILL)
@@ -191,7 +191,7 @@ def test_sigkill_then_rerun_completes_the_budget_without_repeats_or_losses(
     before = {
         t.number: (
             t.user_attrs["job_dir"],
-            (Path(t.user_attrs["job_dir"]) / "result.json").stat().st_mtime_ns,
+            (out / t.user_attrs["job_dir"] / "result.json").stat().st_mtime_ns,
         )
         for t in _study(out).get_trials()
         if t.state == optuna.trial.TrialState.COMPLETE
@@ -209,14 +209,14 @@ def test_sigkill_then_rerun_completes_the_budget_without_repeats_or_losses(
     for number, (job_dir, mtime) in before.items():  # finished trials were not run again
         trial = study.trials[number]
         assert trial.user_attrs["job_dir"] == job_dir
-        assert (Path(job_dir) / "result.json").stat().st_mtime_ns == mtime
+        assert (out / job_dir / "result.json").stat().st_mtime_ns == mtime
     killed = study.trials[killed_trial.number]
     assert killed.user_attrs.get("not_counted") == "retried", (killed.state, killed.user_attrs, second.stderr)
     retry = next(t for t in counted if t.user_attrs.get("retry_of") == killed_trial.number)
     assert retry.params == killed.params
     assert retry.user_attrs["job_dir"] == killed.user_attrs["job_dir"]  # resumed in place
     for trial in counted:  # every counted trial trained each epoch exactly once
-        assert _epochs_done(Path(trial.user_attrs["job_dir"])) == [0, 1, 2, 3]
+        assert _epochs_done(out / trial.user_attrs["job_dir"]) == [0, 1, 2, 3]
     assert len({t.user_attrs["job_dir"] for t in counted}) == 4
 
 

@@ -70,7 +70,8 @@ def main() -> None:
     except UserError as exc:
         console = Console(stderr=True, highlight=False)
         console.print("[bold red]error:[/bold red] ", end="")
-        console.print(exc.message, markup=False)
+        # soft_wrap: long paths stay whole (rich would fold them, or cut them with an ellipsis)
+        console.print(exc.message, markup=False, soft_wrap=True)
         if exc.hint:
-            console.print(exc.hint, markup=False)
+            console.print(exc.hint, markup=False, soft_wrap=True)
         sys.exit(exc.exit_code)

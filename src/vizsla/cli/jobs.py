@@ -25,6 +25,7 @@ from rich.text import Text
 
 from vizsla.errors import UserError
 from vizsla.jobdir import JobDir
+from vizsla.jobhealth import job_problems
 from vizsla.training.report import format_duration, format_number, format_time, total_duration
 from vizsla.training.timing import ordered_phases
 
@@ -63,6 +64,12 @@ class JobSummary:
     epochs: str
     valid_accuracy: float | None
     test_accuracy: float | None
+    problem: str | None = None  # what is wrong although the status may say Completed (see job_problems)
+
+    @property
+    def shown_status(self) -> str:
+        """The status with what is wrong, e.g. "Completed (model missing)"."""
+        return f"{self.status} ({self.problem})" if self.problem else self.status
 
 
 def find_job_dirs(runs_dir: Path, max_depth: int = MAX_DEPTH) -> list[Path]:
@@ -102,10 +109,15 @@ def summarize_tuning_job(path: Path) -> JobSummary:
         spec = yaml.safe_load((path / "tune.yaml").read_text()) or {}
     except (OSError, yaml.YAMLError):
         spec = {}
+    problem = None
     try:
         result = json.loads((path / "result.json").read_text())
-    except (OSError, ValueError):
+    except FileNotFoundError:
         result = {}
+    except (OSError, ValueError):
+        result, problem = {}, "result.json corrupt"
+    if not isinstance(result, dict):
+        result, problem = {}, "result.json corrupt"
     counts = result.get("counts") or {}
     best = result.get("best") or {}
     done = sum(counts.get(k, 0) for k in ("Completed", "Pruned", "Failed"))
@@ -121,6 +133,7 @@ def summarize_tuning_job(path: Path) -> JobSummary:
         epochs=f"{done}/{spec.get('max_jobs', '?')} trials",
         valid_accuracy=best.get("value") if objective == "valid_accuracy" else None,
         test_accuracy=best.get("test_accuracy"),
+        problem=problem,
     )
 
 
@@ -167,8 +180,9 @@ def summarize_job(path: Path) -> JobSummary:
         return summarize_tuning_job(path)
     job = JobDir(path)
     spec, result = _read_spec(job), _read_result(job)
+    problem = ", ".join(p.label for p in job_problems(job)) or None
     if spec.get("kind") == "script":
-        return summarize_script_job(path, spec, result)
+        return summarize_script_job(path, spec, result, problem)
     metrics = result.get("metrics") or {}
     last = {} if "valid_accuracy" in metrics else _last_epoch(job)  # a running job: its latest epoch
     start = _parse_time(result.get("start_time"))
@@ -186,6 +200,7 @@ def summarize_job(path: Path) -> JobSummary:
         epochs=f"{'?' if done is None else done}/{'?' if planned is None else planned}",
         valid_accuracy=metrics.get("valid_accuracy", last.get("valid_accuracy")),
         test_accuracy=metrics.get("test_accuracy"),
+        problem=problem,
     )
 
 
@@ -195,7 +210,9 @@ def job_duration(result: Mapping[str, Any]) -> float | None:
     return total if isinstance(total, int | float) else result.get("duration_s")
 
 
-def summarize_script_job(path: Path, spec: dict[str, Any], result: dict[str, Any]) -> JobSummary:
+def summarize_script_job(
+    path: Path, spec: dict[str, Any], result: dict[str, Any], problem: str | None = None
+) -> JobSummary:
     """A script-mode job: model = the entry point, accuracy column = the first metric definition's value."""
     definitions = spec.get("metric_definitions") or []
     first = definitions[0].get("name") if definitions and isinstance(definitions[0], dict) else None
@@ -212,6 +229,7 @@ def summarize_script_job(path: Path, spec: dict[str, Any], result: dict[str, Any
         epochs="script",
         valid_accuracy=(result.get("metrics") or {}).get(first) if first else None,
         test_accuracy=None,
+        problem=problem,
     )
 
 
@@ -224,7 +242,9 @@ def sort_jobs(jobs: list[JobSummary], key: SortKey) -> list[JobSummary]:
     return sorted(jobs, key=lambda j: (j.start is None, -(j.start.timestamp() if j.start else 0.0)))
 
 
-def _status_text(status: str) -> Text:
+def _status_text(status: str, problem: str | None = None) -> Text:
+    if problem:  # a job that looks finished but cannot be used as it is
+        return Text(f"{status} ({problem})", style="bold red")
     return Text(status, style=STATUS_STYLE.get(status, "dim"))
 
 
@@ -236,7 +256,7 @@ def _job_row(job: JobSummary, runs_dir: Path) -> dict[str, Text | str]:
         name.append(f" ({job.name})", style="dim")
     return {
         "Name": name,
-        "Status": _status_text(job.status),
+        "Status": _status_text(job.status, job.problem),
         "Start time": job.start.strftime("%Y-%m-%d %H:%M") if job.start else "—",
         "Duration": format_duration(job.duration_s),
         "Model": Text(job.model or "—"),
@@ -261,6 +281,9 @@ def _jobs_table(jobs: list[JobSummary], runs_dir: Path, width: int) -> Table:
                          min_width=10 if free else None)
     for row in rows:
         table.add_row(*[row[c] for c in columns])
+    if any(job.problem for job in jobs):
+        table.caption = "Jobs marked in red cannot be used as they are: `vizsla jobs describe DIR` says why."
+        table.caption_justify = "left"
     return table
 
 
@@ -338,13 +361,15 @@ def _last_activity(job: JobDir) -> str | None:
 
 def _summary_rows(job: JobDir, result: dict[str, Any], spec: dict[str, Any]) -> list[tuple[str, Any]]:
     status = result.get("status") or Status.Unknown.value
+    problems = job_problems(job)
     best = result.get("best_metric") or {}
     best_epoch = result.get("best_epoch")
     planned = (spec.get("train") or {}).get("epochs", "?")
     return [
         ("Name", result.get("job_name") or spec.get("name") or job.root.name),
         ("Directory", str(job.root.resolve())),
-        ("Status", _status_text(status)),
+        ("Status", _status_text(status, ", ".join(p.label for p in problems) or None)),
+        *[("Problem", Text(p.message, style="red")) for p in problems],
         ("Failure reason", result.get("failure_reason")),
         ("Stop reason", result.get("stop_reason")),
         ("Start", format_time(result.get("start_time")) if result else None),

@@ -119,7 +119,7 @@ def train_script(
     from vizsla.scriptmode.runner import run_script_job
     from vizsla.scriptmode.spec import (
         build_script_spec,
-        load_script_spec,
+        load_script_job_spec,
         parse_hyperparameters,
         parse_metric_definition,
     )
@@ -132,7 +132,7 @@ def train_script(
         )
     console = Console(stderr=True, highlight=False)
     if resume is not None:
-        spec = load_script_spec(Path(resume) / "spec.yaml")
+        spec = load_script_job_spec(resume)  # the folder where it is now, wherever it was first run
         previous = _read_mapping(Path(resume) / "result.json")
         if previous.get("status") == "Completed":
             raise UserError(

@@ -54,7 +54,38 @@ def serve(
         2.0, "--max-wait-ms", min=0, help="How long a batch waits to fill.", rich_help_panel=LIMITS
     ),
     timeout_s: float = typer.Option(
-        60.0, "--timeout", help="Per-request time limit in seconds.", rich_help_panel=LIMITS
+        60.0, "--timeout", help="Per-request inference time limit in seconds.", rich_help_panel=LIMITS
+    ),
+    header_timeout_s: float = typer.Option(
+        10.0,
+        "--header-timeout",
+        help="Seconds a request's headers may take to arrive (408 and closed after).",
+        rich_help_panel=LIMITS,
+    ),
+    body_timeout_s: float = typer.Option(
+        30.0,
+        "--body-timeout",
+        help="Seconds a request body may take, plus its size at --body-min-rate (408 and closed after).",
+        rich_help_panel=LIMITS,
+    ),
+    body_min_rate_kb: float = typer.Option(
+        64.0,
+        "--body-min-rate",
+        help="Slowest upload allowed for a body's size, in KiB/s (adds to --body-timeout).",
+        rich_help_panel=LIMITS,
+    ),
+    body_idle_timeout_s: float = typer.Option(
+        10.0,
+        "--body-idle-timeout",
+        help="Seconds a request body may pause between two pieces (408 and closed after).",
+        rich_help_panel=LIMITS,
+    ),
+    max_connections: int = typer.Option(
+        512,
+        "--max-connections",
+        min=1,
+        help="Open connections per server process; requests beyond get 503.",
+        rich_help_panel=LIMITS,
     ),
     api_key: list[str] = typer.Option(
         None,
@@ -115,6 +146,11 @@ def serve(
             max_batch_size=max_batch_size,
             max_wait_ms=max_wait_ms,
             request_timeout_s=timeout_s,
+            header_timeout_s=header_timeout_s,
+            body_timeout_s=body_timeout_s,
+            body_min_rate_bytes_s=body_min_rate_kb * 1024,
+            body_idle_timeout_s=body_idle_timeout_s,
+            max_connections=max_connections,
             api_keys=keys,
             sigv4_credentials=credentials,
             allow_url_fetch=allow_urls,
@@ -129,8 +165,19 @@ def serve(
         from vizsla.serving.runtime import int8_files
 
         int8_files(resolve_model_dir(target), target)
-    Console(stderr=True).print(f"serving {target} as [bold]{name}[/bold] on http://{host}:{port}")
-    run_server(settings, host=host, port=port, workers=workers)
+    console = Console(stderr=True)
+    console.print(
+        f"serving {target} as [bold]{name}[/bold]: loading the model (a first start exports it to ONNX "
+        "and checks it against torch, then warms it up); the URL follows once the server listens",
+        soft_wrap=True,
+    )
+    run_server(
+        settings,
+        host=host,
+        port=port,
+        workers=workers,
+        on_listening=lambda url: console.print(f"ready: {name} answers on {url}", soft_wrap=True),
+    )
 
 
 def export(

@@ -354,13 +354,14 @@ def train(
         )
         return
     script_train.check_builtin_args(extra, script_options)
-    from vizsla.spec import build_spec, load_spec, read_yaml
+    from vizsla.spec import build_spec, load_job_spec, read_yaml
     from vizsla.training import run_job
     from vizsla.tuning.space import parse_head
 
     console = Console(stderr=True)
     if resume is not None:
-        spec = load_spec(_job_spec_path(resume))
+        _job_spec_path(resume)
+        spec = load_job_spec(resume)  # the folder where it is now, wherever it was first run
         console.print(f"resuming [bold]{spec.job_name}[/bold] in {resume}")
     else:
         values = {
@@ -404,6 +405,9 @@ def train(
         if not (merged.get("output") or base.get("output")):
             raise UserError("no job directory given: pass --output DIR")
         spec = build_spec(base, merged, source=str(config) if config else "command line")
+        from vizsla.models.registry import check_model_name
+
+        check_model_name(spec.model.name)  # before --overwrite deletes anything: a typo refuses the job
         if node_rank in (None, 0) and os.environ.get("RANK", "0") == "0":  # one process prepares it
             _prepare_output(Path(spec.output), overwrite)
     if nproc_per_node is not None:

@@ -195,7 +195,7 @@ def tune(
     from vizsla.cli.train import _overrides
     from vizsla.spec import read_yaml
     from vizsla.tuning.default_ranges import describe, is_name_list, ranges_from_names
-    from vizsla.tuning.job import TuneDir, load_saved_spec, run_tuning
+    from vizsla.tuning.job import TuneDir, load_saved_spec, read_saved_mapping, run_tuning
     from vizsla.tuning.tune_spec import build_tune_spec
 
     console = Console(stderr=True, highlight=False)
@@ -212,7 +212,9 @@ def tune(
         elif space:
             base = read_yaml(space)
         if not space and TuneDir(output).is_tuning_job():
-            base = read_yaml(TuneDir(output).spec)  # the same command without --space: continue the job
+            base = read_saved_mapping(output)  # the same command without --space: continue the job
+        elif TuneDir(output).is_tuning_job() and not study_name:  # continue its study, even renamed
+            study_name = read_saved_mapping(output).get("study_name")
         training = read_yaml(config) if config else {}
         training.pop("output", None)
         if minimize is not None and objective_type is None:
@@ -387,7 +389,7 @@ def best(
     study = optuna.load_study(
         study_name=study_name_of(spec), storage=create_storage(storage_url(spec, tune_dir))
     )
-    summary = summarize(study)
+    summary = summarize(study, tune_dir)
     best_trial = summary.get("best")
     if not best_trial:
         raise UserError(f"no trial of {tune_dir} has completed yet")

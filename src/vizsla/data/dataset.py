@@ -7,6 +7,7 @@ per-worker RNG, so a batch is the same whatever the number of workers and whatev
 from __future__ import annotations
 
 import logging
+import signal
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
@@ -97,6 +98,17 @@ def default_num_workers() -> int:
     return 0 if cores <= 1 else min(4, cores)
 
 
+def ignore_stop_signals(_worker_id: int = 0) -> None:
+    """`worker_init_fn` of loader workers: SIGINT, SIGTERM and SIGHUP are the main process's to handle.
+
+    Ctrl-C and a closed terminal signal the whole process group; a worker killed by it would fail the job
+    ("DataLoader worker exited unexpectedly") where the main process stops it cleanly at its next step.
+    The main process shuts its workers down when it stops; a worker whose main process died exits by itself
+    (the loader's watchdog)."""
+    for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+        signal.signal(sig, signal.SIG_IGN)
+
+
 def loader_seed(seed: int, epoch: int) -> int:
     """The seed of one epoch's order and augmentation: a resumed epoch replays the same batches."""
     return seed * 1000 + epoch
@@ -135,4 +147,5 @@ def create_loader(
         generator=torch.Generator().manual_seed(epoch_seed),
         persistent_workers=False,
         prefetch_factor=2 if num_workers > 0 else None,
+        worker_init_fn=ignore_stop_signals if num_workers > 0 else None,
     )

@@ -47,7 +47,8 @@ from vizsla.data.transforms import (
     draft_size_for,
 )
 from vizsla.data.validate import ProgressBar, content_digest
-from vizsla.errors import DataError
+from vizsla.disk import is_disk_full, preallocate, writing
+from vizsla.errors import DataError, DiskFullError
 from vizsla.jobdir import atomic_write_json
 
 if TYPE_CHECKING:
@@ -123,9 +124,11 @@ def resolve_views(setting: int | str, augment: bool, train_images: int) -> tuple
         return 1, False, "augmentation is off"
     if setting != "auto":
         return int(setting), True, "set by feature_views"
-    return 1, False, (
-        f"feature_views auto: one unaugmented view of the {train_images} train images; augmented views "
-        "measured at most ~1 point on a frozen backbone and each costs a full extraction")
+    # benchmarks/bench_views.py, 3 seeds: one augmented view beat one unaugmented view by +0.9 (hymenoptera)
+    # and +0.4 points (flowers102) at the same cost; 2 and 4 views added at most +0.2 more for 2x / 4x it.
+    return 1, True, (
+        f"feature_views auto: one augmented view of each of the {train_images} train images (measured ahead "
+        "of an unaugmented one at the same cost; more views cost a full extraction each for <= 0.2 points)")
 
 
 def _digest_of(path: str, digests: dict[str, str]) -> str:
@@ -394,6 +397,12 @@ class _Progress:
         self.saved_at = time.monotonic()
 
 
+def _bytes_needed(model: Classifier, data: PreparedData, plan: _Plan) -> int:
+    """Bytes of a build's feature arrays (what a full disk must make room for)."""
+    rows = plan.views * len(data.splits["train"]) + sum(len(data.splits[s]) for s in _eval_splits(data))
+    return rows * model.head.in_features * np.dtype(STORAGE_DTYPE).itemsize
+
+
 def _open_arrays(model: Classifier, data: PreparedData, plan: _Plan, folder: Path) -> dict[str, np.ndarray]:
     """The memory-mapped arrays of a build: reopened when a partial build left them, else created."""
     dim = model.head.in_features
@@ -410,6 +419,7 @@ def _open_arrays(model: Classifier, data: PreparedData, plan: _Plan, folder: Pat
             arrays[split] = existing
         else:
             arrays[split] = np.lib.format.open_memmap(path, mode="w+", dtype=STORAGE_DTYPE, shape=shape)
+            preallocate(path)  # a full disk is an ENOSPC now, not a SIGBUS when the map is written
     return arrays
 
 
@@ -439,17 +449,23 @@ def _extract(
     started = time.perf_counter()
     with ProgressBar(total, settings["progress"], label) as advance:
         advance(resumed)
-        for name, split, view, out in parts:
-            start = min(progress.done(name), len(out))
-            if start == len(out):
-                continue
-            loader = _loader(
-                data, split, train_tf if split == "train" else eval_tf, plan, settings, view,
-                select=(lambda p, a=start: p[a:]) if start else None,
-            )
-            _fill(out[start:], loader, extractor, split, advance,
-                  done=lambda rows, n=name, a=start: progress.update(n, a + rows))
-            progress.update(name, len(out), force=True)
+        try:
+            for name, split, view, out in parts:
+                start = min(progress.done(name), len(out))
+                if start == len(out):
+                    continue
+                loader = _loader(
+                    data, split, train_tf if split == "train" else eval_tf, plan, settings, view,
+                    select=(lambda p, a=start: p[a:]) if start else None,
+                )
+                _fill(out[start:], loader, extractor, split, advance,
+                      done=lambda rows, n=name, a=start: progress.update(n, a + rows))
+                progress.update(name, len(out), force=True)
+        except BaseException as exc:  # stopped (a signal) or failed: the next build continues from here
+            if not is_disk_full(exc):  # (a full disk: the caller deletes the partial build to free space)
+                with contextlib.suppress(Exception):
+                    progress.save()
+            raise
     seconds = time.perf_counter() - started
     for split in splits:
         np.save(folder / f"labels_{split}.npy", np.array([s[1] for s in data.splits[split]], np.int64))
@@ -512,15 +528,19 @@ def _build(
     partial = root / f".{plan.key}.partial"
     partial.mkdir(parents=True, exist_ok=True)
     try:
-        extracted, extract_seconds = _extract(model, data, plan, settings, extractor, partial)
+        with writing(partial, needed=_bytes_needed(model, data, plan), what="the feature cache"):
+            extracted, extract_seconds = _extract(model, data, plan, settings, extractor, partial)
+            seconds = time.perf_counter() - started
+            (partial / "progress.json").unlink(missing_ok=True)
+            meta = _meta(plan, seconds, data, model.head.in_features)
+            meta.update(extracted=extracted, extract_seconds=round(extract_seconds, 3))
+            atomic_write_json(partial / "meta.json", meta)
     except DataError:  # the data changed: its next build has another key, this partial is useless
         shutil.rmtree(partial, ignore_errors=True)
         raise
-    seconds = time.perf_counter() - started
-    (partial / "progress.json").unlink(missing_ok=True)
-    meta = _meta(plan, seconds, data, model.head.in_features)
-    meta.update(extracted=extracted, extract_seconds=round(extract_seconds, 3))
-    atomic_write_json(partial / "meta.json", meta)
+    except DiskFullError:  # give the space back: the job's result.json and log need some
+        shutil.rmtree(partial, ignore_errors=True)
+        raise
     _publish(partial, final)
     loaded = _load(final, plan, data)
     if loaded is None:
@@ -648,10 +668,12 @@ def _create_arrays(model: Classifier, data: PreparedData, plan: _Plan, folder: P
         dtype=STORAGE_DTYPE,
         shape=(plan.views, len(data.splits["train"]), dim),
     ).flush()
+    preallocate(folder / "train.npy")
     for split in _eval_splits(data):
         np.lib.format.open_memmap(
             folder / f"{split}.npy", mode="w+", dtype=STORAGE_DTYPE, shape=(len(data.splits[split]), dim)
         ).flush()
+        preallocate(folder / f"{split}.npy")
     for split in ("train", *_eval_splits(data)):
         np.save(folder / f"labels_{split}.npy", np.array([s[1] for s in data.splits[split]], np.int64))
 
@@ -793,6 +815,7 @@ class FeatureLoader:
         epoch: int = 0,
         drop_last: bool = False,
         select: Callable[[list[Any]], list[Any]] | None = None,
+        start_batch: int = 0,
     ) -> None:
         if features.ndim not in (2, 3) or features.shape[-2] != len(labels):
             raise ValueError(f"features {features.shape} do not match {len(labels)} labels")
@@ -800,6 +823,7 @@ class FeatureLoader:
         self.batch_size, self.shuffle, self.drop_last = batch_size, shuffle, drop_last
         self.seed, self.epoch = seed, epoch
         self.select = select  # this process's share of the full order (distributed jobs)
+        self.start_batch = start_batch  # batches of the epoch already done (a resumed, stopped epoch)
 
     def _count(self) -> int:
         n = len(self.labels)
@@ -807,7 +831,8 @@ class FeatureLoader:
 
     def __len__(self) -> int:
         n = self._count()
-        return n // self.batch_size if self.drop_last else -(-n // self.batch_size)
+        batches = n // self.batch_size if self.drop_last else -(-n // self.batch_size)
+        return max(0, batches - self.start_batch)
 
     def _order(self) -> tuple[np.ndarray, np.ndarray | None]:
         n = len(self.labels)
@@ -825,7 +850,8 @@ class FeatureLoader:
 
     def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         order, views = self._order()
-        for start in range(0, len(self) * self.batch_size, self.batch_size):
+        first = self.start_batch * self.batch_size
+        for start in range(first, first + len(self) * self.batch_size, self.batch_size):
             index = order[start : start + self.batch_size]
             rows = (
                 self.features[views[start : start + self.batch_size], index]

@@ -29,14 +29,17 @@ from vizsla.data.layout import SPLITS, Entry, Layout, Sample, discover_layout
 from vizsla.data.validate import (
     BadFile,
     ValidationResult,
+    read_csv_text,
     trusted_mtime,
     validate_files,
     write_bad_files,
+    write_csv_text,
     write_report,
     write_split_manifest,
 )
+from vizsla.disk import writing
 from vizsla.errors import DataError
-from vizsla.jobdir import JobDir, atomic_write_json, atomic_write_text
+from vizsla.jobdir import JobDir, atomic_write_json
 from vizsla.spec import DataSpec
 
 log = logging.getLogger("vizsla.data")
@@ -107,7 +110,7 @@ def on_this_machine(data: PreparedData, spec: DataSpec, cache_dir: Path | str | 
 
 def verdict_cache_file(root: Path, cache_base: Path | None = None) -> Path:
     """The validation verdict cache of a data root: one JSON file per resolved folder."""
-    name = hashlib.sha256(str(Path(root).resolve()).encode("utf-8")).hexdigest()[:24]
+    name = hashlib.sha256(os.fsencode(Path(root).resolve())).hexdigest()[:24]
     return kind_dir("validation", cache_base) / f"{name}.json"
 
 
@@ -213,11 +216,12 @@ def prepare_data(spec: DataSpec, job_dir: JobDir, *, preprocessing: dict[str, An
                         job_dir.data_report, digests)
     for message in warns:
         log.warning(message)
-    write_bad_files(job_dir, result.bad, root)
     real = {k: v for k, v in splits.items() if k != "test" or test_source == "test"}
-    write_split_manifest(job_dir, real, classes, root)
     report = _report(spec, layout, data, result)
-    write_report(job_dir, report)
+    with writing(job_dir.data_report.parent, what="the data report in"):
+        write_bad_files(job_dir, result.bad, root)
+        write_split_manifest(job_dir, real, classes, root)
+        write_report(job_dir, report)
     snapshot.save(data, report, _num_files(layout), job_dir)
     _check_usable(data, job_dir)
     return data
@@ -262,9 +266,10 @@ class Snapshot:
                   "validation_cache": {"reused": saved["files"], "decoded": 0}, "prepared_from_cache": True}
         for message in data.warnings:
             log.warning(message)
-        atomic_write_text(job_dir.bad_files, saved["bad_files_csv"])
-        atomic_write_text(job_dir.split_manifest, saved["split_csv"])
-        write_report(job_dir, report)
+        with writing(job_dir.data_report.parent, what="the data report in"):
+            write_csv_text(job_dir.bad_files, saved["bad_files_csv"])
+            write_csv_text(job_dir.split_manifest, saved["split_csv"])
+            write_report(job_dir, report)
         return data
 
     def save(self, data: PreparedData, report: dict[str, Any], files: int, job_dir: JobDir) -> None:
@@ -279,8 +284,8 @@ class Snapshot:
             "samples": {s: [[p, label, data.digests.get(p)] for p, label in data.splits[s]] for s in real},
             "bad_files": [[b.split, b.path, b.reason] for b in data.bad_files],
             "report": report,
-            "bad_files_csv": job_dir.bad_files.read_text(encoding="utf-8"),
-            "split_csv": job_dir.split_manifest.read_text(encoding="utf-8"),
+            "bad_files_csv": read_csv_text(job_dir.bad_files),  # JSON escapes undecodable names
+            "split_csv": read_csv_text(job_dir.split_manifest),
         }
         try:
             atomic_write_json(self.path, content)

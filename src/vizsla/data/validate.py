@@ -24,7 +24,7 @@ from typing import Any
 
 from vizsla.data.decode import BadImageError, decode_image
 from vizsla.data.layout import Entry
-from vizsla.jobdir import JobDir, atomic_write_json, atomic_write_text
+from vizsla.jobdir import JobDir, atomic_write_bytes, atomic_write_json
 
 log = logging.getLogger("vizsla.data")
 
@@ -178,12 +178,18 @@ class VerdictCache:
 
 def _verdicts(paths: Sequence[Path], check: Callable[[Path], _Verdict], workers: int,
               advance: Callable[[], None]) -> Iterator[_Verdict]:
-    """Check PATHS in a thread pool and yield their verdicts in order."""
-    with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="vizsla-validate") as pool:
+    """Check PATHS in a thread pool and yield their verdicts in order.
+
+    Left early (a stop signal, an error), the checks not started yet are cancelled: only those running
+    finish, not the rest of the chunk (up to _CHUNK decodes, tens of seconds of large photos)."""
+    pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="vizsla-validate")
+    try:
         for start in range(0, len(paths), _CHUNK):
             for verdict in pool.map(check, paths[start : start + _CHUNK]):
                 advance()
                 yield verdict
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
 
 
 def validate_files(files: dict[str, list[Entry]], *, max_pixels: int, draft_size: int | None = None,
@@ -257,10 +263,28 @@ def _csv_text(header: Sequence[str], rows: Iterator[Sequence[Any]]) -> str:
     return buffer.getvalue()
 
 
+# File names are bytes on POSIX: one that is not valid UTF-8 (a Latin-1 "caf\xe9.jpg" from an old archive)
+# reaches Python as a str with surrogate escapes (os.fsdecode). The CSV files of a job hold such a name as
+# the bytes the file system has (UTF-8 for every other name), so that reading them back with
+# errors="surrogateescape" (`read_csv_text`, or pandas' encoding_errors="surrogateescape") and
+# os.fsencode give the same file again.
+CSV_ERRORS = "surrogateescape"
+
+
+def write_csv_text(path: Path, text: str) -> None:
+    """Write CSV TEXT atomically as UTF-8, undecodable file-name bytes as they were (see CSV_ERRORS)."""
+    atomic_write_bytes(path, text.encode("utf-8", CSV_ERRORS))
+
+
+def read_csv_text(path: Path) -> str:
+    """A CSV written by `write_csv_text`, with its file names as the str os.fsdecode gives for them."""
+    return path.read_bytes().decode("utf-8", CSV_ERRORS)
+
+
 def write_bad_files(job_dir: JobDir, bad: Sequence[BadFile], root: Path) -> Path:
     """data/bad_files.csv: split, path (relative to the data root), reason; header only when none."""
     rows = ((b.split, relative_path(b.path, root), b.reason) for b in bad)
-    atomic_write_text(job_dir.bad_files, _csv_text(("split", "path", "reason"), rows))
+    write_csv_text(job_dir.bad_files, _csv_text(("split", "path", "reason"), rows))
     return job_dir.bad_files
 
 
@@ -269,7 +293,7 @@ def write_split_manifest(job_dir: JobDir, splits: dict[str, list[tuple[str, int]
     """data/split.csv: split, path, label (class name) of every sample used, so the split is on record."""
     rows = ((split, relative_path(path, root), classes[label])
             for split in ("train", "valid", "test") if split in splits for path, label in splits[split])
-    atomic_write_text(job_dir.split_manifest, _csv_text(("split", "path", "label"), rows))
+    write_csv_text(job_dir.split_manifest, _csv_text(("split", "path", "label"), rows))
     return job_dir.split_manifest
 
 

@@ -98,8 +98,10 @@ class Session:
     def describe_tuning_job(self, job_name: str) -> dict[str, Any]:
         """A DescribeHyperParameterTuningJob-shaped summary of a local tuning job."""
         tune_dir = self.find_tuning_job(job_name)
+        from vizsla.tuning.job import read_tune_result
+
         try:
-            result = json.loads((tune_dir / "result.json").read_text())
+            result = read_tune_result(tune_dir)
         except (OSError, ValueError):
             result = {}
         status = result.get("status") or "InProgress"

@@ -209,8 +209,10 @@ class HyperparameterTuner:
         return self.latest_tuning_job
 
     def _best(self) -> dict[str, Any]:
+        from vizsla.tuning.job import read_tune_result
+
         result_file = self._dir() / "result.json"
-        best = json.loads(result_file.read_text()).get("best") if result_file.is_file() else None
+        best = read_tune_result(self._dir()).get("best") if result_file.is_file() else None
         if not best:
             raise UserError(f"no training job of tuning job {self._dir().name} completed with an objective")
         return best
@@ -242,7 +244,9 @@ class HyperparameterTuner:
         return HyperparameterTuningJobAnalytics(self._dir())
 
     def describe(self) -> dict[str, Any]:
-        return json.loads((self._dir() / "result.json").read_text())
+        from vizsla.tuning.job import read_tune_result
+
+        return read_tune_result(self._dir())
 
 
 class TuningProcess:
@@ -349,7 +353,7 @@ def _trial_rows(tune_dir: Path) -> list[dict[str, Any]]:
     study = optuna.load_study(
         study_name=study_name_of(spec), storage=create_storage(storage_url(spec, tune_dir))
     )
-    return trial_rows(study)
+    return trial_rows(study, tune_dir)
 
 
 def _job_name(job_dir: Path) -> str:

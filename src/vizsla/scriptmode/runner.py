@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from vizsla.errors import UserError
-from vizsla.jobdir import JobDir, atomic_write_json, atomic_write_text
+from vizsla.jobdir import JobDir, atomic_write_text
 from vizsla.scriptmode.environment import (
     ScriptCommand,
     ScriptLayout,
@@ -172,7 +172,7 @@ class _ScriptRun:
         start = datetime.now(UTC)
         job_start = time.time()
         self._prepare_files()
-        atomic_write_json(self.job.result, self._result(start, status="InProgress"))
+        self.job.write_result(self._result(start, status="InProgress"))
         tracker, profiler, debugger = self._attachments()
         try:
             env = self._environment(job_start, profiler, debugger)
@@ -186,13 +186,13 @@ class _ScriptRun:
             if self.streams is not None:
                 self.streams.close()
         self._finish_attachments(result, tracker, profiler, debugger)
-        atomic_write_json(self.job.result, result)
+        self.job.write_result(result)
         return result
 
     def _prepare_files(self) -> None:
         layout = self.layout
         self.job.root.mkdir(parents=True, exist_ok=True)
-        atomic_write_text(self.job.spec, self.spec.to_yaml())
+        atomic_write_text(self.job.spec, self.spec.to_job_yaml())
         write_layout(layout, self.channels, self.spec.hyperparameters)
         for path in (layout.failure, layout.success):
             path.unlink(missing_ok=True)  # a re-run decides afresh; a script may write its own failure

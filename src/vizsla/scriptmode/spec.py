@@ -180,6 +180,12 @@ class ScriptJobSpec(BaseModel):
     def to_yaml(self) -> str:
         return yaml.safe_dump(self.model_dump(mode="json"), sort_keys=False)
 
+    def to_job_yaml(self) -> str:
+        """The spec.yaml its job folder keeps (output "."): see `load_script_job_spec`."""
+        from vizsla.relocation import saved_spec_mapping
+
+        return yaml.safe_dump(saved_spec_mapping(self.model_dump(mode="json")), sort_keys=False)
+
 
 def parse_metric_definition(text: str) -> MetricDefinition:
     """'NAME=REGEX' (split at the first '='; the regex may hold '=') -> MetricDefinition."""
@@ -263,3 +269,12 @@ def load_script_spec(path: str | Path) -> ScriptJobSpec:
     from vizsla.spec import read_yaml
 
     return build_script_spec(read_yaml(path), source=str(path))
+
+
+def load_script_job_spec(job_dir: str | Path) -> ScriptJobSpec:
+    """The spec of the script job in the folder JOB_DIR, placed where the folder is now (output JOB_DIR)."""
+    from vizsla.relocation import placed_spec_mapping
+    from vizsla.spec import read_yaml
+
+    path = Path(job_dir) / "spec.yaml"
+    return build_script_spec(placed_spec_mapping(read_yaml(path), job_dir), source=str(path))

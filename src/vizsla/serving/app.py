@@ -1,10 +1,12 @@
 """The FastAPI app: SageMaker container and runtime routes, Open Inference Protocol v2, /metrics and the page.
 
-`create_app(settings)` loads the handler and the model, then serves. Every request body is read under the
-payload limit, authenticated when keys are configured, decoded in a thread pool off the event loop,
-predicted through the dynamic batcher (one inference thread) and encoded (on the loop when the answer is
-small and the encoder ours, else in the pool), all under the request timeout. Starting needs no torch for a
-vizsla model on ONNX Runtime: the model folder is read directly and images go through serving/preprocess.py.
+`create_app(settings)` loads the handler and the model, then serves. Every request is authenticated (when
+keys are configured) before its body is read; the body is read under the payload limit (and under the
+read-time bounds of serving/connections.py), decoded in a thread pool off the event loop, predicted through
+the dynamic batcher (one inference thread) and encoded (on the loop when the answer is small and the encoder
+ours, else in the pool), all under the request timeout. A client that leaves mid-upload is counted as 499
+client_closed, not as a model error. Starting needs no torch for a vizsla model on ONNX Runtime: the model
+folder is read directly and images go through serving/preprocess.py.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ import contextlib
 import gc
 import json
 import logging
+import os
 import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -24,16 +27,23 @@ from typing import Any
 import numpy as np
 from fastapi import FastAPI, Request
 from fastapi.responses import FileResponse, JSONResponse, Response
+from starlette.requests import ClientDisconnect
 
 from vizsla import __version__
 from vizsla.errors import UserError
 from vizsla.serving import v2
 from vizsla.serving.batching import DynamicBatcher
+from vizsla.serving.connections import (
+    CUT_KEY,
+    STATE_KEY,
+    ConnectionGuard,
+    ConnectionLimitMiddleware,
+)
 from vizsla.serving.errors import RequestError
 from vizsla.serving.handler import Handler, RequestContext, decode_to_array
 from vizsla.serving.metrics import MetricsMiddleware, ServingMetrics
 from vizsla.serving.runtime import ServedModel, load_served_model
-from vizsla.serving.security import UrlFetcher, check_auth
+from vizsla.serving.security import UrlFetcher, check_auth, signs_body
 from vizsla.serving.settings import ServeSettings
 from vizsla.serving.toolkit import has_model_file, is_vizsla_model, resolve_artefact_dir
 from vizsla.serving.warmup import WarmUp, warm_up_now, warm_up_pending
@@ -43,6 +53,7 @@ INLINE_ENCODE_VALUES = 4096
 
 log = logging.getLogger("vizsla.serving")
 
+URL_ENV = "VIZSLA_SERVE_URL"  # set by `vizsla serve --workers N`: each worker says when it answers there
 STATIC_DIR = Path(__file__).parent / "static"
 PUBLIC_PATHS = {"/ping", "/v2/health/live", "/v2/health/ready", "/"}
 
@@ -56,6 +67,7 @@ class ServerState:
         from vizsla.serving.preprocess import EvalTransform
 
         self.settings = settings
+        log.info("loading the model from %s (runtime %s)", settings.model_path, settings.runtime)
         # A script's own artefact (served by the inference toolkit's rules): an entry point was given, or
         # the folder holds a TorchScript model.pt rather than a vizsla model.
         self.script = not is_vizsla_model(settings.model_path) and (
@@ -107,6 +119,7 @@ class ServerState:
         self.ready = False
         self.warm_up: WarmUp | None = None
         if isinstance(self.model, ServedModel):  # no request pays the runtime's first run at its batch size
+            log.info("warming up %s at batch sizes up to %d", self.model.runtime, settings.max_batch_size)
             self.warm_up = warm_up_now(self.model.predict, self.model.input_hw, settings.max_batch_size)
 
     def load_user_model(self) -> Any:
@@ -218,12 +231,36 @@ async def read_body(request: Request, limit: int) -> bytes:
         if too_big:
             raise RequestError(413, f"payload of {declared} bytes exceeds the {limit}-byte limit")
     chunks, size = [], 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > limit:
-            raise RequestError(413, f"payload exceeds the {limit}-byte limit")
-        chunks.append(chunk)
+    try:
+        async for chunk in request.stream():
+            size += len(chunk)
+            if size > limit:
+                raise RequestError(413, f"payload exceeds the {limit}-byte limit")
+            chunks.append(chunk)
+    except ClientDisconnect:
+        raise _disconnect_error(request, size) from None
     return b"".join(chunks)
+
+
+def _disconnect_error(request: Request, received: int) -> RequestError:
+    """408 when the server cut a too slow upload (the connection guard logged it), else 499: the client
+    went away (one log line, no traceback: nothing failed on this side)."""
+    cut = request.scope.get(CUT_KEY)
+    if cut is not None:
+        reason, message = cut
+        return RequestError(408, message, reason=reason)
+    client = request.client
+    who = f"{client.host}:{client.port}" if client else "a client"
+    announced = request.headers.get("content-length", "?")
+    log.info(
+        "%s closed the connection during the upload of %s %s (%d of %s bytes received)",
+        who,
+        request.method,
+        request.url.path,
+        received,
+        announced,
+    )
+    return RequestError(499, "the client closed the connection during the upload", reason="client_closed")
 
 
 def _request_url(request: Request) -> str:
@@ -234,8 +271,9 @@ def _request_url(request: Request) -> str:
     return f"{scope.get('scheme', 'http')}://{host}{path}" + (f"?{query}" if query else "")
 
 
-async def authorize(state: ServerState, request: Request, body: bytes, *, aws: bool = False) -> None:
-    """401/403 unless the request carries a configured API key or a valid SigV4 signature."""
+async def authorize(state: ServerState, request: Request, body: bytes | None, *, aws: bool = False) -> None:
+    """401/403 unless the request carries a configured API key or a valid SigV4 signature; with BODY
+    None (before the body is read) all but the SigV4 signature over the body."""
     settings = state.settings
     if not settings.auth_enabled:
         return
@@ -252,8 +290,32 @@ async def authorize(state: ServerState, request: Request, body: bytes, *, aws: b
     )
 
 
+async def read_authorized_body(
+    state: ServerState, request: Request, *, aws: bool = False, before: Callable[[], None] | None = None
+) -> bytes:
+    """The body of an authorized request: credentials are checked before any of it is read (401/403
+    cost an unauthenticated client nothing to send and the server nothing to hold), a SigV4 signature
+    again over the body. BEFORE runs between the two (a check that needs no body, e.g. the model name)."""
+    await authorize(state, request, None, aws=aws)
+    if before is not None:
+        before()
+    body = await read_body(request, state.settings.max_payload_bytes)
+    if state.settings.auth_enabled and signs_body(
+        {k.lower(): v for k, v in request.headers.items()}, state.settings.sigv4_credentials
+    ):
+        await authorize(state, request, body, aws=aws)
+    return body
+
+
 def _error_label(exc: BaseException) -> str:
     return exc.reason if isinstance(exc, RequestError) else "model_error"
+
+
+def _as_request_error(exc: Exception) -> RequestError | None:
+    """A failure that is the request's fault although not raised as a RequestError (else None)."""
+    if isinstance(exc, RecursionError):  # a payload nested deeper than any decoder walks
+        return RequestError(400, "the request is nested too deeply to process", reason="bad_request")
+    return None
 
 
 def create_app(settings: ServeSettings) -> FastAPI:
@@ -263,7 +325,7 @@ def create_app(settings: ServeSettings) -> FastAPI:
     load_s = time.perf_counter() - started
 
     @contextlib.asynccontextmanager
-    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+    async def lifespan(_: FastAPI) -> AsyncIterator[dict[str, Any]]:
         warming: asyncio.Task[None] | None = None
         if state.batchable:
             assert isinstance(state.model, ServedModel)
@@ -293,8 +355,12 @@ def create_app(settings: ServeSettings) -> FastAPI:
             settings.model_name,
             load_s,
         )
+        announce = os.environ.get(URL_ENV)
+        if announce:  # a worker of `vizsla serve --workers N`: the parent bound the port long ago
+            log.info("worker %d answers on %s", os.getpid(), announce)
+        guard = ConnectionGuard(settings.connection_limits, state.metrics.cut_connection)
         try:
-            yield
+            yield {STATE_KEY: guard}  # lifespan state: uvicorn hands it to every connection's protocol
         finally:  # uvicorn has drained in-flight requests before this runs
             state.ready = False
             if warming is not None:
@@ -312,7 +378,8 @@ def create_app(settings: ServeSettings) -> FastAPI:
         openapi_url=None,
     )
     app.state.vizsla = state
-    app.add_middleware(MetricsMiddleware, metrics=state.metrics)
+    app.add_middleware(ConnectionLimitMiddleware)
+    app.add_middleware(MetricsMiddleware, metrics=state.metrics)  # outermost: counts the 503s too
 
     def count_error(route: str, exc: BaseException) -> None:
         state.metrics.errors.labels(route, _error_label(exc)).inc()
@@ -336,8 +403,7 @@ def create_app(settings: ServeSettings) -> FastAPI:
         )
 
     async def run_invocation(request: Request, *, aws: bool) -> tuple[bytes, str]:
-        body = await read_body(request, settings.max_payload_bytes)
-        await authorize(state, request, body, aws=aws)
+        body = await read_authorized_body(state, request, aws=aws)
         context = state.context(dict(request.query_params))
         return await state.with_timeout(
             state.invoke(
@@ -353,6 +419,10 @@ def create_app(settings: ServeSettings) -> FastAPI:
             count_error("/invocations", exc)
             return JSONResponse({"error": exc.message, "code": exc.status}, exc.status, headers=exc.headers)
         except Exception as exc:  # the user's handler or the model failed: report, never crash
+            client_fault = _as_request_error(exc)
+            if client_fault is not None:
+                count_error("/invocations", client_fault)
+                return JSONResponse({"error": client_fault.message, "code": 400}, 400)
             log.exception("handler failed")
             count_error("/invocations", exc)
             return JSONResponse({"error": f"model error: {type(exc).__name__}: {exc}", "code": 500}, 500)
@@ -372,6 +442,10 @@ def create_app(settings: ServeSettings) -> FastAPI:
             count_error(route, exc)
             return _aws_error(exc, request_id)
         except Exception as exc:
+            client_fault = _as_request_error(exc)
+            if client_fault is not None:
+                count_error(route, client_fault)
+                return _aws_error(client_fault, request_id)
             log.exception("handler failed")
             count_error(route, exc)
             return _aws_error(RequestError(500, f"{type(exc).__name__}: {exc}"), request_id)
@@ -433,11 +507,15 @@ def create_app(settings: ServeSettings) -> FastAPI:
             return v2_error(exc.status, exc.message, exc.headers)
         return JSONResponse({"name": name, "ready": state.ready}, 200 if state.ready else 503)
 
+    v2_inputs: list[dict[str, Any]] = []  # the inputs v2 metadata declares; a request must name one
+    if not state.script:
+        metadata = v2.model_metadata(settings.model_name, state.labels, state.preprocessing, state.runtime)
+        v2_inputs = metadata["inputs"]
+
     async def v2_predict(request: Request, name: str) -> tuple[bytes, dict[str, str]]:
-        body = await read_body(request, settings.max_payload_bytes)
-        await authorize(state, request, body)
-        known_model(name)
-        parsed, kind, data = v2.parse_infer(body, request.headers.get(v2.HEADER_LENGTH))
+        # a wrong model name is refused before the upload, after the credentials
+        body = await read_authorized_body(state, request, before=lambda: known_model(name))
+        parsed, kind, data = v2.parse_infer(body, request.headers.get(v2.HEADER_LENGTH), v2_inputs)
         context = state.context({})
 
         async def work() -> Any:
@@ -469,6 +547,10 @@ def create_app(settings: ServeSettings) -> FastAPI:
             count_error("/v2/models/{name}/infer", exc)
             return v2_error(exc.status, exc.message, exc.headers)
         except Exception as exc:
+            client_fault = _as_request_error(exc)
+            if client_fault is not None:
+                count_error("/v2/models/{name}/infer", client_fault)
+                return v2_error(client_fault.status, client_fault.message)
             log.exception("inference failed")
             count_error("/v2/models/{name}/infer", exc)
             return v2_error(500, f"model error: {type(exc).__name__}: {exc}")

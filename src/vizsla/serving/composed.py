@@ -119,8 +119,14 @@ def _digest_from_record(model_dir: Path, arch: str) -> str | None:
 
 def _digest_from_job(model_dir: Path, arch: str) -> str | None:
     """The backbone digest in the feature cache of the completed head-only job that wrote MODEL_DIR."""
-    result_file = model_dir.parent / "result.json"
-    result = read_json(result_file)
+    from vizsla.jobdir import JobDir
+
+    job = JobDir(model_dir.parent)
+    result_file = job.result
+    try:  # its paths resolved where the folder is now: a moved or copied job still finds its own model
+        result = job.read_result()
+    except (OSError, ValueError):
+        return None
     if not isinstance(result, dict) or result.get("status") != "Completed":
         return None
     named = result.get("best_model_path")

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import json
+from typing import Any
+
 
 class RequestError(Exception):
     """Raised anywhere in a request's pipeline; the app turns it into the route's error shape."""
@@ -32,6 +35,19 @@ _REASONS = {
     408: "timeout",
     413: "too_large",
     415: "unsupported_type",
+    499: "client_closed",
     503: "overloaded",
     504: "timeout",
 }
+
+
+def load_json(data: bytes | str, what: str = "JSON") -> Any:
+    """json.loads where every fault is the client's: 400 for invalid JSON, bad UTF-8 or nesting too deep."""
+    try:
+        return json.loads(data)
+    except RecursionError:
+        raise RequestError(
+            400, f"invalid {what}: nested too deeply to parse (send at most a few levels of lists/objects)"
+        ) from None
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise RequestError(400, f"invalid {what}: {exc}") from None

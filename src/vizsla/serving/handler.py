@@ -26,7 +26,7 @@ from typing import Any
 import numpy as np
 
 from vizsla.errors import UserError
-from vizsla.serving.errors import RequestError
+from vizsla.serving.errors import RequestError, load_json
 
 JSON_TYPE = "application/json"
 NPY_TYPE = "application/x-npy"
@@ -152,10 +152,7 @@ def _check_chw(array: np.ndarray, context: RequestContext) -> np.ndarray:
 
 
 def _decode_json(body: bytes, context: RequestContext) -> np.ndarray:
-    try:
-        payload = json.loads(body)
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise RequestError(400, f"invalid JSON: {exc}") from None
+    payload = load_json(body)
     if isinstance(payload, dict) and "instances" in payload:
         items = payload["instances"]
     elif isinstance(payload, dict) and ("url" in payload or "b64" in payload):

@@ -18,7 +18,7 @@ BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128)
 
 
 class ServingMetrics:
-    """Requests by route/status, latency, batch sizes, queue and compute time, errors by reason."""
+    """Requests by route/status, latency, batch sizes, queue and compute time, errors by reason, cut-offs."""
 
     def __init__(self) -> None:
         from prometheus_client import CollectorRegistry, Counter, Histogram
@@ -59,6 +59,15 @@ class ServingMetrics:
             ["route", "reason"],
             registry=self.registry,
         )
+        self.connections_cut = Counter(
+            "vizsla_connections_cut",
+            "Connections the server closed because a client was too slow, by reason",
+            ["reason"],
+            registry=self.registry,
+        )
+
+    def cut_connection(self, reason: str) -> None:
+        self.connections_cut.labels(reason).inc()
 
     def observe_batch(self, rows: int, queued_s: float, compute_s: float) -> None:
         self.batch_size.observe(rows)

@@ -168,6 +168,7 @@ def cached_onnx_bytes(model: Any, model_dir: Path, input_hw: tuple[int, int]) ->
     for path in candidates:
         if path.is_file():
             return path.read_bytes(), path
+    log.info("exporting the classifier to ONNX (the first start with these weights; this takes a while)")
     data = export_classifier_onnx(model, input_hw)
     for path in candidates:
         try:
@@ -226,6 +227,7 @@ def load_served_model(
     try:
         data, onnx_path = cached_onnx_bytes(model, model_dir, input_hw)
         ort_runner = OrtRunner(data, threads)
+        log.info("checking ONNX Runtime against torch on %d inputs", check_inputs)
         check = compare_runners(torch_runner, ort_runner, input_hw, check_inputs)
     except Exception as exc:  # exporters and ORT raise anything; torch always works
         log.warning(

@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import hmac
 import ipaddress
+import logging
 import re
 import socket
 import time
@@ -12,6 +13,8 @@ from typing import Any
 from urllib.parse import urljoin, urlsplit
 
 from vizsla.serving.errors import RequestError
+
+log = logging.getLogger("vizsla.serving")
 
 MAX_REDIRECTS = 5  # redirects followed per image URL, each hop vetted again
 
@@ -28,14 +31,18 @@ def check_auth(
     method: str,
     url: str,
     headers: dict[str, str],
-    body: bytes,
+    body: bytes | None,
     *,
     api_keys: list[str],
     sigv4: dict[str, str],
     max_skew_s: float,
     aws: bool = False,
 ) -> None:
-    """Raise 401 (no credentials) or 403 (wrong ones); HEADERS lower-cased. Either auth method suffices."""
+    """Raise 401 (no credentials) or 403 (wrong ones); HEADERS lower-cased. Either auth method suffices.
+
+    With BODY None (the body has not been read yet) everything but a SigV4 signature is checked, so a
+    client without valid credentials is refused before it can upload; `signs_body` says whether the check
+    must be repeated with the body."""
     authorization = headers.get("authorization", "")
     if sigv4 and authorization.startswith("AWS4-HMAC-SHA256"):
         verify_sigv4(method, url, headers, body, sigv4, max_skew_s)
@@ -69,10 +76,21 @@ def check_auth(
     )
 
 
+def signs_body(headers: dict[str, str], sigv4: dict[str, str]) -> bool:
+    """True when the request is authenticated by a SigV4 signature, which covers the body."""
+    return bool(sigv4) and headers.get("authorization", "").startswith("AWS4-HMAC-SHA256")
+
+
 def verify_sigv4(
-    method: str, url: str, headers: dict[str, str], body: bytes, secrets: dict[str, str], max_skew_s: float
+    method: str,
+    url: str,
+    headers: dict[str, str],
+    body: bytes | None,
+    secrets: dict[str, str],
+    max_skew_s: float,
 ) -> None:
-    """Recompute a boto3 SigV4 signature with botocore's own signer over the signed headers and the body."""
+    """Recompute a boto3 SigV4 signature with botocore's own signer over the signed headers and the body;
+    with BODY None only the credential, the date and the signed header names are checked."""
     from botocore.auth import SigV4Auth
     from botocore.awsrequest import AWSRequest
     from botocore.credentials import Credentials
@@ -107,6 +125,8 @@ def verify_sigv4(
     names = signed_headers.split(";")
     if "host" not in names:
         raise RequestError(403, "the Host header must be signed", aws_code="IncompleteSignatureException")
+    if body is None:
+        return
     request = AWSRequest(
         method=method, url=url, data=body, headers={name: headers.get(name, "") for name in names}
     )
@@ -124,17 +144,110 @@ def verify_sigv4(
 # ---------------------------------------------------------------- URL fetching
 
 
-def _refused_address(address: str) -> str | None:
-    """Why ADDRESS may not be fetched (loopback, private, link-local, ...), or None for a global one."""
-    ip = ipaddress.ip_address(address.split("%")[0])
-    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
-        ip = ip.ipv4_mapped
+IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
+
+# Refused even with --url-allow-private: the cloud instance-metadata services (credentials live there).
+METADATA_NETWORKS = tuple(
+    ipaddress.ip_network(net)
+    for net in (
+        "169.254.0.0/16",  # IPv4 link-local: AWS/GCP/Azure 169.254.169.254, ECS 169.254.170.2
+        "fe80::/10",  # IPv6 link-local
+        "fd00:ec2::254/128",  # AWS IMDS over IPv6
+        "100.100.100.200/32",  # Alibaba Cloud metadata
+        "192.0.0.192/32",  # Oracle Cloud metadata
+    )
+)
+_NAT64_WELL_KNOWN = ipaddress.ip_network("64:ff9b::/96")  # RFC 6052: the IPv4 address is the last 32 bits
+_NAT64_LOCAL = ipaddress.ip_network("64:ff9b:1::/48")  # RFC 8215, local use: its prefix length is unknown
+_IPV4_COMPATIBLE = ipaddress.ip_network("::/96")  # deprecated ::a.b.c.d
+# RFC 6052 section 2.2: where the IPv4 octets sit for each NAT64 prefix length (octet 8 is skipped)
+_RFC6052_OCTETS = {
+    32: (4, 5, 6, 7),
+    40: (5, 6, 7, 9),
+    48: (6, 7, 9, 10),
+    56: (7, 9, 10, 11),
+    64: (9, 10, 11, 12),
+}
+
+
+def _nat64_ipv4(ip: ipaddress.IPv6Address, prefix_len: int) -> ipaddress.IPv4Address:
+    packed = ip.packed
+    if prefix_len == 96:
+        return ipaddress.IPv4Address(packed[12:])
+    return ipaddress.IPv4Address(bytes(packed[i] for i in _RFC6052_OCTETS[prefix_len]))
+
+
+def embedded_ipv4(ip: IPAddress) -> list[tuple[str, ipaddress.IPv4Address, bool]]:
+    """The IPv4 addresses an IPv6 address carries: (form, IPv4, whether the IPv4 alone decides where a
+    connection goes). IPv4-mapped, 6to4 and well-known NAT64 lead to their IPv4 address; IPv4-compatible,
+    Teredo (server and client: the client is the bitwise NOT of the last 32 bits), local-use NAT64 (every
+    RFC 6052 position, the prefix length being the operator's choice) and ISATAP are checked as well."""
+    if not isinstance(ip, ipaddress.IPv6Address):
+        return []
+    found: list[tuple[str, ipaddress.IPv4Address, bool]] = []
+    if ip.ipv4_mapped is not None:
+        found.append(("IPv4-mapped", ip.ipv4_mapped, True))
+    elif ip in _IPV4_COMPATIBLE and int(ip) > 1:
+        found.append(("IPv4-compatible", ipaddress.IPv4Address(int(ip) & 0xFFFFFFFF), False))
+    if ip.sixtofour is not None:
+        found.append(("6to4", ip.sixtofour, True))
+    if ip.teredo is not None:
+        server, client = ip.teredo
+        found += [("Teredo (server)", server, False), ("Teredo (client)", client, False)]
+    if ip in _NAT64_WELL_KNOWN:
+        found.append(("NAT64", _nat64_ipv4(ip, 96), True))
+    elif ip in _NAT64_LOCAL:
+        found += [("local-use NAT64", _nat64_ipv4(ip, n), False) for n in (48, 56, 64, 96)]
+    if (int(ip) >> 32) & 0xFDFFFFFF == 0x00005EFE:  # ISATAP interface id ...:0[02]00:5efe:a.b.c.d
+        found.append(("ISATAP", ipaddress.IPv4Address(int(ip) & 0xFFFFFFFF), False))
+    return found
+
+
+def _flag(ip: IPAddress) -> str | None:
+    """Why IP is not a public address (loopback, private, link-local, ...), or None."""
+    if ip in _NAT64_LOCAL:
+        return "private (local-use NAT64)"
     for flag in ("loopback", "link_local", "private", "multicast", "reserved", "unspecified"):
         if getattr(ip, f"is_{flag}"):
             return flag.replace("_", "-")
     if not ip.is_global:
         return "not globally reachable"
     return None
+
+
+def refused_address(address: str, *, allow_private: bool = False) -> str | None:
+    """Why ADDRESS may not be fetched ("link-local address 169.254.169.254 (in the 6to4 address ...)"), or
+    None. IPv6 transition forms are judged by the IPv4 addresses inside them; the cloud metadata ranges
+    are refused even when ALLOW_PRIVATE lets private and loopback addresses through."""
+    ip = ipaddress.ip_address(address.split("%")[0])
+    inner = embedded_ipv4(ip)
+    candidates: list[tuple[IPAddress, str]] = [
+        (v4, f" (in the {form} address {ip})") for form, v4, _ in inner
+    ]
+    if not any(decides for _, _, decides in inner):  # the IPv6 address itself is where a connection goes
+        candidates.insert(0, (ip, ""))
+    for candidate, where in candidates:
+        if any(candidate in net for net in METADATA_NETWORKS if net.version == candidate.version):
+            kind = "link-local (cloud metadata range)" if candidate.is_link_local else "cloud metadata"
+            return f"{kind} address {candidate}{where}"
+    if allow_private:
+        return None
+    for candidate, where in candidates:
+        why = _flag(candidate)
+        if why:
+            return f"{why} address {candidate}{where}"
+    return None
+
+
+_USERINFO = re.compile(r"(?<=//)[^/@\s]*@")
+_SECRET_PARAM = re.compile(
+    r"(?i)([?&][^=&#\s]*(?:sig|token|key|secret|pass|credential|auth)[^=&#\s]*=)[^&#\s'\"]*"
+)
+
+
+def redact_url(text: str) -> str:
+    """TEXT (a URL or a message holding URLs) with credentials and signature/token query values hidden."""
+    return _SECRET_PARAM.sub(r"\1***", _USERINFO.sub("***@", text))
 
 
 class UrlFetcher:
@@ -164,20 +277,23 @@ class UrlFetcher:
         addresses = sorted({str(info[4][0]) for info in infos})
         if not addresses:
             raise RequestError(400, f"image URL host {host!r} has no address", reason="url_refused")
-        if not self.allow_private:
-            for address in addresses:
-                why = _refused_address(address)
-                if why:
-                    raise RequestError(
-                        400,
-                        f"image URL refused: {host} resolves to {why} address {address}",
-                        reason="url_refused",
-                    )
+        for address in addresses:
+            why = refused_address(address, allow_private=self.allow_private)
+            if why:
+                raise RequestError(400, f"image URL refused: {host} resolves to {why}", reason="url_refused")
         return addresses[0]
 
     def __call__(self, url: str) -> bytes:
         """The image's bytes; redirects are followed (at most MAX_REDIRECTS, never https -> http), every
-        hop vetted like the first, all within one timeout."""
+        hop vetted like the first, all within one timeout. Each refusal is logged (one WARNING line)."""
+        try:
+            return self._fetch(url)
+        except RequestError as exc:
+            if exc.reason == "url_refused":
+                log.warning("refused image URL %s: %s", redact_url(url), redact_url(exc.message))
+            raise
+
+    def _fetch(self, url: str) -> bytes:
         import httpx
 
         deadline = time.monotonic() + self.timeout_s
@@ -192,9 +308,7 @@ class UrlFetcher:
                     400, f"image URL redirected from https to {following!r}: refused", reason="url_refused"
                 )
             url = following
-        raise RequestError(
-            400, f"image URL redirected more than {MAX_REDIRECTS} times", reason="url_refused"
-        )
+        raise RequestError(400, f"image URL redirected more than {MAX_REDIRECTS} times", reason="url_refused")
 
     def _vetted(self, url: str) -> tuple[str, str, dict[str, Any]]:
         """(URL with the host pinned to one vetted address, Host header, TLS extensions), or a refusal."""

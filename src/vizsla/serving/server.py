@@ -1,11 +1,21 @@
-"""Run the app under uvicorn: one process, or N worker processes sharing the port; SIGTERM drains requests."""
+"""Run the app under uvicorn: one process, or N worker processes sharing the port; SIGTERM drains requests.
+
+Every server runs the guarded HTTP protocol (vizsla.serving.connections): slow clients are cut off.
+"""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
+import socket
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
+
+import uvicorn
+from uvicorn.config import STARTUP_FAILURE
 
 from vizsla.errors import UserError
 from vizsla.serving.metrics import MULTIPROC_ENV
@@ -18,8 +28,12 @@ DRAIN_S = 25  # SageMaker sends SIGKILL 30 s after SIGTERM
 
 def resolve_target(path: Path, *, best: bool) -> Path:
     """The job or model folder to serve; with BEST, the best trial's job of a tuning job (DIR/result.json)."""
+    from vizsla.jobhealth import check_job_model
+    from vizsla.relocation import recorded_origin, resolved_record
+
     path = Path(path).expanduser()
     if not best:
+        check_job_model(path)  # a job whose model/ is gone: one line naming it, before anything starts
         return path
     result_file = path / "result.json"
     try:
@@ -28,12 +42,15 @@ def resolve_target(path: Path, *, best: bool) -> Path:
         raise UserError(
             f"--best needs a tuning job's result.json: cannot read {result_file}: {exc}"
         ) from None
+    if isinstance(result, dict):  # trial paths relative to the tuning job, or under where it first was
+        result = resolved_record(result, path, recorded_origin(result, "tune_dir"))
     best_trial = result.get("best") if isinstance(result, dict) else None
     job_dir = best_trial.get("job_dir") if isinstance(best_trial, dict) else None
     if not job_dir:
         raise UserError(f"{result_file} names no best trial (no finished trial yet?)")
     job_path = Path(job_dir)
-    return job_path if job_path.is_absolute() else path / job_path
+    check_job_model(job_path)
+    return job_path
 
 
 def configure_logging() -> None:
@@ -56,23 +73,48 @@ def event_loop_and_http() -> tuple[str, str]:
     return loop, http
 
 
-def run_server(
-    settings: ServeSettings, *, host: str, port: int, workers: int = 1, log_level: str = "info"
-) -> None:
-    """Serve until interrupted; with several workers each process loads the model itself."""
-    import uvicorn
+def uvicorn_options(http: str | None = None) -> dict[str, Any]:
+    """What every vizsla uvicorn server runs with: the loop, the guarded HTTP protocol (header/body read
+    time and connection bounds, vizsla.serving.connections) and graceful draining."""
+    from vizsla.serving.connections import guarded_protocol
 
+    loop, default_http = event_loop_and_http()
+    return {
+        "loop": loop,
+        "http": guarded_protocol(http or default_http),
+        "ws": "none",  # no websocket routes: skip importing a websocket library
+        "access_log": False,
+        "timeout_graceful_shutdown": DRAIN_S,
+    }
+
+
+def run_server(
+    settings: ServeSettings,
+    *,
+    host: str,
+    port: int,
+    workers: int = 1,
+    log_level: str = "info",
+    on_listening: Callable[[str], None] | None = None,
+) -> None:
+    """Serve until interrupted; with several workers each process loads the model itself. ON_LISTENING
+    gets the URL once the port answers; with workers each worker logs the URL when it answers instead."""
     configure_logging()
-    loop, http = event_loop_and_http()
-    log.info("uvicorn with the %s event loop and the %s HTTP parser", loop, http)
+    options = uvicorn_options()
+    log.info("uvicorn with the %s event loop and the %s protocol", options["loop"], options["http"].__name__)
+    url = f"http://{host}:{port}" if ":" not in host else f"http://[{host}]:{port}"
     if workers > 1:
         import shutil
         import tempfile
 
+        from vizsla.serving.app import URL_ENV
+
         os.environ[SETTINGS_ENV] = settings.to_env()
+        os.environ[URL_ENV] = url
         # every worker writes its metrics here and /metrics sums them, whichever worker answers it
         metrics_dir = tempfile.mkdtemp(prefix="vizsla-metrics-")
         os.environ[MULTIPROC_ENV] = metrics_dir
+        log.info("starting %d workers; each loads the model and says when it answers", workers)
         try:
             uvicorn.run(
                 "vizsla.serving.app:app_from_env",
@@ -81,11 +123,7 @@ def run_server(
                 port=port,
                 workers=workers,
                 log_level=log_level,
-                timeout_graceful_shutdown=DRAIN_S,
-                access_log=False,
-                loop=loop,
-                http=http,
-                ws="none",
+                **options,
             )
         finally:
             os.environ.pop(MULTIPROC_ENV, None)
@@ -94,14 +132,22 @@ def run_server(
     from vizsla.serving.app import create_app
 
     app = create_app(settings)
-    uvicorn.run(
-        app,
-        host=host,
-        port=port,
-        log_level=log_level,
-        timeout_graceful_shutdown=DRAIN_S,
-        access_log=False,
-        loop=loop,
-        http=http,
-        ws="none",  # no websocket routes: skip importing a websocket library
-    )
+    config = uvicorn.Config(app, host=host, port=port, log_level=log_level, **options)
+    server = AnnouncingServer(config, lambda: on_listening(url) if on_listening else None)
+    with contextlib.suppress(KeyboardInterrupt):  # as uvicorn.run: Ctrl+C ends the server quietly
+        server.run()
+    if not server.started:  # uvicorn logged why (e.g. the port is taken); its own exit status
+        raise SystemExit(STARTUP_FAILURE)
+
+
+class AnnouncingServer(uvicorn.Server):
+    """uvicorn's server that calls back once it listens, so the URL is printed when it answers."""
+
+    def __init__(self, config: uvicorn.Config, announce: Callable[[], None]) -> None:
+        super().__init__(config)
+        self.announce = announce
+
+    async def startup(self, sockets: list[socket.socket] | None = None) -> None:
+        await super().startup(sockets=sockets)
+        if self.started and not self.should_exit:
+            self.announce()

@@ -5,8 +5,12 @@ from __future__ import annotations
 import json
 import os
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+if TYPE_CHECKING:
+    from vizsla.serving.connections import ConnectionLimits
 
 SETTINGS_ENV = "VIZSLA_SERVE_SETTINGS"
 RUNTIMES = ("onnx", "torch", "onnx-int8")
@@ -28,6 +32,13 @@ class ServeSettings(BaseModel):
     max_pixels: int = Field(40_000_000, ge=1)
     max_images_per_request: int = Field(64, ge=1)
     request_timeout_s: float = Field(60.0, gt=0)
+    # slow clients (seconds): headers must arrive within header_timeout_s of a request's first byte; a body
+    # may pause at most body_idle_timeout_s and take at most body_timeout_s + its size at body_min_rate
+    header_timeout_s: float = Field(10.0, gt=0)
+    body_idle_timeout_s: float = Field(10.0, gt=0)
+    body_timeout_s: float = Field(30.0, gt=0)
+    body_min_rate_bytes_s: float = Field(64 * 1024, gt=0)
+    max_connections: int = Field(512, ge=1)  # open connections; requests beyond get 503
     # batching
     max_batch_size: int = Field(16, ge=1)
     max_wait_ms: float = Field(2.0, ge=0)
@@ -54,6 +65,20 @@ class ServeSettings(BaseModel):
         if value not in RUNTIMES:
             raise ValueError(f"runtime must be one of {', '.join(RUNTIMES)}")
         return value
+
+    @property
+    def connection_limits(self) -> ConnectionLimits:
+        """The bounds the HTTP protocol enforces per connection (vizsla.serving.connections)."""
+        from vizsla.serving.connections import ConnectionLimits
+
+        return ConnectionLimits(
+            header_timeout_s=self.header_timeout_s,
+            body_idle_timeout_s=self.body_idle_timeout_s,
+            body_timeout_s=self.body_timeout_s,
+            body_min_bytes_per_s=self.body_min_rate_bytes_s,
+            max_body_bytes=self.max_payload_bytes,
+            max_connections=self.max_connections,
+        )
 
     @property
     def auth_enabled(self) -> bool:

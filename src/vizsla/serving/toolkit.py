@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 
 from vizsla.errors import UserError
-from vizsla.serving.errors import RequestError
+from vizsla.serving.errors import RequestError, load_json
 
 JSON_TYPE = "application/json"
 CSV_TYPE = "text/csv"
@@ -143,7 +143,7 @@ def toolkit_input_fn(data: bytes | str, content_type: str) -> Any:
     kind, _ = media_type(content_type)
     try:
         if kind == JSON_TYPE:
-            array = np.asarray(json.loads(data), dtype=np.float32)
+            array = np.asarray(load_json(data, f"{kind} body"), dtype=np.float32)
         elif kind == CSV_TYPE:
             text = data if isinstance(data, str) else data.decode("utf-8")
             array = np.genfromtxt(io.StringIO(text), dtype=np.float32, delimiter=",")

@@ -23,6 +23,7 @@ from urllib.parse import unquote
 
 from vizsla.callbacks import Callback, TrainState
 from vizsla.jobdir import JobDir, atomic_write_json
+from vizsla.names import printable
 
 if TYPE_CHECKING:
     from mlflow import MlflowClient
@@ -68,7 +69,7 @@ def flatten_params(tree: Mapping[str, Any], prefix: str = "") -> dict[str, str]:
 
 def _param_text(value: Any) -> str:
     if isinstance(value, str):
-        text = value
+        text = printable(value)  # MLflow stores UTF-8: undecodable file-name bytes as \xNN
     else:
         text = json.dumps(value) if isinstance(value, list | dict) else str(value)
     return text if len(text) <= PARAM_VALUE_LIMIT else text[: PARAM_VALUE_LIMIT - 3] + "..."
@@ -209,10 +210,10 @@ class MlflowTracker(Callback):
         return run.info.run_id
 
     def _create_run(self, name: str, job_dir: JobDir) -> str:
-        tags = {"vizsla.job_dir": str(job_dir.root.resolve()), "vizsla.status": "InProgress"}
+        tags = {"vizsla.job_dir": printable(str(job_dir.root.resolve())), "vizsla.status": "InProgress"}
         if self.parent_run_id:
             tags["mlflow.parentRunId"] = self.parent_run_id
-        run = self.client.create_run(self.experiment_id, tags=tags, run_name=name)
+        run = self.client.create_run(self.experiment_id, tags=tags, run_name=printable(name))
         return run.info.run_id
 
     def _log_params(self, spec: Mapping[str, Any], *, resumed: bool = True) -> None:
@@ -271,7 +272,7 @@ class MlflowTracker(Callback):
         for key in ("failure_reason", "stop_reason"):
             reason = result.get(key) or (state.stop_reason if key == "stop_reason" else None)
             if reason:
-                tags[f"vizsla.{key}"] = str(reason)[:TAG_VALUE_LIMIT]
+                tags[f"vizsla.{key}"] = printable(str(reason))[:TAG_VALUE_LIMIT]
         return tags
 
     def _log_end_tags(self, state: TrainState) -> None:

@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
+import os
 from typing import Any
 
 from vizsla.callbacks import TrainState
-from vizsla.jobdir import JobDir, atomic_write_json
+from vizsla.disk import is_disk_full, writing
+from vizsla.errors import DiskFullError, UserError
+from vizsla.jobdir import JobDir
 from vizsla.training.checkpoint import rng_state, save_checkpoint
 from vizsla.training.metrics import ClassificationMeter
 from vizsla.training.setup import Job
@@ -16,9 +20,23 @@ log = logging.getLogger("vizsla.train")
 
 
 def append_metrics(job_dir: JobDir, record: dict[str, Any]) -> None:
-    """Append one JSON line; flushed at once so `tail -f` and other processes see it."""
-    with job_dir.metrics.open("a", encoding="utf-8") as handle:
-        handle.write(json.dumps(record) + "\n")
+    """Append one JSON line, written at once so `tail -f` and other processes see it; a write that fails
+    (a full disk) leaves no torn line for the next record, a resumed job's, to be glued to."""
+    data = (json.dumps(record) + "\n").encode("utf-8")
+    with writing(job_dir.metrics, needed=len(data), what="the metrics"):
+        fd = os.open(job_dir.metrics, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o666)
+        try:
+            size = os.fstat(fd).st_size
+            try:
+                done = 0
+                while done < len(data):  # a short write: the disk filled up, the next one says so
+                    done += os.write(fd, data[done:])
+            except OSError:
+                with contextlib.suppress(OSError):  # (not a regular file: nothing to take back)
+                    os.ftruncate(fd, size)
+                raise
+        finally:
+            os.close(fd)
 
 
 def _better(metric: str, value: float, best: float | None) -> bool:
@@ -51,21 +69,26 @@ def load_trained_state(job: Job, weights: dict[str, Any]) -> None:
 
 def save_best_model(job: Job) -> None:
     """Write model/ from the best weights kept in memory (head-only jobs), once; the model keeps them."""
-    from vizsla.models import save_model
-
     if not job.best_unsaved or job.best_state is None:
         return
     load_trained_state(job, job.best_state)
     if job.dist.is_main:
-        save_model(job.model, job.job_dir.model_dir)
+        export_model(job)
     job.best_unsaved = False
+
+
+def export_model(job: Job) -> None:
+    """Write model/ from the model's weights now (atomically: a failed write keeps the previous model/)."""
+    from vizsla.models import save_model
+
+    size = sum(t.numel() * t.element_size() for t in job.model.state_dict().values())
+    with writing(job.job_dir.model_dir, needed=size, what="the best model"):
+        save_model(job.model, job.job_dir.model_dir)
 
 
 def track_best(job: Job, state: TrainState, record: dict[str, Any]) -> bool:
     """Note the best epoch when the watched valid metric improves (exporting the model to model/, or for a
     head-only job keeping its weights for one export at the end); returns whether it improved."""
-    from vizsla.models import save_model
-
     metric = job.spec.train.early_stopping_metric
     if metric not in record:
         raise KeyError(
@@ -83,7 +106,7 @@ def track_best(job: Job, state: TrainState, record: dict[str, Any]) -> bool:
         job.best_unsaved = True
         return True
     if job.dist.is_main:
-        save_model(job.model, job.job_dir.model_dir)
+        export_model(job)
     if job.dist.enabled:  # every rank evaluates the best weights at the end without reading rank 0's disk
         job.best_state = {k: v.detach().to("cpu", copy=True) for k, v in job.model.state_dict().items()}
     return True
@@ -94,8 +117,13 @@ def early_stopping_triggered(job: Job, state: TrainState) -> bool:
     return patience is not None and job.epochs_without_improvement >= patience
 
 
-def save_epoch_checkpoint(job: Job, state: TrainState, *, next_epoch: int) -> None:
-    """Write checkpoints/last.pt atomically: a job killed later resumes at `next_epoch`."""
+def save_epoch_checkpoint(
+    job: Job, state: TrainState, *, next_epoch: int, position: dict[str, Any] | None = None
+) -> None:
+    """Write checkpoints/last.pt atomically: a job killed later resumes at `next_epoch`.
+
+    POSITION (a job stopped mid-epoch, see `epoch_position`): the train batches of `next_epoch` already
+    done and their running metrics, so that `--resume` continues with the next batch of that epoch."""
     payload = {
         "model": trained_state(job),
         "best_state": job.best_state if head_only(job) else None,
@@ -103,6 +131,7 @@ def save_epoch_checkpoint(job: Job, state: TrainState, *, next_epoch: int) -> No
         "scheduler": job.scheduler.state_dict(),
         "scaler": job.scaler.state_dict(),
         "next_epoch": next_epoch,
+        "epoch_position": position,
         "global_step": state.global_step,
         "history": state.history,
         "best": job.best,
@@ -119,6 +148,64 @@ def save_epoch_checkpoint(job: Job, state: TrainState, *, next_epoch: int) -> No
         },
     }
     save_checkpoint(job.job_dir.last_checkpoint, payload)
+
+
+def error_text(exc: BaseException) -> str:
+    """An error as result.json and train.log name it: a user error's message, else its type and text."""
+    if isinstance(exc, UserError):
+        return exc.message
+    return f"{type(exc).__name__}: {exc}"
+
+
+def log_setup_failure(spec: Any, ctx: Any, exc: BaseException) -> None:
+    """train.log of a job that failed before training: the error (a bug's traceback) and its end."""
+    from vizsla.training.setup import logging_to
+
+    if not ctx.is_main or not logging_to(JobDir(spec.output)):
+        return
+    if isinstance(exc, UserError) or is_disk_full(exc):
+        log.error("%s", exc)
+    else:
+        log.exception("the job failed before training")
+    log.info("Failed %s: %s", spec.job_name, error_text(exc))
+
+
+def record_stopped_setup(spec: Any, ctx: Any, timer: Any, reason: str) -> dict[str, Any]:
+    """result.json of a job a signal stopped before its training started (validation, extraction, model
+    creation), when its folder is this job's (a resumed job keeps its earlier record's other fields).
+    Returns the result; nothing is written by the other processes of a distributed job or before the
+    folder was checked to be this job's."""
+    from vizsla.training.setup import logging_to
+
+    job_dir = JobDir(spec.output)
+    timer.stop()
+    result: dict[str, Any] = {
+        "job_name": spec.job_name, "epochs_completed": 0, "start_time": timer.start_time
+    }
+    if not (ctx.is_main and logging_to(job_dir)):
+        return {**result, "job_dir": str(job_dir.root), "status": "Stopped", "stop_reason": reason}
+    try:
+        previous = job_dir.read_result() or {}
+    except (OSError, ValueError):
+        previous = {}
+    result = {
+        **result,
+        **previous,
+        "job_dir": str(job_dir.root.resolve()),
+        "status": "Stopped",
+        "failure_reason": None,
+        "stop_reason": reason,
+        "end_time": timer.end_time,
+        "duration_s": round(timer.elapsed(), 3),
+        "attempt_start_time": timer.start_time,
+        "phases": timer.phases(),
+    }
+    try:
+        write_result(job_dir, result)
+    except DiskFullError as exc:
+        log.error("could not record the stop in %s: %s", job_dir.result, exc.message)
+    log.info("Stopped %s before training: %s", spec.job_name, reason)
+    return result
 
 
 def flat_hyperparameters(job: Job) -> dict[str, Any]:
@@ -232,11 +319,13 @@ def _feature_cache_summary(job: Job) -> dict[str, Any] | None:
 
 
 def write_outputs(job: Job, state: TrainState) -> None:
-    """Plots and the HTML report; a failure here is logged, never turns a finished job into a failed one."""
+    """result.json, plots and the HTML report; a failure of the last two is logged, never turns a finished
+    job into a failed one. result.json goes first: on a full disk it is what must fit."""
     from vizsla.training.plots import plot_confusion_matrix, plot_loss
     from vizsla.training.report import write_training_report
 
     result = state.result or {}
+    write_result(job.job_dir, result)
     try:
         if state.history:
             plot_loss(state.history, job.job_dir.loss_plot)
@@ -249,10 +338,12 @@ def write_outputs(job: Job, state: TrainState) -> None:
         if "confusion_matrix" in result:
             cm = result["confusion_matrix"]
             plot_confusion_matrix(cm["matrix"], cm["labels"], job.job_dir.confusion_matrix_plot)
-        write_result(job.job_dir, result)
         write_training_report(job.job_dir)
-    except Exception:  # noqa: BLE001 - outputs are a convenience on top of result.json
-        log.exception("could not write plots or the training report")
+    except Exception as exc:  # noqa: BLE001 - outputs are a convenience on top of result.json
+        if not is_disk_full(exc):
+            log.exception("could not write plots or the training report")
+        else:  # the disk is the problem, not the code: no traceback
+            log.warning("could not write plots or the training report in %s: %s", job.job_dir.root, exc)
 
 
 def write_report(job: Job) -> None:
@@ -261,10 +352,15 @@ def write_report(job: Job) -> None:
 
     try:
         write_training_report(job.job_dir)
-    except Exception:  # noqa: BLE001 - the report is a convenience on top of result.json
-        log.exception("could not write the training report")
+    except Exception as exc:  # noqa: BLE001 - the report is a convenience on top of result.json
+        if not is_disk_full(exc):
+            log.exception("could not write the training report")
+        else:
+            log.warning("could not write the training report %s: %s", job.job_dir.training_report, exc)
 
 
 def write_result(job_dir: JobDir, result: dict[str, Any] | None) -> None:
+    """result.json, its paths into the job folder relative (the in-memory result keeps them absolute)."""
     if result is not None:
-        atomic_write_json(job_dir.result, result)
+        with writing(job_dir.result, what="result.json"):
+            job_dir.write_result(result)

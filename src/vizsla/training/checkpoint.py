@@ -1,4 +1,5 @@
-"""Checkpoints: everything needed to continue a job exactly, written atomically once per epoch."""
+"""Checkpoints: everything needed to continue a job exactly, written atomically once per epoch (and where
+a stopped job stopped, mid-epoch)."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from vizsla.disk import writing
 from vizsla.jobdir import atomic_write_bytes
 
 
@@ -30,10 +32,13 @@ def restore_rng_state(state: dict[str, Any]) -> None:
 
 
 def save_checkpoint(path: Path, payload: dict[str, Any]) -> None:
-    """Serialise to memory, then write atomically: a kill mid-write leaves the previous checkpoint intact."""
+    """Serialise to memory, then write atomically: a kill mid-write or a full disk (DiskFullError) leaves
+    the previous checkpoint intact."""
     buffer = io.BytesIO()
     torch.save(payload, buffer)
-    atomic_write_bytes(path, buffer.getvalue())
+    data = buffer.getvalue()
+    with writing(path, needed=len(data), what="the checkpoint"):
+        atomic_write_bytes(path, data)
 
 
 def load_checkpoint(path: Path) -> dict[str, Any]:

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from vizsla.errors import UserError
-from vizsla.jobdir import JobDir, atomic_write_json
+from vizsla.jobdir import JobDir
 from vizsla.spec import JobSpec
 
 log = logging.getLogger("vizsla.train")
@@ -133,7 +133,7 @@ def launch(
     if failure is not None and result.get("status") not in TERMINAL and is_first_node:
         # Rank 0 itself was killed before it could write: record the failure here.
         result = _failed_result(spec, job_dir, failure, result)
-        atomic_write_json(job_dir.result, result)
+        job_dir.write_result(result)
     if failure is not None and not result:
         result = {"status": "Failed", "failure_reason": failure, "job_dir": str(job_dir.root)}
     return result

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 import torch
@@ -35,6 +36,21 @@ class ClassificationMeter:
         self.count += int(targets.numel())
         flat = targets.numpy() * self.num_classes + predicted.numpy()
         self.confusion += np.bincount(flat, minlength=self.num_classes**2).reshape(self.confusion.shape)
+
+    def state_dict(self) -> dict[str, Any]:
+        """The counts so far (a checkpoint of a job stopped mid-epoch keeps its running train metrics)."""
+        return {
+            "loss_sum": self.loss_sum,
+            "count": self.count,
+            "correct_top1": self.correct_top1,
+            "correct_top5": self.correct_top5,
+            "confusion": self.confusion.tolist(),
+        }
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.loss_sum, self.count = float(state["loss_sum"]), int(state["count"])
+        self.correct_top1, self.correct_top5 = int(state["correct_top1"]), int(state["correct_top5"])
+        self.confusion = np.asarray(state["confusion"], dtype=np.int64).reshape(self.confusion.shape)
 
     def summary(self, prefix: str) -> dict[str, float]:
         """Loss and accuracies as `{prefix}_loss`, `{prefix}_accuracy`, `{prefix}_top5_accuracy`."""

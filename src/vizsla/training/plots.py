@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from vizsla.jobdir import JobDir, atomic_write_bytes
+from vizsla.names import printable
 
 if TYPE_CHECKING:
     import numpy as np
@@ -159,6 +160,7 @@ def plot_confusion_matrix(
     matrix: Sequence[Sequence[int]], labels: Sequence[str], path: Path, *, normalize: bool = True
 ) -> Path:
     """Write the confusion matrix (rows: true class) to `path`, readable from 2 to hundreds of classes."""
+    labels = [printable(str(label)) for label in labels]  # class folders may have undecodable names
     n = len(labels)
     if n == 0 or len(matrix) != n or any(len(row) != n for row in matrix):
         raise ValueError(f"confusion matrix must be {n}x{n} for {n} labels")

@@ -75,10 +75,54 @@ class EpochProgress:
         if not self.enabled:
             return
         mark = " [green]best[/green]" if improved else ""
-        self.console.print(
-            f"epoch {record['epoch'] + 1}/{self.epochs}  "
-            f"train_loss {record.get('train_loss', float('nan')):.4f}  "
-            f"train_acc {record.get('train_accuracy', float('nan')):.4f}  "
-            f"valid_loss {record['valid_loss']:.4f}  valid_acc {record['valid_accuracy']:.4f}  "
-            f"({record['epoch_time_s']:.1f} s){mark}"
-        )
+        self.console.print(epoch_text(record, self.epochs) + mark)
+
+
+def epoch_text(record: dict[str, Any], epochs: int) -> str:
+    """The one-line summary of an epoch record that the console and train.log show."""
+    return (
+        f"epoch {record['epoch'] + 1}/{epochs}  "
+        f"train_loss {record.get('train_loss', float('nan')):.4f}  "
+        f"train_acc {record.get('train_accuracy', float('nan')):.4f}  "
+        f"valid_loss {record['valid_loss']:.4f}  valid_acc {record['valid_accuracy']:.4f}  "
+        f"({record['epoch_time_s']:.1f} s)"
+    )
+
+
+def result_lines(result: dict[str, Any]) -> list[str]:
+    """The job's end as `vizsla train` prints it (status, times, metrics, reason), for train.log."""
+    from vizsla.training.timing import format_seconds, phases_text
+
+    head = f"{result.get('status', '?')} {result.get('job_name')}"
+    duration = result.get("duration_s")
+    if isinstance(duration, int | float):
+        head += f" in {format_seconds(duration)}"
+        phases = phases_text(result.get("phases") or {})
+        head += f" ({phases})" if phases else ""
+    lines = [head]
+    metrics = result.get("metrics") or {}
+    shown = [f"{k} {v:.4f}" for k, v in metrics.items() if k.endswith(("accuracy", "loss"))]
+    if shown:
+        lines.append("  " + "  ".join(shown))
+    for key in ("stop_reason", "failure_reason"):
+        if result.get(key):
+            lines.append(f"  {result[key]}")
+    lines.append(f"  job directory: {result.get('job_dir')}")
+    return lines
+
+
+def settings_text(job: Any) -> str:
+    """The settings a job resolved (what the console's options chose), for train.log."""
+    spec, runtime = job.spec, job.runtime
+    size = job.model.preprocessing.get("input_size", [3, 0, 0])[-1]
+    weights = job.model.config.get("weights")
+    if isinstance(weights, dict):  # where the pretrained weights came from
+        weights = weights.get("identifier") or weights.get("path") or weights.get("source")
+    train = spec.train
+    cached = " on cached features" if job.features is not None else ""
+    return (
+        f"model {spec.model.name} (weights {weights}, {size} px), finetune {train.finetune}{cached}, "
+        f"{train.epochs} epochs, batch {train.batch_size}, lr {train.lr:g} ({train.optimizer}, "
+        f"{train.schedule}), device {runtime.device} {runtime.precision}, "
+        f"{runtime.num_workers} loader workers"
+    )

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from vizsla.jobdir import JobDir, atomic_write_text
+from vizsla.names import printable
 from vizsla.training.timing import phases_text
 
 TEMPLATE = "training_report.html.j2"
@@ -246,5 +247,5 @@ def render_training_report(context: Mapping[str, Any]) -> str:
 def write_training_report(job_dir: JobDir, *, result: Mapping[str, Any] | None = None) -> Path:
     """Write reports/training.html for a job; `result` overrides result.json (the trainer's in-memory one)."""
     html = render_training_report(build_report_context(job_dir, result))
-    atomic_write_text(job_dir.training_report, html)
+    atomic_write_text(job_dir.training_report, printable(html))  # undecodable file names as \xNN
     return job_dir.training_report

@@ -5,7 +5,6 @@ from __future__ import annotations
 import contextlib
 import logging
 import math
-import signal
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -14,8 +13,10 @@ from typing import Any
 import torch
 
 from vizsla.callbacks import Callback, TrainState
+from vizsla.disk import is_disk_full
 from vizsla.errors import UserError
 from vizsla.jobdir import JobDir, atomic_write_text
+from vizsla.names import printable
 from vizsla.spec import JobSpec
 from vizsla.training.checkpoint import load_checkpoint, restore_rng_state
 from vizsla.training.distributed import (
@@ -91,10 +92,13 @@ class Loaders:
             select=select,
         )
 
-    def train(self, epoch: int) -> Any:
-        return self._loader(
-            "train", shuffle=True, epoch=epoch, batch_size=self.batch_size, select=self.train_select
-        )
+    def train(self, epoch: int, start_batch: int = 0) -> Any:
+        """EPOCH's train batches, from batch START_BATCH on (a resumed epoch skips those done)."""
+        select = self.train_select
+        if start_batch:
+            skip = start_batch * self.batch_size  # the same batches follow: the order is (seed, epoch)'s
+            select = lambda order, whole=self.train_select: whole(order)[skip:]  # noqa: E731
+        return self._loader("train", shuffle=True, epoch=epoch, batch_size=self.batch_size, select=select)
 
     def eval(self, split: str) -> Any:
         return self._loader(
@@ -144,7 +148,7 @@ class FeatureLoaders:
     def steps_per_epoch(self) -> int:
         return len(self.train(0))
 
-    def train(self, epoch: int) -> Any:
+    def train(self, epoch: int, start_batch: int = 0) -> Any:
         from vizsla.data.features import FeatureLoader
 
         labels = self.features.labels["train"]
@@ -156,6 +160,7 @@ class FeatureLoaders:
             seed=self.seed,
             epoch=epoch,
             select=self.train_select,
+            start_batch=start_batch,
         )
 
     def eval(self, split: str) -> Any:
@@ -209,18 +214,55 @@ class Job:
     timer: PhaseTimer = field(default_factory=PhaseTimer)  # this attempt's phases, from the command's start
     attempt: int = 1  # 1 for a new job, +1 for each `--resume` (a torchrun restart is the same attempt)
     earlier_attempts_s: float | None = 0.0  # earlier attempts' seconds, up to their last checkpoints
+    # Where the checkpoint resumed stopped inside its epoch ({"batches", "meter"}); None: at its start
+    position: dict[str, Any] | None = None
+    stop: Any = None  # the job's StopSignals (signals.py): whether a signal asked it to stop
 
 
 def _check_job_dir(job_dir: JobDir, resume: bool) -> None:
+    """A new job needs a folder without a job, or one whose job Failed before it trained anything (a
+    command refused by data validation or model creation: the corrected re-run takes the folder)."""
     if not resume and job_dir.exists():
+        if job_dir.failed_before_training():
+            log.info("%s held a job that failed before training; this job replaces it", job_dir.root)
+            job_dir.clear_failed_setup()
+            return
         raise UserError(
             f"{job_dir.root} already holds a job",
             hint=f"continue it with `vizsla train --resume {job_dir.root}`, or pass --overwrite",
         )
     if resume:
-        result = job_dir.read_result() or {}
+        try:
+            result = job_dir.read_result() or {}
+        except (OSError, ValueError):  # a truncated result.json: the checkpoint says where to go on
+            result = {}
         if result.get("status") == "Completed":
             raise UserError(f"{job_dir.root} is already Completed; nothing to resume")
+
+
+def record_setup_failure(job_dir: JobDir, spec: JobSpec, exc: BaseException, timer: PhaseTimer) -> None:
+    """result.json of a job that failed before its training started (data validation, model creation):
+    Failed with the reason, so it lists as Failed rather than Unknown (a resumed job keeps its record)."""
+    try:
+        previous = job_dir.read_result() or {}
+    except (OSError, ValueError):
+        previous = {}
+    result = {
+        "job_name": spec.job_name,
+        "epochs_completed": 0,
+        "start_time": timer.start_time,
+        **previous,
+        "job_dir": str(job_dir.root),
+        "status": "Failed",
+        "failure_reason": f"{type(exc).__name__}: {exc}",
+        "stop_reason": None,
+        "end_time": timer.end_time,
+        "duration_s": round(timer.elapsed(), 3),
+    }
+    try:
+        job_dir.write_result(result)
+    except OSError as error:
+        log.warning("could not record the failure in %s: %s", job_dir.result, error)
 
 
 def create_optimizer(model: Any, spec: JobSpec) -> torch.optim.Optimizer:
@@ -251,11 +293,12 @@ def create_job(
     directory and validates the data, and hands the result to the others. TIMER gets the validate and
     extract phases. With EXIT_STACK, rank 0 copies the log to train.log from the moment the job directory
     is known to be this job's (after the overwrite and resume checks) until the stack closes."""
-    from vizsla.models import create_classifier
+    from vizsla.models.registry import check_model_name
     from vizsla.training import distributed
 
     timer = timer if timer is not None else PhaseTimer()
     job_dir = JobDir(spec.output)
+    check_model_name(spec.model.name)  # a misspelt model is refused before the job folder is written
     runtime = resolve_runtime(spec, ctx)
     distributed.init_process_group(
         ctx, distributed.resolve_backend(spec.distributed.backend, runtime.device), spec.distributed.timeout_s
@@ -272,9 +315,31 @@ def create_job(
     spec = resolved_spec(spec, runtime, ctx)
     if ctx.is_main:
         job_dir.root.mkdir(parents=True, exist_ok=True)
-        atomic_write_text(job_dir.spec, spec.to_yaml())
+        atomic_write_text(job_dir.spec, spec.to_job_yaml())
         if exit_stack is not None:
             exit_stack.enter_context(job_logging(job_dir))
+    try:
+        return _build_job(spec, job_dir, runtime, resume=resume, progress=progress, ctx=ctx, timer=timer)
+    except Exception as exc:
+        if ctx.is_main:
+            record_setup_failure(job_dir, spec, exc, timer)
+        raise
+
+
+def _build_job(
+    spec: JobSpec,
+    job_dir: JobDir,
+    runtime: Runtime,
+    *,
+    resume: bool,
+    progress: bool,
+    ctx: DistContext,
+    timer: PhaseTimer,
+) -> Job:
+    """create_job once the job folder is this job's: data, model, optimizer, loaders, checkpoint."""
+    from vizsla.models import create_classifier
+    from vizsla.training import distributed
+
     if ctx.restart_count:
         how = f"resuming from {job_dir.last_checkpoint}" if resume else "starting again (no checkpoint yet)"
         log.info("restart %d of the workers: %s", ctx.restart_count, how)
@@ -482,11 +547,14 @@ def restore_state(job: Job, state: TrainState) -> None:
     job.scheduler.load_state_dict(ckpt["scheduler"])
     job.scaler.load_state_dict(ckpt["scaler"])
     state.epoch, state.global_step = ckpt["next_epoch"], ckpt["global_step"]
+    job.position = ckpt.get("epoch_position")  # a job stopped mid-epoch continues with its next batch
     state.history = list(ckpt["history"])
     job.best = dict(ckpt["best"])
     job.epochs_without_improvement = ckpt["epochs_without_improvement"]
     restore_rng_state(ckpt["rng"])
-    log.info("resumed %s at epoch %d (step %d)", job.job_dir.root, state.epoch, state.global_step)
+    within = f", batch {job.position['batches'] + 1}" if job.position else ""
+    log.info("resumed %s at epoch %d%s (step %d)", job.job_dir.root, state.epoch + 1, within,
+             state.global_step)
 
 
 def default_callbacks(job: Job) -> list[Callback]:
@@ -550,26 +618,6 @@ def to_device(
 
 
 @contextlib.contextmanager
-def stop_on_signals(state: TrainState) -> Iterator[None]:
-    """SIGTERM / first Ctrl-C end the job gracefully (status Stopped, checkpoint and result written)."""
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-
-    def handler(signum: int, _frame: Any) -> None:
-        if state.should_stop and signum == signal.SIGINT:
-            raise KeyboardInterrupt
-        state.request_stop(f"received {signal.Signals(signum).name}")
-
-    previous = {sig: signal.signal(sig, handler) for sig in (signal.SIGTERM, signal.SIGINT)}
-    try:
-        yield
-    finally:
-        for sig, old in previous.items():
-            signal.signal(sig, old)
-
-
-@contextlib.contextmanager
 def thread_budget(job: Job) -> Iterator[None]:
     """One intra-op thread for a head on cached features: its ops are tiny, and OpenMP's spinning
     threads make them ~100x slower as soon as another process competes for the cores (measured
@@ -585,11 +633,30 @@ def thread_budget(job: Job) -> Iterator[None]:
         torch.set_num_threads(previous)
 
 
+class JobLogHandler(logging.FileHandler):
+    """train.log: UTF-8 whatever the file names in the messages (undecodable bytes as \\xNN), and quiet
+    on a full disk (the job reports that itself; a traceback per record on stderr would bury it)."""
+
+    def __init__(self, path: Any) -> None:
+        super().__init__(path, encoding="utf-8", errors="backslashreplace")
+        self.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+
+    def format(self, record: logging.LogRecord) -> str:
+        return printable(super().format(record))
+
+    def handleError(self, record: logging.LogRecord) -> None:  # noqa: N802 - logging's name
+        import sys
+
+        error = sys.exc_info()[1]
+        if error is not None and is_disk_full(error):
+            return  # the record waits in the file's buffer until space is freed, or is lost
+        super().handleError(record)
+
+
 @contextlib.contextmanager
 def job_logging(job_dir: JobDir) -> Iterator[None]:
     """Copy the project's log records into the job's train.log."""
-    handler = logging.FileHandler(job_dir.log, encoding="utf-8")
-    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    handler = JobLogHandler(job_dir.log)
     logger = logging.getLogger("vizsla")
     logger.addHandler(handler)
     if logger.level == logging.NOTSET or logger.level > logging.INFO:
@@ -599,3 +666,12 @@ def job_logging(job_dir: JobDir) -> Iterator[None]:
     finally:
         logger.removeHandler(handler)
         handler.close()
+
+
+def logging_to(job_dir: JobDir) -> bool:
+    """Whether this process copies its log into JOB_DIR's train.log: the folder is this job's (`create_job`
+    attaches it once the overwrite and resume checks passed)."""
+    path = str(job_dir.log.absolute())
+    return any(
+        isinstance(h, JobLogHandler) and h.baseFilename == path for h in logging.getLogger("vizsla").handlers
+    )

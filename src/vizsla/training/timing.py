@@ -27,15 +27,18 @@ class PhaseTimer:
         self._origin = perf - (wall - self.started)  # the start on the perf_counter clock
         self._end: float | None = None
         self.seconds: dict[str, float] = {}
+        self.current: str | None = None  # the phase running now (None: startup, or between phases)
 
     @contextlib.contextmanager
     def phase(self, name: str) -> Iterator[None]:
         """Add the time spent in the block to phase NAME (also when the block raises)."""
-        begin = time.perf_counter()
+        begin, outer = time.perf_counter(), self.current
+        self.current = name
         try:
             yield
         finally:
             self.seconds[name] = self.seconds.get(name, 0.0) + time.perf_counter() - begin
+            self.current = outer
 
     def elapsed(self) -> float:
         """Seconds from the start to `stop()`, or to now while running."""

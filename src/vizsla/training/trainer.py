@@ -12,9 +12,13 @@ import torch
 import torch.nn.functional as F
 
 from vizsla.callbacks import Callback, CallbackRunner, TrainState
+from vizsla.disk import as_disk_full_error, is_disk_full
+from vizsla.errors import DiskFullError
 from vizsla.spec import JobSpec
 from vizsla.training import bookkeeping, distributed, setup
 from vizsla.training.metrics import ClassificationMeter
+from vizsla.training.progress import epoch_text, result_lines, settings_text
+from vizsla.training.signals import JobStopped, StopSignals
 from vizsla.training.timing import PhaseTimer
 
 log = logging.getLogger("vizsla.train")
@@ -44,6 +48,9 @@ def run_job(
         return result
     except BaseException as exc:
         distributed.post_error(ctx, f"{type(exc).__name__}: {exc}")
+        disk = as_disk_full_error(exc, spec.output)  # a full disk met by a write not wrapped in `writing`
+        if disk is not None and disk is not exc:
+            raise disk from exc
         raise
     finally:
         distributed.destroy_process_group()
@@ -58,9 +65,22 @@ def _run(
     progress: bool,
     timer: PhaseTimer,
 ) -> dict:
-    with contextlib.ExitStack() as stack:  # holds train.log (rank 0) from create_job to the end
-        job = setup.create_job(spec, resume=resume, progress=progress, ctx=ctx, timer=timer, exit_stack=stack)
-        return _train(job, ctx, callbacks)
+    # The ExitStack holds train.log (rank 0) from create_job to the end; signals are handled from here on.
+    with contextlib.ExitStack() as stack, StopSignals(phase=lambda: timer.current) as stop:
+        try:
+            job = setup.create_job(
+                spec, resume=resume, progress=progress, ctx=ctx, timer=timer, exit_stack=stack
+            )
+        except JobStopped as exc:  # nothing trained yet: nothing to checkpoint
+            return bookkeeping.record_stopped_setup(spec, ctx, timer, str(exc))
+        except BaseException as exc:
+            bookkeeping.log_setup_failure(spec, ctx, exc)
+            raise
+        job.stop = stop
+        try:
+            return _train(job, ctx, callbacks)
+        except JobStopped as exc:  # in the instant between the setup and the loop's start
+            return bookkeeping.record_stopped_setup(spec, ctx, timer, str(exc))
 
 
 def _train(job: setup.Job, ctx: distributed.DistContext, callbacks: Iterable[Callback]) -> dict:
@@ -76,8 +96,11 @@ def _train(job: setup.Job, ctx: distributed.DistContext, callbacks: Iterable[Cal
         rank=ctx.rank,
         world_size=ctx.world_size,
     )
-    with setup.stop_on_signals(state), setup.thread_budget(job), job.progress:
+    with setup.thread_budget(job), job.progress:
+        if job.stop is not None:
+            job.stop.watch(state)  # a signal now stops the loop at its next step, with a checkpoint
         setup.restore_state(job, state)
+        log.info("settings: %s", settings_text(job))
         try:
             runner.fire("fit_start", state)
             with job.timer.phase("train"):
@@ -85,19 +108,45 @@ def _train(job: setup.Job, ctx: distributed.DistContext, callbacks: Iterable[Cal
             with job.timer.phase("evaluate"):
                 final = evaluate_best(job, state, runner)
             finish(job, state, runner, "Stopped" if state.should_stop else "Completed", final=final)
+        except KeyboardInterrupt:  # a second Ctrl-C: end now (the last checkpoint stays what it was)
+            state.stop_reason = f"{state.stop_reason or 'stopped'}, then interrupted again"
+            _finish_anyway(job, state, runner, "Stopped")
         except Exception as exc:
-            log.exception("training failed")
+            disk = as_disk_full_error(exc, job.job_dir.root)
+            if disk is None:
+                log.exception("training failed")
+            else:  # the disk, not the code: the message says it all
+                log.error("training failed: %s", disk.message)
+                disk.hint = (
+                    "free some space on that file system, then continue the job with "
+                    f"`vizsla train --resume {job.job_dir.root}`"
+                )
             with contextlib.suppress(Exception):  # a failed head-only job still leaves its best epoch
                 bookkeeping.save_best_model(job)
-            finish(job, state, runner, "Failed", failure=_failure_reason(job, exc))
+            _finish_anyway(job, state, runner, "Failed", failure=_failure_reason(job, disk or exc))
+            if disk is not None and disk is not exc:
+                raise disk from exc
             raise
     return state.result or {}
+
+
+def _finish_anyway(
+    job: setup.Job, state: TrainState, runner: CallbackRunner, status: str, *, failure: str | None = None
+) -> None:
+    """`finish` after a failure or an interruption; a full disk that keeps result.json from being
+    written is logged (the error raised afterwards tells the user)."""
+    try:
+        finish(job, state, runner, status, failure=failure)
+    except Exception as exc:
+        if not is_disk_full(exc):
+            raise
+        log.error("could not record status %s in %s: %s", status, job.job_dir.result, exc)
 
 
 def _failure_reason(job: setup.Job, exc: BaseException) -> str:
     """This process's error, or in a distributed job the error of the rank that failed first (the others
     see only the broken group)."""
-    own = f"{type(exc).__name__}: {exc}"
+    own = bookkeeping.error_text(exc)
     if not job.dist.enabled:
         return own
     distributed.post_error(job.dist, own)
@@ -133,25 +182,49 @@ def finish(
         runner.fire("fit_end", state)
     job.timer.stop()
     bookkeeping.record_times(job, state.result)
-    bookkeeping.write_result(job.job_dir, state.result)
+    try:
+        bookkeeping.write_result(job.job_dir, state.result)
+    except DiskFullError as exc:  # result.json holds the status already, only its times are older
+        log.warning("could not update %s: %s", job.job_dir.result, exc.message)
     bookkeeping.write_report(job)
+    for line in result_lines(state.result):
+        log.info("%s", line)
 
 
 def evaluate_best(
     job: setup.Job, state: TrainState, runner: CallbackRunner
 ) -> dict[str, ClassificationMeter]:
-    """Evaluate the best epoch's weights (exported in model/) on valid and test."""
+    """Evaluate the best epoch's weights (exported in model/) on valid and test.
+
+    A job stopped by a signal skips it (the stop must be quick; `--resume` evaluates at its end)."""
     if not job.best:
         return {}
     if job.best_unsaved:  # head-only: the best head was kept in memory; model/ is written now
         bookkeeping.save_best_model(job)
+    elif signalled(job):
+        return {}
     elif job.best_state is not None:  # distributed: every rank kept the best weights (rank 0 wrote them)
         bookkeeping.load_trained_state(job, job.best_state)
     else:
         from vizsla.models import load_model
 
         job.model.load_state_dict(load_model(job.job_dir.model_dir).state_dict())
-    return {split: evaluate(job, state, runner, split) for split in ("valid", "test")}
+    if signalled(job):
+        return {}
+    try:
+        return {split: evaluate(job, state, runner, split) for split in ("valid", "test")}
+    except EvaluationStopped:
+        return {}
+
+
+class EvaluationStopped(Exception):
+    """A signal arrived during an evaluation of a single-process job: the rest of it is skipped."""
+
+
+def signalled(job: setup.Job) -> bool:
+    """Whether a signal asked this single-process job to stop (a distributed job's processes only leave
+    at steps they all agreed on, see `agreed_stop`; a callback's stop does not cut evaluations short)."""
+    return job.stop is not None and job.stop.received and not job.dist.enabled
 
 
 def fit(job: setup.Job, state: TrainState, runner: CallbackRunner) -> None:
@@ -162,10 +235,16 @@ def fit(job: setup.Job, state: TrainState, runner: CallbackRunner) -> None:
         setup.apply_finetune_policy(job, epoch)
         runner.fire("epoch_start", state)
         started = time.perf_counter()
-        train_metrics = train_one_epoch(job, state, runner)
-        if state.should_stop and train_metrics is None:
+        meter = train_one_epoch(job, state, runner)
+        if meter is None:  # stopped mid-epoch; the checkpoint holds where
             break
-        valid = evaluate(job, state, runner, "valid")
+        try:
+            valid = evaluate(job, state, runner, "valid")
+        except EvaluationStopped:  # trained, not validated: `--resume` validates this epoch
+            save_stopped_epoch(job, state, len(job.loaders.train(epoch)), meter)
+            break
+        train_metrics = meter.summary("train")
+        train_metrics.pop("train_top5_accuracy")
         record = {
             "kind": "epoch",
             "epoch": epoch,
@@ -187,6 +266,7 @@ def fit(job: setup.Job, state: TrainState, runner: CallbackRunner) -> None:
         if job.dist.is_main:
             bookkeeping.save_epoch_checkpoint(job, state, next_epoch=epoch + 1)
         job.progress.epoch_done(record, improved)
+        log.info("%s%s", epoch_text(record, spec.epochs), " best" if improved else "")
         if bookkeeping.early_stopping_triggered(job, state):
             # A normal end (status Completed), unlike a stop requested by a signal or a callback.
             state.stop_reason = (
@@ -213,21 +293,28 @@ def agreed_stop(job: setup.Job, state: TrainState) -> bool:
     return stop
 
 
-def train_one_epoch(job: setup.Job, state: TrainState, runner: CallbackRunner) -> dict | None:
-    """One pass over the train split; returns running train loss/accuracy, or None if stopped early."""
+def train_one_epoch(
+    job: setup.Job, state: TrainState, runner: CallbackRunner
+) -> ClassificationMeter | None:
+    """One pass over the train split (what is left of it, for a resumed stopped epoch); returns its
+    running train metrics, or None when stopped before its end (after writing a checkpoint there)."""
     model, optimizer, runtime = job.model, job.optimizer, job.runtime
     frozen = setup.backbone_frozen(job)
     cached = job.features
     model.train()
     if frozen:
         model.backbone.eval()  # frozen BatchNorm statistics stay the pretrained ones
-    loader = job.loaders.train(state.epoch)
+    position, job.position = job.position, None
+    first = position["batches"] if position else 0
+    loader = job.loaders.train(state.epoch, start_batch=first)
     meter = ClassificationMeter(len(job.data.classes))
+    if position and job.dist.is_main:  # the running metrics of the batches done (summed over processes)
+        meter.load_state_dict(position["meter"])
     job.progress.start_epoch(state.epoch, len(loader))
     state.mode = "train"
     # What trains, wrapped in DistributedDataParallel in a distributed job (gradients are all-reduced).
     trained = job.parallel(model.head if cached is not None or frozen else model)
-    for batch_index, batch in enumerate(loader):
+    for batch_index, batch in enumerate(loader, start=first):
         if batch is None:  # every image of the batch failed to decode
             if job.dist.enabled:  # skipping would leave the other processes waiting in the all-reduce
                 raise RuntimeError(
@@ -283,12 +370,27 @@ def train_one_epoch(job: setup.Job, state: TrainState, runner: CallbackRunner) -
                 },
             )
         if stop:
+            state.inputs = state.targets = state.outputs = state.loss = None
+            save_stopped_epoch(job, state, batch_index + 1, meter)
             return None
     state.inputs = state.targets = state.outputs = state.loss = None
     reduce_meter(meter)
-    summary = meter.summary("train")
-    summary.pop("train_top5_accuracy")
-    return summary
+    return meter
+
+
+def save_stopped_epoch(job: setup.Job, state: TrainState, batches: int, meter: ClassificationMeter) -> None:
+    """The checkpoint of a job stopped after BATCHES train batches of its epoch, with their running
+    metrics: `--resume` goes on with the next batch and ends as an uninterrupted run would."""
+    import copy
+
+    done = copy.deepcopy(meter)
+    reduce_meter(done)  # every process of a distributed job is here, after the same agreed step
+    if not job.dist.is_main:
+        return
+    position = {"batches": batches, "meter": done.state_dict()}
+    bookkeeping.save_epoch_checkpoint(job, state, next_epoch=state.epoch, position=position)
+    log.info("stopped in epoch %d after %d batch(es): checkpoint %s", state.epoch + 1, batches,
+             job.job_dir.last_checkpoint)
 
 
 @torch.inference_mode()
@@ -299,6 +401,9 @@ def evaluate(job: setup.Job, state: TrainState, runner: CallbackRunner, split: s
     meter = ClassificationMeter(len(job.data.classes))
     previous_mode, state.mode, state.split = state.mode, "eval", split
     for batch in job.loaders.eval(split):
+        if signalled(job):
+            state.mode = previous_mode
+            raise EvaluationStopped(split)
         if batch is None:
             continue
         inputs, targets = setup.to_device(batch, runtime)

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from vizsla.jobdir import JobDir, atomic_write_text
+from vizsla.relocation import recorded_origin, resolve_in_job
 
 if TYPE_CHECKING:
     import optuna
@@ -63,6 +64,60 @@ NOT_COUNTED_BUCKETS = {"retried": "Retried", "over_budget": "OverBudget", "warm_
 BEST_ELIGIBLE = (None, "warm_start")
 
 
+class TrialPlaces:
+    """Where the trials' job folders of a tuning job are now: the study records them relative to the
+    tuning job folder (or, for a warm-start parent's trials, to the parent's), so the folder can move;
+    studies from before recorded them absolute, under where the folder first was (its `origin`)."""
+
+    def __init__(self, tune_dir: str | Path | None = None) -> None:
+        self.home = Path(tune_dir).expanduser().resolve() if tune_dir is not None else None
+        self.origin = tune_origin(self.home) if self.home is not None else None
+
+    def job_dir(self, trial: Any) -> str | None:
+        """The trial's job folder as an absolute path where it is now (relative when no folder is known)."""
+        recorded = trial.user_attrs.get("job_dir")
+        if not isinstance(recorded, str) or not recorded:
+            return None
+        attrs = trial.user_attrs
+        parent = attrs.get("parent") if attrs.get("not_counted") == "warm_start" else None
+        base = Path(parent) if isinstance(parent, str) and parent else self.home
+        if base is None:
+            return recorded
+        if Path(recorded).is_absolute() and base == self.home:
+            return self._moved(recorded)
+        return resolve_in_job(recorded, base)
+
+    def _moved(self, recorded: str) -> str:
+        """An absolute folder recorded before trials were recorded relative: moved along with the job."""
+        assert self.home is not None
+        if self.origin is not None:
+            return resolve_in_job(recorded, self.home, self.origin)
+        path = Path(recorded)  # no record of the first location: a trials/<name> folder that is here now
+        here = self.home / "trials" / path.name
+        if not path.exists() and path.parent.name == "trials" and here.is_dir():
+            return str(here)
+        return recorded
+
+
+def tune_origin(tune_dir: Path) -> Path | None:
+    """Where a tuning job folder first was, when its files recorded absolute paths: result.json's
+    tune_dir, else tune.yaml's output; None for folders that record relative paths."""
+    try:
+        result = json.loads((tune_dir / "result.json").read_text(encoding="utf-8"))
+        origin = recorded_origin(result, "tune_dir")
+    except (OSError, ValueError, AttributeError):
+        origin = None
+    if origin is not None:
+        return origin
+    try:
+        import yaml
+
+        saved = (yaml.safe_load((tune_dir / "tune.yaml").read_text(encoding="utf-8")) or {}).get("output")
+    except (OSError, ValueError, AttributeError, yaml.YAMLError):
+        return None
+    return Path(saved) if isinstance(saved, str) and Path(saved).is_absolute() else None
+
+
 def trial_status(trial: optuna.trial.FrozenTrial) -> str:
     """The SageMaker-style status: the worker's "status" attr, else derived from the Optuna state."""
     status = trial.user_attrs.get("status")
@@ -94,9 +149,11 @@ def _duration(trial: optuna.trial.FrozenTrial) -> float | None:
     return None
 
 
-def trial_row(trial: optuna.trial.FrozenTrial) -> dict[str, Any]:
-    """One analytics row: trial number, the hyperparameters, then the fixed columns."""
+def trial_row(trial: optuna.trial.FrozenTrial, places: TrialPlaces | None = None) -> dict[str, Any]:
+    """One analytics row: trial number, the hyperparameters, then the fixed columns (job_dir absolute
+    where the tuning job folder is now, see TrialPlaces)."""
     attrs = trial.user_attrs
+    places = places if places is not None else TrialPlaces()
     not_counted = attrs.get("not_counted")
     row: dict[str, Any] = {"trial": trial.number}
     for name, value in trial_hyperparameters(trial).items():
@@ -109,7 +166,7 @@ def trial_row(trial: optuna.trial.FrozenTrial) -> dict[str, Any]:
             "started": attrs.get("started") or _iso(trial.datetime_start),
             "finished": attrs.get("finished") or _iso(trial.datetime_complete),
             "duration_s": _duration(trial),
-            "job_dir": attrs.get("job_dir"),
+            "job_dir": places.job_dir(trial),
             "error": attrs.get("error"),
             "retry_of": attrs.get("retry_of"),
             "not_counted": not_counted,
@@ -120,10 +177,12 @@ def trial_row(trial: optuna.trial.FrozenTrial) -> dict[str, Any]:
     return row
 
 
-def trial_rows(study: optuna.Study) -> list[dict[str, Any]]:
-    """One row per trial, ordered by trial number, like HyperparameterTuningJobAnalytics.dataframe()."""
+def trial_rows(study: optuna.Study, tune_dir: str | Path | None = None) -> list[dict[str, Any]]:
+    """One row per trial, ordered by trial number, like HyperparameterTuningJobAnalytics.dataframe();
+    TUNE_DIR (the tuning job folder) places the trials' job folders."""
     trials = sorted(study.get_trials(deepcopy=False), key=lambda t: t.number)
-    return [trial_row(trial) for trial in trials]
+    places = TrialPlaces(tune_dir)
+    return [trial_row(trial, places) for trial in trials]
 
 
 def analytics_columns(rows: Sequence[Mapping[str, Any]]) -> list[str]:
@@ -232,9 +291,9 @@ def read_job_warnings(job_dir: str | Path | None) -> list[str]:
     return list(dict.fromkeys(warnings))
 
 
-def describe_best(trial: optuna.trial.FrozenTrial) -> dict[str, Any]:
+def describe_best(trial: optuna.trial.FrozenTrial, places: TrialPlaces | None = None) -> dict[str, Any]:
     """The best trial as `vizsla tune best` shows it: where its model is and how it scored."""
-    job_dir = trial.user_attrs.get("job_dir")
+    job_dir = (places if places is not None else TrialPlaces()).job_dir(trial)
     return {
         "number": trial.number,
         "value": trial.value,
@@ -247,8 +306,9 @@ def describe_best(trial: optuna.trial.FrozenTrial) -> dict[str, Any]:
     }
 
 
-def summarize(study: optuna.Study) -> dict[str, Any]:
-    """The tuning job's summary for DIR/result.json and `vizsla tune best`: counts and the best trial."""
+def summarize(study: optuna.Study, tune_dir: str | Path | None = None) -> dict[str, Any]:
+    """The tuning job's summary for DIR/result.json and `vizsla tune best`: counts and the best trial
+    (its job folder placed where the tuning job folder TUNE_DIR is now)."""
     counts = status_counts(study)
     trials = study.get_trials(deepcopy=False)
     overall = best_trial(study)
@@ -258,7 +318,7 @@ def summarize(study: optuna.Study) -> dict[str, Any]:
         "trials": len(trials),
         "counted_trials": sum(1 for t in trials if t.user_attrs.get("not_counted") is None),
         "counts": counts,
-        "best": describe_best(overall) if overall is not None else None,
+        "best": describe_best(overall, TrialPlaces(tune_dir)) if overall is not None else None,
         # AMT's BestTrainingJob (this job only) next to OverallBestTrainingJob (parents included)
         "best_this_job": this_job.number if this_job is not None else None,
     }

@@ -15,6 +15,14 @@ from typing import TYPE_CHECKING, Any
 
 from vizsla.errors import SpecError, UserError
 from vizsla.jobdir import atomic_write_json, atomic_write_text
+from vizsla.relocation import (
+    HERE,
+    recorded_origin,
+    relative_record,
+    relative_uri_to_job,
+    resolve_uri_in_job,
+    resolved_record,
+)
 
 if TYPE_CHECKING:
     import optuna
@@ -48,14 +56,53 @@ class TuneDir:
 
 
 def load_saved_spec(tune_dir: Path) -> TuneSpec:
-    """The TuneSpec a tuning job directory was started with (for --resume, worker and best)."""
-    from vizsla.spec import read_yaml
+    """The TuneSpec a tuning job directory was started with (for --resume, worker and best), placed
+    where the folder is now (see `read_saved_mapping`)."""
     from vizsla.tuning.tune_spec import build_tune_spec
+
+    return build_tune_spec(read_saved_mapping(tune_dir), {}, source=str(TuneDir(tune_dir).spec))
+
+
+def read_saved_mapping(tune_dir: Path) -> dict[str, Any]:
+    """tune.yaml of the tuning job folder TUNE_DIR, placed where the folder is now: output TUNE_DIR, the
+    study's name as it was (a renamed folder keeps its study), a store inside the folder resolved against
+    it; a tune.yaml written with absolute paths has those under its first location moved along."""
+    from vizsla.spec import read_yaml
+    from vizsla.tuning.analytics import tune_origin
 
     path = TuneDir(tune_dir).spec
     if not path.is_file():
         raise UserError(f"{tune_dir} is not a tuning job directory (no {TUNE_SPEC_NAME} there)")
-    return build_tune_spec(read_yaml(path), {}, source=str(path))
+    mapping = read_yaml(path)
+    root = Path(tune_dir).expanduser().resolve()
+    saved = mapping.get("output")
+    written_relative = saved == HERE
+    origin = None if written_relative else tune_origin(root)
+    if not mapping.get("study_name"):  # written before the name was kept: the first folder's name
+        first = Path(saved).name if isinstance(saved, str) and saved not in ("", HERE) else root.name
+        mapping["study_name"] = mapping.get("name") or first
+    storage = mapping.get("storage")
+    if isinstance(storage, str) and storage:
+        if written_relative and "://" not in storage and not Path(storage).is_absolute():
+            mapping["storage"] = str(root / storage)  # a journal file in the folder
+        else:
+            mapping["storage"] = resolve_uri_in_job(storage, root, origin, relative_is_job=written_relative)
+    for settings in (mapping.get("training"), mapping.get("script")):
+        tracking = settings.get("tracking") if isinstance(settings, dict) else None
+        if isinstance(tracking, dict) and isinstance(tracking.get("uri"), str):
+            tracking["uri"] = resolve_uri_in_job(
+                tracking["uri"], root, origin, relative_is_job=written_relative
+            )
+    return {**mapping, "output": str(root)}
+
+
+def read_tune_result(tune_dir: Path) -> dict[str, Any]:
+    """The tuning job's result.json with its paths (tune_dir, the best trial's job and model) absolute
+    where the folder is now; OSError / ValueError when it cannot be read."""
+    record = json.loads((Path(tune_dir) / "result.json").read_text(encoding="utf-8"))
+    if not isinstance(record, dict):
+        raise ValueError(f"{tune_dir}/result.json holds no JSON object")
+    return resolved_record(record, tune_dir, recorded_origin(record, "tune_dir"))
 
 
 def check_training_spec(spec: TuneSpec) -> None:
@@ -71,10 +118,38 @@ def check_training_spec(spec: TuneSpec) -> None:
         raise SpecError("no data given: pass --data ROOT (or training.data.root in the space file)")
     if "://" not in data_root and not Path(data_root).is_dir():
         raise UserError(f"data folder not found: {data_root}")
-    build_spec(
+    job = build_spec(
         trial_spec_dict(spec.training, {}, output=str(Path(spec.output) / "trials" / "check")),
         source="the tuning job's training settings",
     )
+    check_trial_inputs(spec, job)
+
+
+def check_trial_inputs(spec: TuneSpec, job: Any) -> None:
+    """Refuse a model name or a data folder every trial would fail on, before the tuning job writes
+    anything: else each trial fails in turn and the budget is spent (a corrected re-run then has none
+    left). The data check is the trials' own; its verdicts are cached, so the trials reuse it."""
+    import tempfile
+
+    from vizsla.data import prepare_data
+    from vizsla.jobdir import JobDir
+    from vizsla.models.registry import check_model_name
+    from vizsla.tuning.space import resolve_path
+
+    tuned = {resolve_path(name) for name in spec.ranges}
+    if "model.name" not in tuned:
+        check_model_name(job.model.name)
+    if tuned & {"data.root", "data.train_split", "data.valid_split", "data.test_split"}:
+        return
+    size = job.model.image_size or 224
+    with tempfile.TemporaryDirectory(prefix="vizsla-check-") as folder:
+        try:
+            prepare_data(job.data, JobDir(folder), preprocessing={"input_size": [3, size, size]},
+                         progress=False, cache_dir=job.cache_dir)
+        except UserError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - not the data's fault (a network, a store): trials retry
+            log.warning("could not check the data before the trials: %r", exc)
 
 
 def check_script_settings(spec: TuneSpec) -> None:
@@ -110,10 +185,11 @@ def run_tuning(
 
     _quiet_optuna()
     check_training_spec(spec)
+    check_warm_start(spec)
     start_trial_server(spec)  # its imports overlap the study and MLflow setup below
     tune_dir = TuneDir(spec.output)
     tune_dir.root.mkdir(parents=True, exist_ok=True)
-    atomic_write_text(tune_dir.spec, _spec_yaml(spec))
+    atomic_write_text(tune_dir.spec, _spec_yaml(spec, tune_dir.root))
     study = open_study(spec, tune_dir.root)
     if spec.warm_start is not None:
         add_warm_start_trials(study, spec)
@@ -127,6 +203,7 @@ def run_tuning(
         parent_run_id=parent.run_id if parent else None,
         tracking_uri=parent.tracking_uri if parent else None,
         on_event=on_event,
+        home=study_home(spec, tune_dir.root),
     )
     started = time.monotonic()
     worker = Worker(study, spec, options)
@@ -160,7 +237,7 @@ def run_worker(
     local = spec.model_copy(
         update={"output": str(tune_dir.root), "storage": storage, "max_parallel": max_parallel}
     )
-    atomic_write_text(tune_dir.spec, _spec_yaml(local))
+    atomic_write_text(tune_dir.spec, _spec_yaml(local, tune_dir.root))
     options = WorkerOptions(
         trials_dir=tune_dir.trials,
         logs_dir=tune_dir.logs,
@@ -184,7 +261,8 @@ def finalize(
     from vizsla.tuning.analytics import summarize, trial_rows, write_analytics_csv
     from vizsla.tuning.report import write_history_png, write_tuning_report
 
-    write_analytics_csv(trial_rows(study), tune_dir.analytics)
+    rows = trial_rows(study, tune_dir.root)
+    write_analytics_csv([relative_record(row, tune_dir.root) for row in rows], tune_dir.analytics)
     summary = {
         "job_name": spec.name or tune_dir.root.name,
         "tune_dir": str(tune_dir.root.resolve()),
@@ -195,18 +273,37 @@ def finalize(
         "study_name": study.study_name,
         "storage": _storage_text(spec, tune_dir),
         "wall_time_s": round(wall_s, 3),
-        **summarize(study),
+        **summarize(study, tune_dir.root),
     }
     tune_dir.reports.mkdir(parents=True, exist_ok=True)
     try:
         write_tuning_report(
-            study, tune_dir.report, title=summary["job_name"], objective_name=spec.objective.metric
+            study, tune_dir.report, title=summary["job_name"], objective_name=spec.objective.metric,
+            tune_dir=tune_dir.root,
         )
         write_history_png(study, tune_dir.history_png, spec.objective.metric)
     except Exception:  # noqa: BLE001 - the report must never lose the tuning job's results
         log.exception("could not write the tuning report")
-    atomic_write_json(tune_dir.result, summary)
+    atomic_write_json(tune_dir.result, relative_record(summary, tune_dir.root))  # the folder can move
     return summary
+
+
+def study_home(spec: TuneSpec, tune_dir: Path) -> Path | None:
+    """The tuning job folder when its study lives in it (the default journal, or a file store inside
+    it): trials are then recorded relative to it, so the folder can move. None for a shared store (an
+    RDB server, a file elsewhere): workers elsewhere read those records, so they stay absolute."""
+    from vizsla.tuning.study import storage_url
+
+    url = storage_url(spec, tune_dir)
+    return Path(tune_dir).resolve() if relative_uri_to_job(url, tune_dir) != url else None
+
+
+def check_warm_start(spec: TuneSpec) -> None:
+    """The warm-start parents are tuning jobs that measure the same, before anything is written."""
+    if spec.warm_start is None:
+        return
+    for parent_dir in spec.warm_start.parents:
+        _check_parent(spec, load_saved_spec(Path(parent_dir)), parent_dir)
 
 
 def add_warm_start_trials(study: optuna.Study, spec: TuneSpec) -> int:
@@ -343,10 +440,28 @@ def _storage_text(spec: TuneSpec, tune_dir: TuneDir) -> str:
     return _redact(storage_url(spec, tune_dir.root))
 
 
-def _spec_yaml(spec: TuneSpec) -> str:
+def _spec_yaml(spec: TuneSpec, tune_dir: Path) -> str:
+    """tune.yaml as the folder keeps it: output "." and the study's name fixed (a renamed folder keeps its
+    study), a store inside the folder relative to it, a local data folder absolute (resumable from any
+    working directory); `read_saved_mapping` reads it back where the folder is."""
     import yaml
 
-    return yaml.safe_dump(spec.model_dump(mode="json"), sort_keys=False)
+    from vizsla.tuning.study import study_name_of
+
+    dumped = spec.model_dump(mode="json")
+    storage = dumped.get("storage")
+    if isinstance(storage, str) and storage and "://" not in storage:
+        storage = str(Path(storage).expanduser().resolve())  # a journal file named from the working dir
+    dumped.update(output=HERE, study_name=study_name_of(spec),
+                  storage=relative_uri_to_job(storage, tune_dir) if storage else storage)
+    for settings in (dumped.get("training"), dumped.get("script")):
+        tracking = settings.get("tracking") if isinstance(settings, dict) else None
+        if isinstance(tracking, dict) and isinstance(tracking.get("uri"), str):
+            tracking["uri"] = relative_uri_to_job(tracking["uri"], tune_dir)
+    data = (dumped.get("training") or {}).get("data")
+    if isinstance(data, dict) and isinstance(data.get("root"), str) and "://" not in data["root"]:
+        data["root"] = str(Path(data["root"]).expanduser().resolve())
+    return yaml.safe_dump(dumped, sort_keys=False)
 
 
 class _tune_logging:

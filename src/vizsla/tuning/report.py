@@ -168,13 +168,15 @@ def _summary_rows(summary: Mapping[str, Any], objective_name: str) -> list[tuple
     return rows
 
 
-def build_report_context(study: optuna.Study, title: str, objective_name: str) -> dict[str, Any]:
+def build_report_context(
+    study: optuna.Study, title: str, objective_name: str, tune_dir: Path | None = None
+) -> dict[str, Any]:
     """Everything the template shows, as display strings (the template does no formatting)."""
     from plotly.offline import get_plotlyjs
 
-    summary = summarize(study)
+    summary = summarize(study, tune_dir)
     best = summary.get("best") or {}
-    header, table = _table(trial_rows(study))
+    header, table = _table(trial_rows(study, tune_dir))
     return {
         "title": title,
         "summary": _summary_rows(summary, objective_name),
@@ -202,9 +204,12 @@ def render_tuning_report(context: Mapping[str, Any]) -> str:
     return environment.from_string(template).render(**context)
 
 
-def write_tuning_report(study: optuna.Study, out_html: Path, title: str, objective_name: str) -> Path:
-    """Write the self-contained HTML report of a tuning job (plotly.js inline, nothing fetched)."""
-    html = render_tuning_report(build_report_context(study, title, objective_name))
+def write_tuning_report(
+    study: optuna.Study, out_html: Path, title: str, objective_name: str, tune_dir: Path | None = None
+) -> Path:
+    """Write the self-contained HTML report of a tuning job (plotly.js inline, nothing fetched); TUNE_DIR
+    (the tuning job folder) places its trials' folders."""
+    html = render_tuning_report(build_report_context(study, title, objective_name, tune_dir))
     atomic_write_text(Path(out_html), html)
     return Path(out_html)
 

@@ -80,6 +80,7 @@ class WorkerOptions:
     parent_run_id: str | None = None
     tracking_uri: str | None = None
     on_event: Any = None  # callable(str) for progress lines
+    home: Path | None = None  # the tuning job folder when the study lives in it: trials recorded relative
 
 
 @dataclass
@@ -218,12 +219,10 @@ class Worker:
             self.study.tell(trial, state=TrialState.FAIL)
             return False
         values = suggest(trial, self.spec.ranges)
-        job_dir = Path(
-            trial.user_attrs.get("job_dir") or self.options.trials_dir / f"trial-{trial.number:04d}"
-        )
+        job_dir = self._trial_dir(trial)
         attrs = {
             "hyperparameters": _jsonable(values),
-            "job_dir": str(job_dir.resolve()),
+            "job_dir": self._recorded_dir(job_dir),
             "started": now_iso(),
             "started_unix": time.time(),  # the trial's duration_s counts from here (process start included)
             "worker": self.name,
@@ -242,6 +241,22 @@ class Worker:
         retry = f" (retry of trial {retry_of})" if retry_of is not None else ""
         self._emit(f"trial {trial.number} started{retry}: {shown}")
         return True
+
+    def _trial_dir(self, trial: optuna.Trial) -> Path:
+        """The trial's job folder: the one recorded for it (a retry resumes there), else a new one."""
+        from vizsla.tuning.analytics import TrialPlaces
+
+        recorded = TrialPlaces(self.options.home).job_dir(trial)
+        return Path(recorded) if recorded else self.options.trials_dir / f"trial-{trial.number:04d}"
+
+    def _recorded_dir(self, job_dir: Path) -> str:
+        """How the study records a trial's folder: relative to the tuning job folder when the study lives
+        in it (the folder can move with its trials), else absolute (other workers read the record)."""
+        from vizsla.relocation import relative_to_job
+
+        if self.options.home is not None:
+            return relative_to_job(job_dir, self.options.home)
+        return str(job_dir.resolve())
 
     def _within_cap(self, number: int) -> bool:
         earlier = [t for t in self.trials() if t.number < number and counts_toward_budget(t)]
