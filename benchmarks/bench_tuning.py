@@ -93,7 +93,7 @@ def trial_costs(tune_dir: Path) -> list[dict[str, Any]]:
         for row in csv.DictReader(handle):
             if row["status"] != "Completed" or row.get("source", "this job") != "this job":
                 continue
-            job = Path(row["job_dir"])
+            job = Path(tune_dir) / row["job_dir"]  # relative to the tuning folder (an absolute one stays)
             epochs = [json.loads(line) for line in (job / "metrics.jsonl").read_text().splitlines() if line]
             epoch_s = sum(r["epoch_time_s"] for r in epochs if r.get("kind") == "epoch")
             result = json.loads((job / "result.json").read_text())

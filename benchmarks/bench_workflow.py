@@ -125,7 +125,8 @@ def trial_fixed_costs(tune_dir: Path) -> list[float]:
         for row in csv.DictReader(handle):
             if row.get("status") != "Completed" or not row.get("duration_s") or not row.get("job_dir"):
                 continue
-            costs.append(float(row["duration_s"]) - _epoch_seconds(Path(row["job_dir"])))
+            # analytics.csv records trial folders relative to the tuning folder (relocatable jobs)
+            costs.append(float(row["duration_s"]) - _epoch_seconds(tune_dir / row["job_dir"]))
     return costs
 
 

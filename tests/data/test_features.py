@@ -380,9 +380,9 @@ class _Counting:
 def test_feature_views_auto_is_one_unaugmented_view_and_numbers_are_kept():
     from vizsla.data.features import resolve_views
 
-    assert resolve_views("auto", True, 6549)[:2] == (1, True)
-    assert resolve_views("auto", True, 40)[:2] == (1, True)
+    assert resolve_views("auto", True, 6549)[:2] == (1, False)
+    assert resolve_views("auto", True, 40)[:2] == (1, False)
     assert resolve_views("auto", False, 40)[:2] == (1, False)
     assert resolve_views(4, True, 40)[:2] == (4, True)
     assert resolve_views(4, False, 40)[:2] == (1, False)  # augmentation off: one view whatever was asked
-    assert "measured ahead of an unaugmented one" in resolve_views("auto", True, 40)[2]
+    assert "at most ~1 point" in resolve_views("auto", True, 40)[2]

@@ -101,6 +101,10 @@ def test_parallel_trials_complete_with_analytics_report_and_best(
     record = json.loads(best.output)
     assert record["value"] == max(t.value for t in trials)
     assert Path(record["model_path"]).is_dir()
+    # trials defer their plots and report (outputs: deferred); the tuning job draws the best trial's
+    drawn = {t.number: (out / t.user_attrs["job_dir"] / "reports" / "training.html").is_file() for t in trials}
+    assert drawn == {t.number: t.number == record["number"] for t in trials}
+    assert (Path(record["job_dir"]) / "confusion_matrix.png").is_file()
 
     listing = CliRunner().invoke(app, ["jobs", "list", str(tmp_path)], env={"COLUMNS": "200"})
     assert listing.exit_code == 0, listing.output

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from vizsla.errors import SpecError, UserError
-from vizsla.jobdir import atomic_write_json, atomic_write_text
+from vizsla.jobdir import JobDir, atomic_write_json, atomic_write_text
 from vizsla.relocation import (
     HERE,
     recorded_origin,
@@ -276,6 +276,7 @@ def finalize(
         **summarize(study, tune_dir.root),
     }
     tune_dir.reports.mkdir(parents=True, exist_ok=True)
+    _draw_best_trial_outputs(summary.get("best"))
     try:
         write_tuning_report(
             study, tune_dir.report, title=summary["job_name"], objective_name=spec.objective.metric,
@@ -286,6 +287,22 @@ def finalize(
         log.exception("could not write the tuning report")
     atomic_write_json(tune_dir.result, relative_record(summary, tune_dir.root))  # the folder can move
     return summary
+
+
+def _draw_best_trial_outputs(best: dict[str, Any] | None) -> None:
+    """Plots and the HTML report of the best trial, which trials defer (outputs: deferred): drawn once here
+    instead of ~0.6 s in every trial; `vizsla jobs report TRIAL` draws any other trial's."""
+    from vizsla.training.plots import write_job_plots
+    from vizsla.training.report import write_training_report
+
+    job_dir = JobDir(best["job_dir"]) if best and best.get("job_dir") else None
+    if job_dir is None or not job_dir.result.is_file() or job_dir.training_report.is_file():
+        return
+    try:
+        write_job_plots(job_dir)
+        write_training_report(job_dir)
+    except Exception:  # noqa: BLE001 - the trial's result.json holds what matters
+        log.exception("could not draw the best trial's plots and report in %s", job_dir.root)
 
 
 def study_home(spec: TuneSpec, tune_dir: Path) -> Path | None:

@@ -136,6 +136,8 @@ def _train(trial: optuna.Trial, spec: Any, request: TrialRequest) -> Outcome:
     job_dir = JobDir(request.job_dir)
     values = values_from_params(trial.params, spec.ranges)
     mapping = trial_spec_dict(spec.training, values, output=str(job_dir.root))
+    # plots and report are drawn for the best trial when the tuning job ends (tuning/job.py), not per trial
+    mapping.setdefault("outputs", "deferred")
     tracking = mapping.setdefault("tracking", {})
     if tracking.get("enabled", True):
         tracking.setdefault("uri", request.tracking_uri)
