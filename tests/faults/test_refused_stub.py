@@ -17,10 +17,9 @@ from pathlib import Path
 
 import pytest
 import yaml
-from typer.testing import CliRunner
 
-from vizsla.errors import UserError
 from vizsla.jobdir import JobDir
+from vizsla.testing.cli import invoke_cli
 from vizsla.testing.images import make_image_folder
 
 TINY = [
@@ -51,16 +50,7 @@ def vizsla(*args: str) -> subprocess.CompletedProcess:
                           timeout=300, env={**os.environ, "COLUMNS": "1000"})
 
 
-def run(*args: str) -> tuple[int, str]:
-    """`vizsla ARGS` in this process (faster): the exit code the command line gives, and its error."""
-    from vizsla.cli.app import app
-
-    result = CliRunner().invoke(app, list(args))
-    if isinstance(result.exception, UserError):
-        return result.exception.exit_code, str(result.exception)
-    if result.exception is not None and not isinstance(result.exception, SystemExit):
-        raise result.exception
-    return result.exit_code, result.output
+run = invoke_cli  # `vizsla ARGS` in this process (faster)
 
 
 def _refused(proc: subprocess.CompletedProcess | tuple[int, str], needle: str) -> None:

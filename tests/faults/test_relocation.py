@@ -17,6 +17,7 @@ from typer.testing import CliRunner
 
 from vizsla.callbacks import Callback
 from vizsla.jobdir import JobDir
+from vizsla.testing.cli import invoke_cli
 from vizsla.testing.images import make_image_folder
 from vizsla.testing.jobs import tiny_spec_dict
 
@@ -30,17 +31,7 @@ class StopAfterFirstEpoch(Callback):
         state.request_stop("test: stopped after the first epoch")
 
 
-def vizsla(*args: str) -> tuple[int, str]:
-    """`vizsla ARGS` run in this process: its exit code and output (a user error's message)."""
-    from vizsla.cli.app import app
-    from vizsla.errors import UserError
-
-    result = CliRunner().invoke(app, list(args))
-    if isinstance(result.exception, UserError):
-        return result.exception.exit_code, str(result.exception)
-    if result.exception is not None and not isinstance(result.exception, SystemExit):
-        raise result.exception
-    return result.exit_code, result.output
+vizsla = invoke_cli  # `vizsla ARGS` run in this process
 
 
 @pytest.fixture(scope="module")

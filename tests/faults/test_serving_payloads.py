@@ -16,6 +16,7 @@ import pytest
 
 from vizsla.serving.settings import ServeSettings
 from vizsla.serving.testing import running_server
+from vizsla.testing.cli import RecordingHandler
 
 pytestmark = [pytest.mark.slow, pytest.mark.integration]
 
@@ -23,13 +24,7 @@ NAME = "tiny"
 INFER = f"/v2/models/{NAME}/infer"
 
 
-class _Records(logging.Handler):
-    def __init__(self) -> None:
-        super().__init__(logging.DEBUG)
-        self.records: list[logging.LogRecord] = []
-
-    def emit(self, record: logging.LogRecord) -> None:
-        self.records.append(record)
+_Records = RecordingHandler
 
 
 @pytest.fixture(scope="module")

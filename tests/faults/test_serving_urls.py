@@ -16,6 +16,7 @@ from vizsla.serving.errors import RequestError
 from vizsla.serving.security import UrlFetcher, refused_address
 from vizsla.serving.settings import ServeSettings
 from vizsla.serving.testing import running_server
+from vizsla.testing.cli import RecordingHandler
 
 METADATA_FORMS = [
     ("http://169.254.169.254/latest/meta-data/", "169.254.169.254"),
@@ -66,13 +67,7 @@ def test_public_addresses_behind_transition_forms_stay_allowed():
         assert refused_address(address) is None, address
 
 
-class _Records(logging.Handler):
-    def __init__(self) -> None:
-        super().__init__(logging.DEBUG)
-        self.records: list[logging.LogRecord] = []
-
-    def emit(self, record: logging.LogRecord) -> None:
-        self.records.append(record)
+_Records = RecordingHandler
 
 
 @pytest.fixture

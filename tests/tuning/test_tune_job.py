@@ -102,7 +102,8 @@ def test_parallel_trials_complete_with_analytics_report_and_best(
     assert record["value"] == max(t.value for t in trials)
     assert Path(record["model_path"]).is_dir()
     # trials defer their plots and report (outputs: deferred); the tuning job draws the best trial's
-    drawn = {t.number: (out / t.user_attrs["job_dir"] / "reports" / "training.html").is_file() for t in trials}
+    reports = {t.number: out / t.user_attrs["job_dir"] / "reports" / "training.html" for t in trials}
+    drawn = {number: report.is_file() for number, report in reports.items()}
     assert drawn == {t.number: t.number == record["number"] for t in trials}
     assert (Path(record["job_dir"]) / "confusion_matrix.png").is_file()
 
