@@ -28,6 +28,7 @@ test-fast: venv
 
 lint: venv
 	$(BIN)/ruff check src tests benchmarks
+	$(BIN)/lint-imports --no-cache
 
 bench: venv
 	$(BIN)/python benchmarks/run_all.py

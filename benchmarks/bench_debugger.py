@@ -47,7 +47,7 @@ class StepTimer(Callback):
 
 def run_once(data: Path, out: Path, *, debug: bool, steps: int, batch_size: int) -> dict[str, Any]:
     """One training job; its step intervals and which debugger callbacks it ran."""
-    from vizsla.training import run_job
+    from vizsla.jobs import run_job
 
     spec = ours_spec(
         data,

@@ -1,6 +1,6 @@
 """Benchmark 3: full fine-tune images/s, ours (auto runtime: channels_last, bf16 where faster) vs baseline.
 
-Ours is `vizsla.training.run_job` with finetune=full, tracking off and every runtime setting on "auto". The
+Ours is `vizsla.jobs.run_job` with finetune=full, tracking off and every runtime setting on "auto". The
 baseline is benchmarks/baseline.py: the tutorial loop, fp32, NCHW, eager, torchvision transforms, two loader
 workers. Both train the same network from the same pretrained weights with the same optimizer (AdamW, head
 LR and backbone LR, cosine per step), batch size and epochs. Train images/s counts the training phase only
@@ -101,7 +101,7 @@ def baseline_config(args: Any) -> BaselineConfig:
 
 def run_ours(root: Path, args: Any, out: Path, overrides: dict[str, Any] | None = None) -> dict[str, Any]:
     """One full fine-tune job of ours; returns wall time, train-phase images/s, runtime and accuracies."""
-    from vizsla.training import run_job
+    from vizsla.jobs import run_job
 
     spec = ours_spec(root, out, model=args.model, train=ours_train_config(args, overrides))
     timer = TrainPhaseTimer()

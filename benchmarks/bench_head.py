@@ -1,6 +1,6 @@
 """Benchmark 1: head-only training (frozen pretrained backbone + a new head), ours vs the tutorial baseline.
 
-Ours is `vizsla.training.run_job` with finetune=head and the feature cache on (its default, "auto"), in a
+Ours is `vizsla.jobs.run_job` with finetune=head and the feature cache on (its default, "auto"), in a
 fresh empty cache folder, so the cache build (and data validation) is inside the timing. The baseline is
 benchmarks/baseline.py: the backbone runs on every image of every epoch, fp32, torchvision transforms.
 Both sides train the same network from the same pretrained weights for the same number of epochs and batch
@@ -77,7 +77,7 @@ def baseline_config(args: Any) -> BaselineConfig:
 
 def run_ours(root: Path, args: Any, out: Path, cache_root: Path) -> dict[str, Any]:
     """One job of ours into OUT using the cache under CACHE_ROOT; returns wall time and the job's result."""
-    from vizsla.training import run_job
+    from vizsla.jobs import run_job
 
     spec = ours_spec(root, out, model=args.model, data={"augment": args.augment, "hflip": args.hflip},
                      train=ours_train_config(args))

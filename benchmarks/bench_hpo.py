@@ -117,8 +117,8 @@ def warm_up_trial_processes() -> None:
 
 def warm_cache(root: Path, scratch: Path, epochs: int) -> float:
     """Build the feature cache once (a one-epoch job), outside the timing of both studies."""
+    from vizsla.jobs import run_job
     from vizsla.spec import build_spec
-    from vizsla.training import run_job
 
     spec = build_spec({**training(root, 1), "output": str(scratch / "warm-cache")})
     started = time.perf_counter()

@@ -71,10 +71,10 @@ class LoopTimer:
 
 def run_once(data: Path, out: Path, args: Any, profiled: bool) -> tuple[float, float]:
     """One job; returns (mean seconds per train step, seconds of the end-of-job report)."""
+    from vizsla.jobs import run_job
     from vizsla.profiler import ProfileSpec, build_profile_report, create_profile_callbacks
     from vizsla.spec import build_spec
     from vizsla.testing.jobs import tiny_spec_dict
-    from vizsla.training import run_job
 
     raw = tiny_spec_dict(data, out, epochs=args.epochs, batch_size=args.batch_size)
     raw["model"] = {"name": args.model, "weights": "none", "image_size": args.image_size}

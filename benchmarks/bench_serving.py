@@ -427,7 +427,7 @@ def measure_side(server: Server, payloads: list[tuple[str, bytes]], args: Any) -
 
 def train_job(root: Path, output: Path, args: Any) -> Path:
     """A head-only job (feature cache on, tracking off) on ROOT whose model every server loads."""
-    from vizsla.training import run_job
+    from vizsla.jobs import run_job
 
     spec = ours_spec(
         root,
@@ -494,7 +494,7 @@ def litserve_python(env: Path = LITSERVE_ENV) -> tuple[Path | None, str]:
 def litserve_config(job: Path, onnx_file: Path, port: int, decode: str, args: Any) -> dict[str, Any]:
     """What the peer needs to serve the job's classifier with our preprocessing and batching."""
     from vizsla.data.transforms import draft_size_for, eval_resize_size
-    from vizsla.data.validate import available_cores
+    from vizsla.infra.hardware import available_cores
     from vizsla.models.io import read_config, resolve_model_dir
 
     config = read_config(resolve_model_dir(job))

@@ -96,11 +96,11 @@ def tiny_job(root: Path) -> Path:
     """A 1-epoch head-only job of vizsla's 32 px test model on generated images (trains in seconds), its
     backbone exported here: `vizsla serve` then runs it as ONNX Runtime + the head in numpy, without torch,
     as it serves a head-only job in production (bench_serving's path)."""
+    from vizsla.jobs import run_job
     from vizsla.serving.runtime import load_served_model
     from vizsla.spec import build_spec
     from vizsla.testing.images import make_image_folder
     from vizsla.testing.jobs import tiny_spec_dict
-    from vizsla.training import run_job
 
     data = make_image_folder(root / "data", classes=("cat", "dog", "fox"), per_class=8, seed=0)
     spec = tiny_spec_dict(data, root / "job", epochs=1, finetune="head")

@@ -2,7 +2,7 @@
 
 Both sides run the same study: TPE sampler with the same seed, the same search space (lr, weight decay, head
 hidden sizes, head dropout, label smoothing), the same epochs per trial, objective = valid accuracy of the
-best epoch. Ours: every trial is a `vizsla.training.run_job` with its own output folder, all trials sharing
+best epoch. Ours: every trial is a `vizsla.jobs.run_job` with its own output folder, all trials sharing
 ONE feature cache folder that is empty when the study starts (its build is inside the timing). Baseline:
 benchmarks/baseline.py per trial (the backbone runs on every image of every epoch of every trial).
 This is not the product's `vizsla tune`: it measures what the shared cache saves a search.
@@ -183,7 +183,7 @@ def suggest(trial: Any) -> dict[str, Any]:
 
 def ours_objective(root: Path, out: Path, args: Any) -> Callable[[Any], float]:
     """A trial = one run_job of ours in its own folder; the cache folder is the process's VIZSLA_CACHE_DIR."""
-    from vizsla.training import run_job
+    from vizsla.jobs import run_job
 
     def objective(trial: Any) -> float:
         params = suggest(trial)

@@ -42,7 +42,7 @@ def parse_args(argv: list[str] | None = None) -> Any:
 def _run(root: Path, output: Path, cache: Path, *, augment: bool, views: int, seed: int,
          epochs: int) -> tuple[float, float]:
     """(test accuracy, feature cache build seconds) of one head-only job."""
-    from vizsla.training import run_job
+    from vizsla.jobs import run_job
 
     spec = ours_spec(root, output, data={"augment": augment},
                      train={"finetune": "head", "epochs": epochs, "feature_views": views, "seed": seed},

@@ -123,7 +123,7 @@ def describe_machine() -> dict[str, str]:
     """What the figures were measured on: CPU, usable cores, bf16 support, library versions."""
     import torch
 
-    from vizsla.training.runtime import cpu_supports_bf16
+    from vizsla.infra.hardware import cpu_supports_bf16
 
     info = _cpuinfo()
     flags = set(info.get("flags", "").split())

@@ -4,46 +4,12 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from vizsla.infra.io import atomic_write_json, read_jsonl
 from vizsla.relocation import recorded_origin, relative_record, resolved_record
-
-
-def atomic_write_bytes(path: Path, data: bytes) -> None:
-    """Write via a temp file in the same folder + rename, so readers never see a partial file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        os.fchmod(fd, 0o666 & ~_UMASK)  # mkstemp makes 0600 files; outputs get the usual permissions
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
-def _read_umask() -> int:
-    """The process umask, read once at import (os.umask can only be read by setting it: racy later)."""
-    mask = os.umask(0o022)
-    os.umask(mask)
-    return mask
-
-
-_UMASK = _read_umask()
-
-
-def atomic_write_text(path: Path, text: str) -> None:
-    atomic_write_bytes(path, text.encode("utf-8"))
-
-
-def atomic_write_json(path: Path, obj: Any) -> None:
-    atomic_write_text(path, json.dumps(obj, indent=2, sort_keys=False, default=str) + "\n")
 
 
 @dataclass(frozen=True)
@@ -52,21 +18,28 @@ class JobDir:
 
     root: Path
 
+    # File names that code without a JobDir at hand needs (e.g. to recognise a job folder); a tuning job's
+    # folder uses the same names for its spec and result.
+    SPEC_FILE = "spec.yaml"
+    RESULT_FILE = "result.json"
+    METRICS_FILE = "metrics.jsonl"
+    DEBUG_DIR = "debug"  # the debugger's store unless the spec's `debug.out_dir` names another folder
+
     def __init__(self, root: str | os.PathLike[str]) -> None:
         object.__setattr__(self, "root", Path(root))
 
     # inputs and bookkeeping
     @property
     def spec(self) -> Path:
-        return self.root / "spec.yaml"
+        return self.root / self.SPEC_FILE
 
     @property
     def result(self) -> Path:
-        return self.root / "result.json"
+        return self.root / self.RESULT_FILE
 
     @property
     def metrics(self) -> Path:
-        return self.root / "metrics.jsonl"
+        return self.root / self.METRICS_FILE
 
     @property
     def tracking(self) -> Path:
@@ -122,7 +95,23 @@ class JobDir:
     # later subpackages
     @property
     def debug(self) -> Path:
-        return self.root / "debug"
+        """The debugger's store at its default place; `debug_store` follows the spec's `debug.out_dir`."""
+        return self.root / self.DEBUG_DIR
+
+    def debug_store(self, out_dir: str | None = None) -> Path:
+        """The debugger's store: OUT_DIR (the spec's `debug.out_dir`, relative to the job) or the default."""
+        return self.root / (out_dir or self.DEBUG_DIR)
+
+    def saved_debug_store(self) -> Path:
+        """The debugger's store as the saved spec.yaml names it (the default when it names none, or when
+        there is no readable spec)."""
+        try:
+            import yaml
+
+            content = yaml.safe_load(self.spec.read_text()) or {}
+            return self.debug_store(str((content.get("debug") or {}).get("out_dir") or "") or None)
+        except Exception:  # noqa: BLE001 - an unreadable spec still leaves the default location
+            return self.debug
 
     @property
     def profile(self) -> Path:
@@ -132,7 +121,7 @@ class JobDir:
         return self.spec.is_file()
 
     # what a job that failed in its setup (data validation, model creation) leaves: nothing trained
-    SETUP_ENTRIES = ("spec.yaml", "result.json", "train.log", "data")
+    SETUP_ENTRIES = (SPEC_FILE, RESULT_FILE, "train.log", "data")
     SETUP_DATA_FILES = ("report.json", "bad_files.csv", "split.csv")
 
     def failed_before_training(self) -> bool:
@@ -157,8 +146,8 @@ class JobDir:
             (self.data_report.parent / name).unlink(missing_ok=True)
         if self.data_report.parent.is_dir():
             self.data_report.parent.rmdir()
-        for name in ("train.log", "result.json", "spec.yaml"):
-            (self.root / name).unlink(missing_ok=True)
+        for path in (self.log, self.result, self.spec):
+            path.unlink(missing_ok=True)
 
     def read_result(self) -> dict[str, Any] | None:
         """result.json with its paths absolute where the folder is now (see `resolved_record`); None when
@@ -176,12 +165,4 @@ class JobDir:
 
     def read_metrics(self) -> list[dict[str, Any]]:
         """All records of metrics.jsonl; a torn last line (killed writer) is ignored."""
-        if not self.metrics.is_file():
-            return []
-        records = []
-        for line in self.metrics.read_text().splitlines():
-            try:
-                records.append(json.loads(line))
-            except json.JSONDecodeError:
-                continue
-        return records
+        return read_jsonl(self.metrics)

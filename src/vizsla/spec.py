@@ -7,23 +7,22 @@ machine or the data (device, precision, split names) so the saved `spec.yaml` re
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, ClassVar, Literal
 
-import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import Field, field_validator, model_validator
 
-from vizsla.errors import SpecError
+from vizsla.base_spec import BaseJobSpec, BaseSpec, read_yaml
+from vizsla.base_spec import deep_merge as deep_merge  # re-exported: the one merge of YAML and overrides
 from vizsla.profiler.spec import ProfileSpec
 
 
-class _Spec(BaseModel):
-    model_config = ConfigDict(extra="forbid", validate_assignment=True)
-
-
-class DataSpec(_Spec):
+class DataSpec(BaseSpec):
     """Where the images are and how to split and load them."""
 
-    root: str = Field(description="Image folder: local path or fsspec URI (s3://, gs://, ...).")
+    root: str = Field(
+        description="Image folder: ROOT/{train,valid,test}/<class>/*.jpg, or ROOT/<class>/*.jpg to split for "
+        "you; a local path or fsspec URI (s3://, gs://, ...)."
+    )
     train_split: str | None = Field(None, description="Train split folder name; auto: train/training.")
     valid_split: str | None = Field(None, description="Validation split folder; auto: valid/val/validation.")
     test_split: str | None = Field(None, description="Test split folder; auto: test/testing.")
@@ -31,7 +30,9 @@ class DataSpec(_Spec):
         (0.8, 0.1, 0.1), description="train/valid/test fractions when ROOT is a single class folder."
     )
     split_seed: int = Field(0, description="Seed of the stratified split of a single folder.")
-    num_workers: int | None = Field(None, ge=0, description="Data loader workers; auto: sized to the cores.")
+    num_workers: int | None = Field(
+        None, ge=0, description="Data loader worker processes; default: sized to the cores."
+    )
     max_image_pixels: int = Field(
         89_478_485, gt=0, description="Decompression-bomb guard: larger images are rejected as bad files."
     )
@@ -49,21 +50,32 @@ class DataSpec(_Spec):
         return value
 
 
-class ModelSpec(_Spec):
+class ModelSpec(BaseSpec):
     """Backbone, pretrained weights and head."""
 
-    name: str = Field("efficientnet_lite0", description="Any timm model name.")
+    name: str = Field(
+        "efficientnet_lite0",
+        description="timm model name, e.g. resnet34, efficientnet_lite0 (default). `vizsla models list` "
+        "shows them.",
+    )
     weights: str = Field(
         "auto",
-        description="auto (installed package, else hub), hub, package, none, or a path to a weights file.",
+        description="Pretrained weights: auto (installed package, else hub), hub, package, none, or a path "
+        "to a .pth/.safetensors file.",
     )
-    head: list[int] = Field(default_factory=list, description="Hidden sizes of the MLP head; [] = linear.")
-    head_dropout: float = Field(0.2, ge=0.0, lt=1.0, description="Dropout before each head layer.")
-    head_activation: Literal["relu", "gelu", "silu", "tanh"] = Field("relu", description="Head activation.")
+    head: list[int] = Field(
+        default_factory=list,
+        description="Hidden sizes of the MLP head, e.g. 256,128 (ResNet + 3 fully connected layers); [] or "
+        "'linear' for one layer.",
+    )
+    head_dropout: float = Field(0.2, ge=0.0, lt=1.0, description="Dropout before each head layer (0-1).")
+    head_activation: Literal["relu", "gelu", "silu", "tanh"] = Field(
+        "relu", description="Head activation: relu, gelu, silu or tanh."
+    )
     image_size: int | None = Field(None, gt=0, description="Input size in pixels; default: the model's own.")
 
 
-class TrainSpec(_Spec):
+class TrainSpec(BaseSpec):
     """Optimisation settings of the training loop."""
 
     epochs: int = Field(5, ge=1, description="Number of epochs.")
@@ -72,19 +84,23 @@ class TrainSpec(_Spec):
     )
     lr: float = Field(1e-3, gt=0, description="Peak learning rate of the head.")
     backbone_lr_scale: float = Field(
-        0.1, gt=0, le=1, description="Backbone LR = lr * this, for full and staged fine-tuning."
+        0.1, gt=0, le=1, description="Backbone LR = lr x this, for full and staged fine-tuning."
     )
     weight_decay: float = Field(1e-4, ge=0, description="Decoupled weight decay (AdamW) or L2 (SGD).")
-    optimizer: Literal["adamw", "sgd"] = Field("adamw", description="Optimizer.")
+    optimizer: Literal["adamw", "sgd"] = Field("adamw", description="adamw or sgd.")
     momentum: float = Field(0.9, ge=0, lt=1, description="SGD momentum.")
-    schedule: Literal["cosine", "onecycle", "constant"] = Field("cosine", description="LR schedule.")
+    schedule: Literal["cosine", "onecycle", "constant"] = Field(
+        "cosine", description="LR schedule: cosine, onecycle or constant."
+    )
     warmup_epochs: float = Field(0.0, ge=0, description="Linear warmup length in epochs (cosine/constant).")
     label_smoothing: float = Field(
         0.1, ge=0, lt=1, description="Label smoothing of the cross-entropy (0.1: timm's default)."
     )
     grad_clip_norm: float | None = Field(None, gt=0, description="Clip the gradient L2 norm to this value.")
     finetune: Literal["head", "full", "staged"] = Field(
-        "head", description="head: frozen backbone; full: train all; staged: head first, then all."
+        "head",
+        description="head: train the head on a frozen backbone; full: train everything; staged: head first, "
+        "then all with a lower backbone LR.",
     )
     staged_head_epochs: int = Field(1, ge=1, description="Head-only epochs before unfreezing (staged).")
     early_stopping_patience: int | None = Field(
@@ -92,10 +108,12 @@ class TrainSpec(_Spec):
     )
     early_stopping_metric: str = Field("valid_accuracy", description="Metric watched by early stopping.")
     precision: Literal["auto", "fp32", "bf16", "fp16"] = Field(
-        "auto", description="auto: bf16 autocast on CPUs with bf16 support, fp16 AMP on CUDA, else fp32."
+        "auto",
+        description="auto, fp32, bf16 or fp16 (CUDA); auto: bf16 autocast on CPUs with bf16 support, fp16 "
+        "AMP on CUDA, else fp32.",
     )
     channels_last: bool | None = Field(None, description="Memory format; auto: on where it helps.")
-    device: str = Field("auto", description="auto, cpu, cuda, cuda:N.")
+    device: str = Field("auto", description="auto, cpu, cuda or cuda:N.")
     seed: int = Field(0, description="Seed of model init, data order and augmentation.")
     deterministic: bool = Field(True, description="Ask the backend for deterministic algorithms.")
     log_every_n_steps: int = Field(10, ge=1, description="Write a train step record every N steps.")
@@ -119,7 +137,7 @@ class TrainSpec(_Spec):
     compile: bool = Field(False, description="torch.compile the model for full fine-tuning.")
 
 
-class DistributedSpec(_Spec):
+class DistributedSpec(BaseSpec):
     """How the processes of a distributed job (torchrun) work together; resolved fields are written back."""
 
     backend: Literal["auto", "gloo", "nccl"] = Field(
@@ -157,11 +175,13 @@ class DistributedSpec(_Spec):
         return ratio if self.lr_scaling == "linear" else ratio**0.5
 
 
-class TrackingSpec(_Spec):
+class TrackingSpec(BaseSpec):
     """Where the job records itself in MLflow."""
 
     enabled: bool = Field(True, description="Record the job as an MLflow run.")
-    uri: str | None = Field(None, description="MLflow tracking URI; default: sqlite file in the runs folder.")
+    uri: str | None = Field(
+        None, description="MLflow tracking URI; default: a sqlite file next to the job directory."
+    )
     experiment: str = Field("vizsla", description="MLflow experiment name.")
     parent_run_id: str | None = Field(
         None, description="MLflow run to nest this job's run under (a tuning job sets it for its trials)."
@@ -171,7 +191,7 @@ class TrackingSpec(_Spec):
 DEBUG_REDUCTIONS = ("mean", "std", "min", "max", "l1", "l2", "zero_fraction", "nan_count", "inf_count")
 
 
-class CollectionSpec(_Spec):
+class CollectionSpec(BaseSpec):
     """Overrides of one debugger collection (a built-in one like `gradients`, or a new one by name)."""
 
     include_regex: str | None = Field(None, description="Regex over tensor names; default: the built-in one.")
@@ -212,7 +232,7 @@ class CollectionSpec(_Spec):
         return value
 
 
-class RuleSpec(_Spec):
+class RuleSpec(BaseSpec):
     """One debugger rule: its name (or path/to/file.py:ClassName), parameters and actions."""
 
     name: str = Field(description="Built-in rule name (e.g. VanishingGradient) or path/to/file.py:Class.")
@@ -258,10 +278,14 @@ class RuleSpec(_Spec):
         return value
 
 
-class DebugSpec(_Spec):
+class DebugSpec(BaseSpec):
     """The training debugger: which tensors to record, and which rules watch them."""
 
-    enabled: bool = Field(False, description="Record tensors and run rules (vizsla train --debug).")
+    enabled: bool = Field(
+        False,
+        description="Record losses, weights, gradients and activations into DIR/debug and run the default "
+        "debugger rules during training (`vizsla debug DIR` shows what they found).",
+    )
     out_dir: str = Field("debug", description="Tensor store folder, relative to the job directory.")
     save_interval: int = Field(100, ge=1, description="Save weights/gradients/activations every N steps.")
     mode_save_intervals: dict[Literal["TRAIN", "EVAL", "PREDICT", "GLOBAL"], int] | None = Field(
@@ -275,11 +299,11 @@ class DebugSpec(_Spec):
     tensorboard: bool = Field(False, description="Export the store to TensorBoard files at the end.")
 
 
-class JobSpec(_Spec):
+class JobSpec(BaseJobSpec):
     """A whole training job: data, model, training, tracking and where it writes."""
 
     name: str | None = Field(None, description="Job name; default: the output folder's name.")
-    output: str = Field(description="Job directory.")
+    output: str = Field(description="Job directory to write everything into.")
     data: DataSpec
     model: ModelSpec = Field(default_factory=ModelSpec)
     train: TrainSpec = Field(default_factory=TrainSpec)
@@ -297,62 +321,14 @@ class JobSpec(_Spec):
         "report by `vizsla jobs report` (tuning trials: the tuning job draws its best trial's).",
     )
 
-    @property
-    def job_name(self) -> str:
-        return self.name or Path(self.output).name
-
-    def to_yaml(self) -> str:
-        return yaml.safe_dump(self.model_dump(mode="json"), sort_keys=False)
-
-    def to_job_yaml(self) -> str:
-        """The spec.yaml its job folder keeps: output "." and a store inside the folder relative to it, so
-        the folder can be moved, copied or renamed; `load_job_spec` reads it back where the folder is."""
-        from vizsla.relocation import saved_spec_mapping
-
-        return yaml.safe_dump(saved_spec_mapping(self.model_dump(mode="json")), sort_keys=False)
-
-
-def deep_merge(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:
-    merged = dict(base)
-    for key, value in override.items():
-        if isinstance(value, dict) and isinstance(merged.get(key), dict):
-            merged[key] = deep_merge(merged[key], value)
-        else:
-            merged[key] = value
-    return merged
-
-
-def _format_validation_error(exc: ValidationError, source: str) -> str:
-    lines = [f"invalid job spec ({source}):"]
-    for err in exc.errors():
-        where = ".".join(str(p) for p in err["loc"]) or "(root)"
-        lines.append(f"  {where}: {err['msg']}")
-    return "\n".join(lines)
-
-
-def read_yaml(path: str | Path) -> dict[str, Any]:
-    """Read a spec YAML file into a dict, with errors that name the file."""
-    path = Path(path)
-    if not path.is_file():
-        raise SpecError(f"config file not found: {path}")
-    try:
-        content = yaml.safe_load(path.read_text()) or {}
-    except yaml.YAMLError as exc:
-        raise SpecError(f"config file {path} is not valid YAML: {exc}") from None
-    if not isinstance(content, dict):
-        raise SpecError(f"config file {path} must hold a mapping (data:, model:, train:, ...)")
-    return content
+    noun: ClassVar[str] = "job spec"
 
 
 def build_spec(
     config: dict[str, Any] | None = None, overrides: dict[str, Any] | None = None, source: str = "options"
 ) -> JobSpec:
     """Build a JobSpec from a YAML mapping and CLI overrides (overrides win), as a user error on failure."""
-    merged = deep_merge(config or {}, overrides or {})
-    try:
-        return JobSpec.model_validate(merged)
-    except ValidationError as exc:
-        raise SpecError(_format_validation_error(exc, source)) from None
+    return JobSpec.build(config, overrides, source)
 
 
 def load_spec(path: str | Path) -> JobSpec:

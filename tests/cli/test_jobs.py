@@ -13,7 +13,8 @@ from typer.testing import CliRunner, Result
 
 from vizsla.cli import jobs
 from vizsla.errors import UserError
-from vizsla.jobdir import JobDir, atomic_write_json
+from vizsla.infra.io import atomic_write_json
+from vizsla.jobdir import JobDir
 from vizsla.spec import DataSpec, JobSpec, ModelSpec
 
 root_app = typer.Typer()

@@ -19,8 +19,8 @@ from vizsla.data.extract import (
     onnx_model_path,
     resolve_backend,
 )
+from vizsla.infra.hardware import cpu_supports_bf16
 from vizsla.models.registry import create_backbone
-from vizsla.training.runtime import cpu_supports_bf16
 
 HW = (32, 32)
 

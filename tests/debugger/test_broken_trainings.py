@@ -35,9 +35,9 @@ def train(
     **train_options: Any,
 ) -> tuple[dict, dict]:
     """Run a tiny debug job; return (result.json, rules.json by rule name)."""
+    from vizsla.jobs import run_job
     from vizsla.spec import build_spec
     from vizsla.testing.jobs import tiny_spec_dict
-    from vizsla.training import run_job
 
     # plain cross-entropy, as the broken trainings of SageMaker Debugger's demos: label smoothing (the default
     # 0.1) bounds the logits, so lr=10 would no longer blow them up

@@ -12,9 +12,9 @@ from torch.overrides import _get_current_function_mode
 from vizsla.callbacks import Callback, TrainState
 from vizsla.debugger import DebugHook, open_trial
 from vizsla.debugger.collections import REDUCTIONS, reduce_array
+from vizsla.jobs import run_job
 from vizsla.spec import DebugSpec, build_spec
 from vizsla.testing.jobs import tiny_spec_dict
-from vizsla.training import run_job
 
 WATCHED = "head.1.weight"  # Dropout, Linear(...), ReLU, Dropout, Linear: the first Linear of an MLP head
 

@@ -14,9 +14,9 @@ from tensorboard.backend.event_processing.event_accumulator import (  # noqa: E4
 
 from vizsla.debugger import open_trial  # noqa: E402
 from vizsla.debugger.tensorboard import export_tensorboard  # noqa: E402
+from vizsla.jobs import run_job  # noqa: E402
 from vizsla.spec import build_spec  # noqa: E402
 from vizsla.testing.jobs import tiny_spec_dict  # noqa: E402
-from vizsla.training import run_job  # noqa: E402
 
 
 def _events(run_dir):

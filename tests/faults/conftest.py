@@ -206,11 +206,11 @@ SIGNAL_NAMES = {signal.SIGTERM: "SIGTERM", signal.SIGINT: "SIGINT", signal.SIGHU
 @pytest.fixture(scope="session")
 def serving_job(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A finished 1-epoch tiny job (3 classes, 32 px test model) with its ONNX export made once."""
+    from vizsla.jobs import run_job
     from vizsla.serving.app import create_app
     from vizsla.serving.settings import ServeSettings
     from vizsla.spec import build_spec
     from vizsla.testing.images import make_image_folder
-    from vizsla.training import run_job
 
     root = tmp_path_factory.mktemp("serving-faults")
     data = make_image_folder(root / "data", classes=("cat", "dog", "fox"), per_class=4, seed=0)

@@ -72,8 +72,8 @@ def test_dev_full_metrics_give_a_disk_full_error(tiny_folder, tmp_path):
     """/dev/full answers every write with a real ENOSPC: metrics.jsonl pointing there is a full disk."""
     from vizsla.errors import DiskFullError
     from vizsla.jobdir import JobDir
+    from vizsla.jobs import run_job
     from vizsla.spec import build_spec
-    from vizsla.training import run_job
 
     job = tmp_path / "job"
     job.mkdir()
@@ -102,8 +102,8 @@ def test_full_disk_at_each_write_names_its_path(
 ):
     from vizsla.errors import DiskFullError
     from vizsla.jobdir import JobDir
+    from vizsla.jobs import run_job
     from vizsla.spec import build_spec
-    from vizsla.training import run_job
 
     spec = tiny_spec_dict(tiny_folder, tmp_path / "job", finetune=finetune)
     spec["cache_dir"] = str(tmp_path / "cache")  # features really extracted, into a cache of its own
@@ -119,8 +119,8 @@ def test_full_disk_at_each_write_names_its_path(
 
 
 def test_full_disk_for_the_report_only_warns(tiny_folder, tmp_path, monkeypatch):
+    from vizsla.jobs import run_job
     from vizsla.spec import build_spec
-    from vizsla.training import run_job
 
     monkeypatch.setattr("vizsla.training.report.atomic_write_text", _enospc)
     spec = tiny_spec_dict(tiny_folder, tmp_path / "job", finetune="head")

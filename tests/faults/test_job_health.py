@@ -41,8 +41,8 @@ def vizsla(*args: str) -> subprocess.CompletedProcess:
 
 @pytest.fixture(scope="module")
 def finished_job(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    from vizsla.jobs import run_job
     from vizsla.spec import build_spec
-    from vizsla.training import run_job
 
     root = tmp_path_factory.mktemp("health")
     data = make_image_folder(root / "images", classes=("cat", "dog", "fox"), per_class=6, seed=0)

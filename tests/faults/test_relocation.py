@@ -43,8 +43,8 @@ def data(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="module")
 def stopped_job(data: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A job stopped after 1 of 3 epochs: its checkpoint, model, spec and result are written."""
+    from vizsla.jobs import run_job
     from vizsla.spec import build_spec
-    from vizsla.training import run_job
 
     out = tmp_path_factory.mktemp("relocation-job") / "job"
     spec = build_spec(tiny_spec_dict(data, out, epochs=3))

@@ -57,8 +57,8 @@ def test_ctrl_c_during_feature_extraction_stops_workers_too(train_runner, wait_g
 
 @pytest.mark.slow
 def test_sigterm_mid_epoch_checkpoints_and_resume_matches_uninterrupted(train_runner):
+    from vizsla.jobs import run_job
     from vizsla.spec import build_spec
-    from vizsla.training import run_job
 
     # 30 train images / batch 8 = 4 steps per epoch; reading an image takes 0.1 s, a step ~1 s.
     spec = train_runner.spec("stopped", epochs=2, seed=3, finetune="full")
@@ -164,9 +164,9 @@ def test_stop_mid_epoch_on_cached_features_resumes_exactly(tiny_folder, tmp_path
     asks for, as a signal's handler does): the resumed epoch skips the batches done."""
     from vizsla.callbacks import Callback
     from vizsla.jobdir import JobDir
+    from vizsla.jobs import run_job
     from vizsla.spec import build_spec
     from vizsla.testing.jobs import tiny_spec_dict
-    from vizsla.training import run_job
 
     class StopAtStep(Callback):
         def batch_end(self, state):

@@ -8,8 +8,8 @@ from vizsla.testing.jobs import tiny_spec_dict
 
 
 def test_train_log_of_a_completed_job(tiny_folder, tmp_path):
+    from vizsla.jobs import run_job
     from vizsla.spec import build_spec
-    from vizsla.training import run_job
 
     spec = tiny_spec_dict(tiny_folder, tmp_path / "job", epochs=2, finetune="head")
     result = run_job(build_spec(spec), progress=False)
@@ -25,8 +25,8 @@ def test_train_log_of_a_completed_job(tiny_folder, tmp_path):
 
 
 def test_train_log_of_a_failed_job(tiny_folder, tmp_path):
+    from vizsla.jobs import run_job
     from vizsla.spec import build_spec
-    from vizsla.training import run_job
 
     class PoisonLoss(Callback):
         def after_forward(self, state):
@@ -50,8 +50,8 @@ def test_train_log_of_a_job_refused_by_its_data(tiny_folder, tmp_path):
     import pytest
 
     from vizsla.errors import DataError
+    from vizsla.jobs import run_job
     from vizsla.spec import build_spec
-    from vizsla.training import run_job
 
     for split in ("train", "valid", "test"):
         for name in ("dog", "fox"):

@@ -47,8 +47,8 @@ def _rows(path: Path) -> list[list[str]]:
 
 def test_latin1_names_are_trained_on_and_survive_every_output(tmp_path):
     from vizsla.jobdir import JobDir
+    from vizsla.jobs import run_job
     from vizsla.spec import build_spec
-    from vizsla.training import run_job
 
     data = _latin1_folder(tmp_path)
     spec = tiny_spec_dict(data, tmp_path / "job", epochs=2)

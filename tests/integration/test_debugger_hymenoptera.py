@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
+from vizsla.jobs import run_job
 from vizsla.spec import build_spec
-from vizsla.training import run_job
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 

@@ -239,7 +239,8 @@ RAISING = textwrap.dedent(
     import sys
     from vizsla.spec import build_spec
     from vizsla.testing.jobs import tiny_spec_dict, wait_for_first_epoch
-    from vizsla.training import run_job, trainer
+    from vizsla.jobs import run_job
+    from vizsla.training import trainer
 
     # A bug in the training step on rank 1 only (a callback's error would just disable the callback).
     original = trainer.train_one_epoch

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
+from vizsla.jobs import run_job
 from vizsla.spec import build_spec
-from vizsla.training import run_job
 
 pytestmark = [pytest.mark.slow, pytest.mark.integration]
 

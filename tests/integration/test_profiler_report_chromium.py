@@ -60,11 +60,11 @@ def browser() -> Iterator[Any]:
 
 @pytest.fixture(scope="module")
 def report(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    from vizsla.jobs import run_job
     from vizsla.profiler import ProfileSpec, create_profile_callbacks
     from vizsla.spec import build_spec
     from vizsla.testing.images import make_image_folder
     from vizsla.testing.jobs import tiny_spec_dict
-    from vizsla.training import run_job
 
     root = tmp_path_factory.mktemp("profiled-report")
     data = make_image_folder(root / "data", classes=("cat", "dog"), per_class=12, seed=0)

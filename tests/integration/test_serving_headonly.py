@@ -24,10 +24,10 @@ START_LIMIT_S = 15.0  # the target is 5 s on a quiet machine; CI machines are sh
 @pytest.fixture(scope="module")
 def head_job(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A finished head-only tiny job whose feature extraction exported its backbone to ONNX (job cache)."""
+    from vizsla.jobs import run_job
     from vizsla.spec import build_spec
     from vizsla.testing.images import make_image_folder
     from vizsla.testing.jobs import tiny_spec_dict
-    from vizsla.training import run_job
 
     root = tmp_path_factory.mktemp("headonly")
     data = make_image_folder(root / "data", classes=("cat", "dog", "fox"), per_class=10, seed=0)

@@ -27,10 +27,10 @@ NAME = "tiny"
 @pytest.fixture(scope="module")
 def served_job(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A finished tiny job (3 classes, 32 px test model) with model/, spec.yaml and data/split.csv."""
+    from vizsla.jobs import run_job
     from vizsla.spec import build_spec
     from vizsla.testing.images import make_image_folder
     from vizsla.testing.jobs import tiny_spec_dict
-    from vizsla.training import run_job
 
     root = tmp_path_factory.mktemp("served")
     data = make_image_folder(root / "data", classes=("cat", "dog", "fox"), per_class=10, seed=0)

@@ -20,8 +20,8 @@ def test_served_lite0_answers_like_the_model_in_process(hymenoptera: Path, tmp_p
     import vizsla
     from vizsla.data.decode import decode_image
     from vizsla.data.transforms import create_transform, draft_size_for
+    from vizsla.jobs import run_job
     from vizsla.spec import build_spec
-    from vizsla.training import run_job
 
     spec = {
         "output": str(tmp_path / "ants"),

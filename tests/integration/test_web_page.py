@@ -71,8 +71,8 @@ def browser() -> Iterator[Any]:
 @pytest.fixture(scope="module")
 def served_job(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A tiny trained job over six generated classes (big enough images that the preview is legible)."""
+    from vizsla.jobs import run_job
     from vizsla.spec import build_spec
-    from vizsla.training import run_job
 
     root = tmp_path_factory.mktemp("web-page")
     data = make_image_folder(root / "data", classes=CLASSES, per_class=8, size=(120, 90), seed=3)

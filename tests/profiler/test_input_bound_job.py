@@ -34,9 +34,9 @@ def large_jpegs(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def profile_job(data: Path, output: Path, workers: int) -> dict[str, dict]:
     import torch
 
+    from vizsla.jobs import run_job
     from vizsla.spec import build_spec
     from vizsla.testing.jobs import tiny_spec_dict
-    from vizsla.training import run_job
 
     raw = tiny_spec_dict(data, output, epochs=2, batch_size=8)
     raw["data"]["num_workers"] = workers

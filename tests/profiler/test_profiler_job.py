@@ -27,9 +27,9 @@ class SlowSteps(Callback):
 
 
 def run_profiled(data: Path, output: Path, *, trace: bool = True, **train) -> dict:
+    from vizsla.jobs import run_job
     from vizsla.spec import build_spec
     from vizsla.testing.jobs import tiny_spec_dict
-    from vizsla.training import run_job
 
     spec = build_spec(tiny_spec_dict(data, output, **train))
     profile = ProfileSpec(

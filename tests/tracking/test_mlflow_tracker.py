@@ -10,7 +10,8 @@ import pytest
 from mlflow import MlflowClient
 
 from vizsla.callbacks import CallbackRunner, TrainState
-from vizsla.jobdir import JobDir, atomic_write_json
+from vizsla.infra.io import atomic_write_json
+from vizsla.jobdir import JobDir
 from vizsla.spec import DataSpec, JobSpec, ModelSpec, TrainSpec
 from vizsla.tracking import MlflowTracker, flatten_params, resolve_tracking_uri
 from vizsla.tracking.mlflow_tracker import PARAM_VALUE_LIMIT, default_artifact_location

@@ -11,10 +11,12 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from vizsla.jobdir import JobDir, atomic_write_json
+from vizsla.infra.formatting import format_duration, format_number
+from vizsla.infra.io import atomic_write_json
+from vizsla.jobdir import JobDir
 from vizsla.spec import DataSpec, JobSpec
 from vizsla.training.plots import plot_confusion_matrix, plot_loss, write_job_plots
-from vizsla.training.report import format_duration, format_number, write_training_report
+from vizsla.training.report import write_training_report
 
 EVIL = "<script>alert('x')</script>"
 

@@ -16,7 +16,7 @@ KILL_SCRIPT = textwrap.dedent(
     import json, os, signal, sys
     from vizsla.callbacks import Callback
     from vizsla.spec import build_spec
-    from vizsla.training import run_job
+    from vizsla.jobs import run_job
 
     class KillAt(Callback):
         '''SIGKILL this process in the middle of an epoch: nothing gets to clean up.'''
@@ -45,8 +45,8 @@ def test_sigkill_mid_epoch_then_resume_matches_uninterrupted(tiny_folder, tmp_pa
     import torch
 
     from vizsla.jobdir import JobDir
+    from vizsla.jobs import run_job
     from vizsla.spec import build_spec
-    from vizsla.training import run_job
 
     # 30 train images / batch 8 = 4 steps per epoch; step 10 is in the middle of the third epoch.
     straight = tiny_spec_dict(tiny_folder, tmp_path / "straight", epochs=4, seed=7, finetune=finetune)

@@ -9,9 +9,9 @@ import pytest
 
 from vizsla.callbacks import Callback
 from vizsla.jobdir import JobDir
+from vizsla.jobs import run_job
 from vizsla.spec import build_spec
 from vizsla.testing.jobs import tiny_spec_dict
-from vizsla.training import run_job
 from vizsla.training.setup import earlier_attempts
 from vizsla.training.timing import PHASES, PhaseTimer, format_seconds, phases_text
 

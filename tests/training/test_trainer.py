@@ -11,9 +11,9 @@ import torch
 import vizsla
 from vizsla.callbacks import Callback
 from vizsla.jobdir import JobDir
+from vizsla.jobs import run_job
 from vizsla.spec import build_spec, load_spec
 from vizsla.testing.jobs import tiny_spec_dict
-from vizsla.training import run_job
 
 
 def test_job_writes_every_output(tiny_folder, tmp_path):

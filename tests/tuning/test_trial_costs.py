@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from vizsla.infra.figures import new_figure
 from vizsla.training import plots
 from vizsla.tuning.server import BACKBONE_VARIABLE, trial_backbone
 from vizsla.tuning.tune_spec import build_tune_spec
@@ -135,7 +136,7 @@ def test_the_cells_sit_where_matplotlib_draws_them(tmp_path: Path, monkeypatch: 
     ours = np.asarray(Image.open(path).convert("RGB")).astype(int)
     side = min(max(6.0, 0.12 * n + 3), 22.0)
     font = max(2.0, min(7.0, 0.6 * side * 0.75 * 72 / n))
-    figure = plots._new_figure(side, side * 0.9, layout=None)
+    figure = new_figure(side, side * 0.9, layout=None)
     figure.set_dpi(plots.LARGE_MATRIX_DPI)
     axes, _ = plots._large_matrix_axes(figure, labels, font)
     axes.imshow(colormaps["Blues"](np.asarray(values), bytes=True), interpolation="nearest")

@@ -12,6 +12,7 @@ from rich.console import Console
 from rich.table import Table
 
 from vizsla.errors import UserError
+from vizsla.jobdir import JobDir
 
 STATUS_STYLE = {
     "NoIssuesFound": "green",
@@ -73,7 +74,7 @@ def _rerun(trial: Any, job_dir: Path, rules: str | None) -> dict[str, Any]:
     except ModuleNotFoundError:
         raise UserError("re-running rules needs vizsla.debugger.runner, which this install lacks") from None
     rule_specs = _rule_specs(job_dir, trial, rules)
-    spec_path = trial.root.parent / "spec.yaml"
+    spec_path = JobDir(trial.root.parent).spec
     job_spec = None
     if spec_path.is_file():
         from vizsla.spec import load_spec
@@ -91,7 +92,7 @@ def _rule_specs(job_dir: Path, trial: Any, rules: str | None) -> list[Any]:
         if not names:
             raise UserError("--rules needs rule names, e.g. --rules VanishingGradient,Overfit")
         return [RuleSpec(name=name) for name in names]
-    spec_path = trial.root.parent / "spec.yaml"
+    spec_path = JobDir(trial.root.parent).spec
     saved = (read_yaml(spec_path).get("debug") or {}) if spec_path.is_file() else {}
     debug_spec = DebugSpec.model_validate(saved)
     specs = list(debug_spec.rules)

@@ -24,9 +24,10 @@ from rich.table import Table
 from rich.text import Text
 
 from vizsla.errors import UserError
+from vizsla.infra.formatting import format_duration, format_number, format_time
 from vizsla.jobdir import JobDir
 from vizsla.jobhealth import job_problems
-from vizsla.training.report import format_duration, format_number, format_time, total_duration
+from vizsla.training.report import total_duration
 from vizsla.training.timing import ordered_phases
 
 app = typer.Typer(no_args_is_help=True, help="List, describe and report training jobs.")
@@ -111,7 +112,7 @@ def summarize_tuning_job(path: Path) -> JobSummary:
         spec = {}
     problem = None
     try:
-        result = json.loads((path / "result.json").read_text())
+        result = json.loads((path / JobDir.RESULT_FILE).read_text())
     except FileNotFoundError:
         result = {}
     except (OSError, ValueError):
@@ -520,8 +521,8 @@ def describe_job(
 @app.command("report")
 def report_job(job_dir: Path = typer.Argument(..., help="A job directory (holds spec.yaml).")) -> None:
     """Rebuild the job's plots and its self-contained HTML report (reports/training.html)."""
+    from vizsla.jobs import write_training_report
     from vizsla.training.plots import write_job_plots
-    from vizsla.training.report import write_training_report
 
     job = _require_job(job_dir)
     write_job_plots(job)

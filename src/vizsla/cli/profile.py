@@ -31,18 +31,20 @@ def _job_profile_spec(job_dir: Path, overrides: dict[str, dict[str, Any]]) -> An
     """The job's own profile settings from spec.yaml (when it has them), with --set overrides on top."""
     from pydantic import ValidationError
 
+    from vizsla.base_spec import deep_merge, format_validation_error, read_yaml
+    from vizsla.jobdir import JobDir
     from vizsla.profiler.spec import ProfileSpec
-    from vizsla.spec import deep_merge, read_yaml
 
     saved = {}
-    if (job_dir / "spec.yaml").is_file():
-        saved = read_yaml(job_dir / "spec.yaml").get("profile") or {}
+    spec_file = JobDir(job_dir).spec
+    if spec_file.is_file():
+        saved = read_yaml(spec_file).get("profile") or {}
     merged = deep_merge(saved, {"rules": overrides}) if overrides else saved
     try:
         return ProfileSpec.model_validate({**merged, "enabled": True})
     except ValidationError as exc:
-        problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
-        raise UserError(f"invalid profile settings for {job_dir}: {problems}") from None
+        message = format_validation_error(exc, f"invalid profile settings for {job_dir}", one_line=True)
+        raise UserError(message) from None
 
 
 def profile(

@@ -14,10 +14,15 @@ import yaml
 from rich.console import Console
 from rich.markup import escape
 
+from vizsla.cli import options as o
+from vizsla.cli.options import given, nest
 from vizsla.errors import UserError
 
-PANEL = "Script mode"
-SCRIPT_ONLY = ("--channel", "--hyperparameters", "--metric-definition", "--install-requirements", "--max-run")
+SCRIPT_JOB_FLAGS = (  # the flags of `vizsla train` that fill a ScriptJobSpec (all have the same field paths)
+    o.NAME, o.OUTPUT, o.ENTRY_POINT, o.SOURCE_DIR, o.CHANNELS, o.HYPERPARAMETERS, o.METRIC_DEFINITIONS,
+    o.INSTALL_REQUIREMENTS, o.MAX_RUN, o.TRACKING_URI, o.EXPERIMENT, o.NO_TRACKING, o.DEBUG, o.RULES,
+    o.PROFILE, o.NO_DEBUG_HOOK, o.PYTHON,
+)  # fmt: skip
 
 
 def is_script_job(entry_point: str | None, config: Path | None, resume: Path | None) -> bool:
@@ -66,10 +71,10 @@ def parse_channels(items: list[str] | None) -> dict[str, str]:
     return channels
 
 
-def hyperparameter_items(given: list[str] | None, extra: list[str] | None) -> list[str]:
+def hyperparameter_items(items: list[str] | None, extra: list[str] | None) -> list[str]:
     """--hyperparameters values, plus the KEY=VALUE words after it (`--hyperparameters epochs=5 lr=0.1`)."""
     extra = list(extra or [])
-    if extra and not given:
+    if extra and not items:
         raise UserError(
             f"unexpected argument(s): {' '.join(extra)}",
             hint="hyperparameters go after --hyperparameters: --hyperparameters epochs=5 batch-size=64",
@@ -80,52 +85,30 @@ def hyperparameter_items(given: list[str] | None, extra: list[str] | None) -> li
             f"unexpected argument(s): {' '.join(stray)}",
             hint="hyperparameters are KEY=VALUE words, e.g. --hyperparameters epochs=5 batch-size=64",
         )
-    return [*(given or []), *extra]
+    return [*(items or []), *extra]
 
 
 def train_script(
     *,
-    entry_point: str | None,
-    source_dir: Path | None,
-    channels: list[str] | None,
-    hyperparameters: list[str] | None,
-    extra: list[str] | None,
-    metric_definitions: list[str] | None,
-    install_requirements: bool,
-    max_run: float | None,
-    data: str | None,
-    output: Path | None,
-    config: Path | None,
-    resume: Path | None,
-    overwrite: bool,
-    name: str | None,
-    tracking_uri: str | None,
-    experiment: str | None,
-    no_tracking: bool,
-    quiet: bool,
-    debug: bool,
-    rules: str | None,
-    profile: bool,
+    config: Path | None = None,
+    resume: Path | None = None,
+    overwrite: bool = False,
+    quiet: bool = False,
+    extra: list[str] | None = None,
     distribution: dict[str, Any] | None = None,
-    no_debug_hook: bool = False,
-    python: str | None = None,
+    **flags: Any,
 ) -> None:
     """Build the ScriptJobSpec from flags and --config, run the script, print the outcome (exit 1: failed).
 
-    DISTRIBUTION (from --nproc-per-node and friends): the script runs under torchrun. NO_DEBUG_HOOK
-    (--no-debug-hook): no default debughookconfig.json, as the SDK's `debugger_hook_config=False`.
-    PYTHON (--python PATH): the interpreter that runs the script (e.g. a venv with NumPy 1)."""
-    from vizsla.cli.train import _debug_overrides, _overrides, _prepare_output
+    FLAGS are `vizsla train`'s values by parameter name (those of SCRIPT_JOB_FLAGS fill the spec; --data is
+    refused; the built-in trainer's are ignored). DISTRIBUTION (from --nproc-per-node and friends): the
+    script runs under torchrun."""
+    from vizsla.cli.train import _prepare_output
     from vizsla.scriptmode.runner import run_script_job
-    from vizsla.scriptmode.spec import (
-        build_script_spec,
-        load_script_job_spec,
-        parse_hyperparameters,
-        parse_metric_definition,
-    )
+    from vizsla.scriptmode.spec import build_script_spec, load_script_job_spec
     from vizsla.spec import read_yaml
 
-    if data:
+    if flags.get("data"):
         raise UserError(
             "--data and --entry-point do not go together",
             hint="a script reads its data from channels: --channel training=ROOT/train",
@@ -142,30 +125,9 @@ def train_script(
             f"re-running the script of [bold]{escape(spec.job_name)}[/bold] in {escape(str(resume))}"
         )
     else:
-        items = hyperparameter_items(hyperparameters, extra)
-        values = {
-            "name": name,
-            "output": str(output) if output else None,
-            "entry_point": entry_point,
-            "source_dir": str(source_dir) if source_dir else None,
-            "channels": parse_channels(channels) or None,
-            "hyperparameters": parse_hyperparameters(items) or None,
-            "metric_definitions": [
-                parse_metric_definition(text).model_dump() for text in metric_definitions or []
-            ]
-            or None,
-            "install_requirements": True if install_requirements else None,
-            "max_run_s": max_run,
-            "tracking.uri": tracking_uri,
-            "tracking.experiment": experiment,
-            "tracking.enabled": False if no_tracking else None,
-            **_debug_overrides(debug, rules),
-            "profile.enabled": True if profile else None,
-            "debug_hook": False if no_debug_hook else None,
-            "python": python,
-        }
+        flags["hyperparameters"] = hyperparameter_items(flags.get("hyperparameters"), extra)
         base = read_yaml(config) if config else {}
-        merged = _overrides(values)
+        merged = nest(given(SCRIPT_JOB_FLAGS, flags))
         if not (merged.get("output") or base.get("output")):
             raise UserError("no job directory given: pass --output DIR")
         if distribution is not None:

@@ -4,162 +4,139 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Any
 
 import typer
 from rich.console import Console
 
+from vizsla.cli.options import Flag, command, flag, given, in_panel
 from vizsla.errors import UserError
 
 LIMITS = "Limits and batching"
 SECURITY = "Security"
 
 
-def serve(
-    path: Path = typer.Argument(
-        ..., help="Training job folder, model folder, or tuning job folder with --best."
-    ),
-    port: int = typer.Option(None, "--port", "-p", help="Port (default: $SAGEMAKER_BIND_TO_PORT or 8080)."),
-    host: str = typer.Option("127.0.0.1", "--host", help="Address to bind; 0.0.0.0 to serve other machines."),
-    workers: int = typer.Option(1, "--workers", min=1, help="Server processes (each loads the model)."),
-    best: bool = typer.Option(False, "--best", help="PATH is a tuning job: serve its best trial's model."),
-    name: str = typer.Option(
-        "model", "--name", help="Model/endpoint name in /endpoints/NAME and /v2/models/NAME."
-    ),
-    runtime: str = typer.Option(
-        "onnx",
-        "--runtime",
-        help="onnx (ONNX Runtime, checked against torch), torch, or onnx-int8 (the model `vizsla export "
+def _bytes_of_mib(mib: float) -> int:
+    from vizsla.serving.settings import MIB
+
+    return int(mib * MIB)
+
+
+def _bytes_of_kib(kib: float) -> float:
+    return kib * 1024
+
+
+def _credentials(items: list[str]) -> dict[str, str]:
+    """--sigv4 ACCESS_KEY:SECRET (repeatable) -> {access key: secret}."""
+    credentials = {}
+    for item in items:
+        access, sep, secret = item.partition(":")
+        if not sep or not access or not secret:
+            raise UserError(f"--sigv4 wants ACCESS_KEY:SECRET, got {item!r}")
+        credentials[access] = secret
+    return credentials
+
+
+def _serve(name: str, decls: str, path: str, kind: Any, default: Any, help: str, **settings: Any) -> Flag:
+    """A serve option filling the ServeSettings field PATH ("": the server's own); SETTINGS: min=, convert=.
+
+    ServeSettings' fields carry no descriptions, so the help is written here, once."""
+    convert = settings.pop("convert", None)
+    return flag(
+        name, decls, path, None, kind=kind, default=default, help=help, convert=convert, settings=settings
+    )
+
+
+# fmt: off
+SERVE_FLAGS = (  # name, flag, ServeSettings field, type, default, help
+    _serve("path", "", "", Path, ..., "Training job folder, model folder, or tuning job folder with --best."),
+    _serve("port", "--port -p", "", int, None, "Port (default: $SAGEMAKER_BIND_TO_PORT or 8080)."),
+    _serve("host", "--host", "", str, "127.0.0.1", "Address to bind; 0.0.0.0 to serve other machines."),
+    _serve("workers", "--workers", "", int, 1, "Server processes (each loads the model).", min=1),
+    _serve("best", "--best", "", bool, False, "PATH is a tuning job: serve its best trial's model."),
+    _serve("name", "--name", "model_name", str, "model",
+           "Model/endpoint name in /endpoints/NAME and /v2/models/NAME."),
+    _serve(
+        "runtime", "--runtime", "runtime", str, "onnx",
+        "onnx (ONNX Runtime, checked against torch), torch, or onnx-int8 (the model `vizsla export "
         "--quantize int8` wrote, with its measured accuracy change).",
     ),
-    handler: Path = typer.Option(
-        None,
-        "--handler",
-        "--entry-point",
-        help="Python file overriding model_fn/input_fn/predict_fn/output_fn/transform_fn (SageMaker "
+    _serve(
+        "handler", "--handler --entry-point", "handler_path", Path, None,
+        "Python file overriding model_fn/input_fn/predict_fn/output_fn/transform_fn (SageMaker "
         "inference-toolkit names). With a script job's own model files (e.g. model.pth) it must define "
         "model_fn; such a model is served in-process by that Python code (no ONNX export is possible).",
     ),
-    source_dir: Path = typer.Option(
-        None,
-        "--source-dir",
-        help="Folder holding the entry point and the modules it imports (SageMaker's source_dir).",
+    _serve(
+        "source_dir", "--source-dir", "handler_source_dir", Path, None,
+        "Folder holding the entry point and the modules it imports (SageMaker's source_dir).",
     ),
-    max_payload_mb: float = typer.Option(
-        6.0, "--max-payload-mb", help="Request body limit (413 above).", rich_help_panel=LIMITS
+    *in_panel(
+        LIMITS,
+        _serve("max_payload_mb", "--max-payload-mb", "max_payload_bytes", float, 6.0,
+               "Request body limit (413 above).", convert=_bytes_of_mib),
+        _serve("max_batch_size", "--max-batch-size", "max_batch_size", int, 16,
+               "Images per forward pass.", min=1),
+        _serve("max_wait_ms", "--max-wait-ms", "max_wait_ms", float, 2.0,
+               "How long a batch waits to fill.", min=0),
+        _serve("timeout_s", "--timeout", "request_timeout_s", float, 60.0,
+               "Per-request inference time limit in seconds."),
+        _serve("header_timeout_s", "--header-timeout", "header_timeout_s", float, 10.0,
+               "Seconds a request's headers may take to arrive (408 and closed after)."),
+        _serve("body_timeout_s", "--body-timeout", "body_timeout_s", float, 30.0,
+               "Seconds a request body may take, plus its size at --body-min-rate (408 and closed after)."),
+        _serve("body_min_rate_kb", "--body-min-rate", "body_min_rate_bytes_s", float, 64.0,
+               "Slowest upload allowed for a body's size, in KiB/s (adds to --body-timeout).",
+               convert=_bytes_of_kib),
+        _serve("body_idle_timeout_s", "--body-idle-timeout", "body_idle_timeout_s", float, 10.0,
+               "Seconds a request body may pause between two pieces (408 and closed after)."),
+        _serve("max_connections", "--max-connections", "max_connections", int, 512,
+               "Open connections per server process; requests beyond get 503.", min=1),
     ),
-    max_batch_size: int = typer.Option(
-        16, "--max-batch-size", min=1, help="Images per forward pass.", rich_help_panel=LIMITS
+    *in_panel(
+        SECURITY,
+        _serve("api_key", "--api-key", "", list[str], None,
+               "Require this key (X-Api-Key or Bearer); repeatable; also $VIZSLA_API_KEYS "
+               "(comma-separated)."),
+        _serve("sigv4", "--sigv4", "sigv4_credentials", list[str], None,
+               "Accept boto3 SigV4 requests signed with ACCESS_KEY:SECRET; repeatable.",
+               convert=_credentials),
+        _serve("allow_urls", "--allow-urls", "allow_url_fetch", bool, False,
+               'Fetch images from {"url": ...} JSON.'),
+        _serve("url_host", "--url-host", "url_allow_hosts", list[str], None,
+               "Allow-listed URL host (*.example.com works); repeatable."),
+        _serve("url_allow_private", "--url-allow-private", "url_allow_private", bool, False,
+               "Let URLs reach private, loopback and link-local addresses."),
     ),
-    max_wait_ms: float = typer.Option(
-        2.0, "--max-wait-ms", min=0, help="How long a batch waits to fill.", rich_help_panel=LIMITS
-    ),
-    timeout_s: float = typer.Option(
-        60.0, "--timeout", help="Per-request inference time limit in seconds.", rich_help_panel=LIMITS
-    ),
-    header_timeout_s: float = typer.Option(
-        10.0,
-        "--header-timeout",
-        help="Seconds a request's headers may take to arrive (408 and closed after).",
-        rich_help_panel=LIMITS,
-    ),
-    body_timeout_s: float = typer.Option(
-        30.0,
-        "--body-timeout",
-        help="Seconds a request body may take, plus its size at --body-min-rate (408 and closed after).",
-        rich_help_panel=LIMITS,
-    ),
-    body_min_rate_kb: float = typer.Option(
-        64.0,
-        "--body-min-rate",
-        help="Slowest upload allowed for a body's size, in KiB/s (adds to --body-timeout).",
-        rich_help_panel=LIMITS,
-    ),
-    body_idle_timeout_s: float = typer.Option(
-        10.0,
-        "--body-idle-timeout",
-        help="Seconds a request body may pause between two pieces (408 and closed after).",
-        rich_help_panel=LIMITS,
-    ),
-    max_connections: int = typer.Option(
-        512,
-        "--max-connections",
-        min=1,
-        help="Open connections per server process; requests beyond get 503.",
-        rich_help_panel=LIMITS,
-    ),
-    api_key: list[str] = typer.Option(
-        None,
-        "--api-key",
-        help="Require this key (X-Api-Key or Bearer); repeatable; also $VIZSLA_API_KEYS (comma-separated).",
-        rich_help_panel=SECURITY,
-    ),
-    sigv4: list[str] = typer.Option(
-        None,
-        "--sigv4",
-        help="Accept boto3 SigV4 requests signed with ACCESS_KEY:SECRET; repeatable.",
-        rich_help_panel=SECURITY,
-    ),
-    allow_urls: bool = typer.Option(
-        False, "--allow-urls", help='Fetch images from {"url": ...} JSON.', rich_help_panel=SECURITY
-    ),
-    url_host: list[str] = typer.Option(
-        None,
-        "--url-host",
-        help="Allow-listed URL host (*.example.com works); repeatable.",
-        rich_help_panel=SECURITY,
-    ),
-    url_allow_private: bool = typer.Option(
-        False,
-        "--url-allow-private",
-        help="Let URLs reach private, loopback and link-local addresses.",
-        rich_help_panel=SECURITY,
-    ),
-) -> None:
+)
+# fmt: on
+
+
+@command(*SERVE_FLAGS)
+def serve(**options: Any) -> None:
     """Serve a trained model: SageMaker routes, boto3 invoke_endpoint, KServe v2, metrics.
 
     A script job's model (whatever its training script saved) is served through the entry point's
     model_fn / input_fn / predict_fn / output_fn, as SageMaker's PyTorch inference toolkit does.
     """
-    from vizsla.serving.server import resolve_target, run_server
-    from vizsla.serving.settings import MIB, ServeSettings
-
-    target = resolve_target(path, best=best)
-    keys = list(api_key or []) + [k for k in os.environ.get("VIZSLA_API_KEYS", "").split(",") if k.strip()]
-    credentials = {}
-    for item in sigv4 or []:
-        access, sep, secret = item.partition(":")
-        if not sep or not access or not secret:
-            raise UserError(f"--sigv4 wants ACCESS_KEY:SECRET, got {item!r}")
-        credentials[access] = secret
-    if port is None:
-        port = int(os.environ.get("SAGEMAKER_BIND_TO_PORT", "8080"))
     from pydantic import ValidationError
 
+    from vizsla.base_spec import format_validation_error
+    from vizsla.serving.server import resolve_target, run_server
+    from vizsla.serving.settings import ServeSettings
+
+    target = resolve_target(options["path"], best=options["best"])
+    fields = given(SERVE_FLAGS, options)
+    env_keys = [k for k in os.environ.get("VIZSLA_API_KEYS", "").split(",") if k.strip()]
+    fields["api_keys"] = list(options["api_key"] or []) + env_keys
+    port = options["port"]
+    if port is None:
+        port = int(os.environ.get("SAGEMAKER_BIND_TO_PORT", "8080"))
     try:
-        settings = ServeSettings(
-            model_path=target,
-            model_name=name,
-            runtime=runtime,
-            handler_path=handler,
-            handler_source_dir=source_dir,
-            max_payload_bytes=int(max_payload_mb * MIB),
-            max_batch_size=max_batch_size,
-            max_wait_ms=max_wait_ms,
-            request_timeout_s=timeout_s,
-            header_timeout_s=header_timeout_s,
-            body_timeout_s=body_timeout_s,
-            body_min_rate_bytes_s=body_min_rate_kb * 1024,
-            body_idle_timeout_s=body_idle_timeout_s,
-            max_connections=max_connections,
-            api_keys=keys,
-            sigv4_credentials=credentials,
-            allow_url_fetch=allow_urls,
-            url_allow_hosts=list(url_host or []),
-            url_allow_private=url_allow_private,
-        )
+        settings = ServeSettings(model_path=target, **fields)
     except ValidationError as exc:
-        problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
-        raise UserError(f"invalid serve option: {problems}") from None
+        raise UserError(format_validation_error(exc, "invalid serve option", one_line=True)) from None
+    runtime, handler, name = options["runtime"], options["handler"], options["name"]
     if runtime == "onnx-int8" and handler is None:  # before any worker starts: a clear error, once
         from vizsla.models.io import resolve_model_dir
         from vizsla.serving.runtime import int8_files
@@ -173,9 +150,9 @@ def serve(
     )
     run_server(
         settings,
-        host=host,
+        host=options["host"],
         port=port,
-        workers=workers,
+        workers=options["workers"],
         on_listening=lambda url: console.print(f"ready: {name} answers on {url}", soft_wrap=True),
     )
 

@@ -14,15 +14,11 @@ import typer
 from rich.console import Console
 from rich.markup import escape
 
+from vizsla.cli import options as o
+from vizsla.cli.options import command, flag, given, in_panel, nest
 from vizsla.errors import UserError
+from vizsla.scriptmode.spec import ScriptDistribution
 
-DATA = "Data"
-MODEL = "Model"
-OPTIM = "Optimisation"
-RUN = "Run"
-DEBUG = "Debugger"
-SCRIPT = "Script mode"
-DIST = "Distributed (torchrun)"
 LAUNCHED_BY_VIZSLA = "VIZSLA_LAUNCHER_PID"  # set by `--nproc-per-node` for the processes it starts
 JOB_STARTED = "VIZSLA_JOB_STARTED"  # the launcher's start (epoch seconds), for the processes it starts
 
@@ -65,341 +61,134 @@ def _process_start() -> float | None:
         return None
 
 
-def _overrides(values: dict[str, Any]) -> dict[str, Any]:
-    """Nest the CLI values that were given ('section.field' -> value) into a spec mapping."""
-    nested: dict[str, Any] = {}
-    for dotted, value in values.items():
-        if value is None:
-            continue
-        node = nested
-        *parents, leaf = dotted.split(".")
-        for part in parents:
-            node = node.setdefault(part, {})
-        node[leaf] = value
-    return nested
+# --- the options of `vizsla train`: flag -> JobSpec field, whose description is the help -----------------
+
+CONFIG = flag("config", "--config -c", kind=Path, help="YAML job spec; flags override its values.")
+RESUME = flag(
+    "resume",
+    "--resume",
+    kind=Path,
+    help="Continue the killed or stopped job in this directory from its last checkpoint "
+    "(its saved spec is used).",
+)
+OVERWRITE = flag(
+    "overwrite", "--overwrite", kind=bool, default=False, help="Delete an existing job in --output first."
+)
+EXTRA = flag(
+    "extra",
+    "",
+    kind=list[str],
+    help="More KEY=VALUE after --hyperparameters.",
+    settings={"hidden": True, "metavar": "KEY=VALUE"},
+)
+DISTRIBUTED = (
+    flag("nproc_per_node", "--nproc-per-node", "nproc_per_node", ScriptDistribution, kind=int),
+    flag("nnodes", "--nnodes", "nnodes", ScriptDistribution, kind=int, default=1),
+    flag("node_rank", "--node-rank", "node_rank", ScriptDistribution, kind=int),
+    flag("rdzv_endpoint", "--rdzv-endpoint", "rdzv_endpoint", ScriptDistribution),
+    flag("max_restarts", "--max-restarts", "max_restarts", ScriptDistribution, kind=int, default=0),
+)
+SCRIPT_ONLY = (  # options a built-in job refuses
+    o.CHANNELS,
+    o.HYPERPARAMETERS,
+    o.METRIC_DEFINITIONS,
+    o.INSTALL_REQUIREMENTS,
+    o.MAX_RUN,
+    o.SOURCE_DIR,
+    o.NO_DEBUG_HOOK,
+    o.PYTHON,
+)
+TRAIN_FLAGS = (
+    *in_panel(
+        "Data",
+        o.DATA,
+        flag("augment", "--augment/--no-augment", "data.augment", kind=bool),
+        flag("hflip", "--hflip/--no-hflip", "data.hflip", kind=bool),
+        flag("workers", "--workers", "data.num_workers", kind=int),
+    ),
+    *in_panel(
+        "Run",
+        o.OUTPUT,
+        CONFIG,
+        RESUME,
+        OVERWRITE,
+        o.NAME,
+        flag("precision", "--precision", "train.precision"),
+        flag("device", "--device", "train.device"),
+        flag("seed", "--seed", "train.seed", kind=int),
+        o.TRACKING_URI,
+        o.EXPERIMENT,
+        o.NO_TRACKING,
+        o.QUIET,
+    ),
+    *in_panel(
+        "Model",
+        o.MODEL,
+        flag("weights", "--weights", "model.weights"),
+        flag("head", "--head", "model.head"),
+        flag("head_dropout", "--head-dropout", "model.head_dropout", kind=float),
+        flag("head_activation", "--head-activation", "model.head_activation"),
+        flag("image_size", "--image-size", "model.image_size", kind=int),
+    ),
+    *in_panel(
+        "Optimisation",
+        o.FINETUNE,
+        o.EPOCHS,
+        flag("lr", "--lr", "train.lr", kind=float),
+        flag("backbone_lr_scale", "--backbone-lr-scale", "train.backbone_lr_scale", kind=float),
+        flag("batch_size", "--batch-size -b", "train.batch_size", kind=int),
+        flag("optimizer", "--optimizer", "train.optimizer"),
+        flag("weight_decay", "--weight-decay", "train.weight_decay", kind=float),
+        flag("schedule", "--schedule", "train.schedule"),
+        flag("warmup_epochs", "--warmup-epochs", "train.warmup_epochs", kind=float),
+        flag("label_smoothing", "--label-smoothing", "train.label_smoothing", kind=float),
+        flag("grad_clip", "--grad-clip", "train.grad_clip_norm", kind=float),
+        flag("early_stopping", "--early-stopping", "train.early_stopping_patience", kind=int),
+    ),
+    *in_panel("Debugger", o.DEBUG, o.PROFILE, o.RULES),
+    *in_panel(
+        "Script mode",
+        o.ENTRY_POINT,
+        o.SOURCE_DIR,
+        o.CHANNELS,
+        o.HYPERPARAMETERS,
+        o.METRIC_DEFINITIONS,
+        o.INSTALL_REQUIREMENTS,
+        o.MAX_RUN,
+        o.NO_DEBUG_HOOK,
+        o.PYTHON,
+    ),
+    EXTRA,
+    *in_panel("Distributed (torchrun)", *DISTRIBUTED),
+)
+BUILTIN = tuple(f for f in TRAIN_FLAGS if f.spec is o.JobSpec)  # the flags that fill Vizsla's JobSpec
 
 
-def train(
-    data: str = typer.Option(
-        None,
-        "--data",
-        help="Image folder: ROOT/{train,valid,test}/<class>/*.jpg, or "
-        "ROOT/<class>/*.jpg to split for you; a local path or s3:// / gs:// URI.",
-        rich_help_panel=DATA,
-    ),
-    output: Path = typer.Option(
-        None, "--output", "-o", help="Job directory to write everything into.", rich_help_panel=RUN
-    ),
-    config: Path = typer.Option(
-        None, "--config", "-c", help="YAML job spec; flags override its values.", rich_help_panel=RUN
-    ),
-    resume: Path = typer.Option(
-        None,
-        "--resume",
-        help="Continue the killed or stopped job in this directory "
-        "from its last checkpoint (its saved spec is used).",
-        rich_help_panel=RUN,
-    ),
-    overwrite: bool = typer.Option(
-        False, "--overwrite", help="Delete an existing job in --output first.", rich_help_panel=RUN
-    ),
-    name: str = typer.Option(
-        None, "--name", help="Job name (default: the output folder's name).", rich_help_panel=RUN
-    ),
-    model: str = typer.Option(
-        None,
-        "--model",
-        "-m",
-        help="timm model name, e.g. resnet34, efficientnet_lite0 (default). `vizsla models list` shows them.",
-        rich_help_panel=MODEL,
-    ),
-    weights: str = typer.Option(
-        None,
-        "--weights",
-        help="Pretrained weights: auto (installed package, else hub), "
-        "hub, package, none, or a path to a .pth/.safetensors file.",
-        rich_help_panel=MODEL,
-    ),
-    head: str = typer.Option(
-        None,
-        "--head",
-        help="Hidden sizes of the MLP head, e.g. 256,128 (ResNet + 3 fully "
-        "connected layers); 'linear' for one layer.",
-        rich_help_panel=MODEL,
-    ),
-    head_dropout: float = typer.Option(
-        None, "--head-dropout", help="Dropout in the head (0-1).", rich_help_panel=MODEL
-    ),
-    head_activation: str = typer.Option(
-        None, "--head-activation", help="relu, gelu, silu or tanh.", rich_help_panel=MODEL
-    ),
-    image_size: int = typer.Option(
-        None, "--image-size", help="Input size in pixels (default: the model's).", rich_help_panel=MODEL
-    ),
-    finetune: str = typer.Option(
-        None,
-        "--finetune",
-        help="head: train the head on a frozen backbone; full: "
-        "train everything; staged: head first, then all with a lower backbone LR.",
-        rich_help_panel=OPTIM,
-    ),
-    epochs: int = typer.Option(None, "--epochs", help="Number of epochs.", rich_help_panel=OPTIM),
-    lr: float = typer.Option(None, "--lr", help="Peak learning rate of the head.", rich_help_panel=OPTIM),
-    backbone_lr_scale: float = typer.Option(
-        None, "--backbone-lr-scale", help="Backbone LR = lr x this (full/staged).", rich_help_panel=OPTIM
-    ),
-    batch_size: int = typer.Option(
-        None, "--batch-size", "-b", help="Images per step.", rich_help_panel=OPTIM
-    ),
-    optimizer: str = typer.Option(None, "--optimizer", help="adamw or sgd.", rich_help_panel=OPTIM),
-    weight_decay: float = typer.Option(None, "--weight-decay", help="Weight decay.", rich_help_panel=OPTIM),
-    schedule: str = typer.Option(
-        None, "--schedule", help="cosine, onecycle or constant.", rich_help_panel=OPTIM
-    ),
-    warmup_epochs: float = typer.Option(
-        None, "--warmup-epochs", help="Linear LR warmup, in epochs.", rich_help_panel=OPTIM
-    ),
-    label_smoothing: float = typer.Option(
-        None, "--label-smoothing", help="Label smoothing (0-1).", rich_help_panel=OPTIM
-    ),
-    grad_clip: float = typer.Option(
-        None, "--grad-clip", help="Clip the gradient norm to this value.", rich_help_panel=OPTIM
-    ),
-    early_stopping: int = typer.Option(
-        None, "--early-stopping", help="Stop after N epochs without valid improvement.", rich_help_panel=OPTIM
-    ),
-    augment: bool = typer.Option(
-        None, "--augment/--no-augment", help="Random crops and flips on train.", rich_help_panel=DATA
-    ),
-    hflip: bool = typer.Option(
-        None, "--hflip/--no-hflip", help="Horizontal flips when augmenting.", rich_help_panel=DATA
-    ),
-    workers: int = typer.Option(
-        None, "--workers", help="Data loader worker processes (default: by cores).", rich_help_panel=DATA
-    ),
-    precision: str = typer.Option(
-        None, "--precision", help="auto, fp32, bf16 or fp16 (CUDA).", rich_help_panel=RUN
-    ),
-    device: str = typer.Option(None, "--device", help="auto, cpu, cuda or cuda:N.", rich_help_panel=RUN),
-    seed: int = typer.Option(
-        None, "--seed", help="Seed of init, data order and augmentation.", rich_help_panel=RUN
-    ),
-    tracking_uri: str = typer.Option(
-        None,
-        "--tracking-uri",
-        help="MLflow tracking URI (default: sqlite file next to the job directory).",
-        rich_help_panel=RUN,
-    ),
-    experiment: str = typer.Option(None, "--experiment", help="MLflow experiment name.", rich_help_panel=RUN),
-    no_tracking: bool = typer.Option(
-        False, "--no-tracking", help="Do not record the job in MLflow.", rich_help_panel=RUN
-    ),
-    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bars.", rich_help_panel=RUN),
-    debug: bool = typer.Option(
-        False,
-        "--debug",
-        help="Record losses, weights, gradients and activations into DIR/debug and run the default "
-        "debugger rules during training (`vizsla debug DIR` shows what they found).",
-        rich_help_panel=DEBUG,
-    ),
-    profile: bool = typer.Option(
-        False,
-        "--profile",
-        help="Profile the job: system metrics, step phases, rules with recommendations, "
-        "DIR/reports/profiler-report.html (`vizsla profile DIR` rebuilds it).",
-        rich_help_panel=DEBUG,
-    ),
-    rules: str = typer.Option(
-        None,
-        "--rules",
-        help="Debugger rules to run instead of the defaults, e.g. VanishingGradient,Overfit "
-        "(implies --debug; tune them in the YAML debug: section).",
-        rich_help_panel=DEBUG,
-    ),
-    entry_point: str = typer.Option(
-        None,
-        "--entry-point",
-        help="Run your own SageMaker training script (e.g. train_model.py) under the training toolkit's "
-        "contract (SM_* variables, --key value hyperparameters) instead of the built-in trainer.",
-        rich_help_panel=SCRIPT,
-    ),
-    source_dir: Path = typer.Option(
-        None,
-        "--source-dir",
-        help="Folder of the script and its modules (its working directory).",
-        rich_help_panel=SCRIPT,
-    ),
-    channel: list[str] = typer.Option(
-        None,
-        "--channel",
-        help="NAME=PATH_OR_URI input channel -> SM_CHANNEL_NAME (repeat it).",
-        rich_help_panel=SCRIPT,
-    ),
-    hyperparameters: list[str] = typer.Option(
-        None,
-        "--hyperparameters",
-        "--hyperparameter",
-        "-H",
-        help="KEY=VALUE hyperparameters passed as --KEY VALUE: --hyperparameters epochs=5 batch-size=64.",
-        rich_help_panel=SCRIPT,
-    ),
-    metric_definition: list[str] = typer.Option(
-        None,
-        "--metric-definition",
-        help="NAME=REGEX read from the script's output (first capture group), e.g. "
-        '"test_loss=Test set: Average loss: ([0-9\\.]+)".',
-        rich_help_panel=SCRIPT,
-    ),
-    install_requirements: bool = typer.Option(
-        False,
-        "--install-requirements",
-        help="pip install the source dir's requirements.txt first.",
-        rich_help_panel=SCRIPT,
-    ),
-    max_run: float = typer.Option(
-        None,
-        "--max-run",
-        help="Stop the script after this many seconds (MaxRuntimeInSeconds).",
-        rich_help_panel=SCRIPT,
-    ),
-    no_debug_hook: bool = typer.Option(
-        False,
-        "--no-debug-hook",
-        help="No default smdebug hook config (SageMaker's debugger_hook_config=False); without --debug a "
-        "script's Hook.create_from_json_file() otherwise gets SageMaker's default (losses).",
-        rich_help_panel=SCRIPT,
-    ),
-    python: str = typer.Option(
-        None,
-        "--python",
-        help="Run the script with this interpreter (your own venv, e.g. one with NumPy 1 for scripts "
-        "written for the 1.x containers); the SageMaker contract and shims stay in place.",
-        rich_help_panel=SCRIPT,
-    ),
-    extra: list[str] = typer.Argument(
-        None, hidden=True, metavar="KEY=VALUE", help="More KEY=VALUE after --hyperparameters."
-    ),
-    nproc_per_node: int = typer.Option(
-        None,
-        "--nproc-per-node",
-        help="Processes on this machine (one per GPU on CUDA), started by torchrun; --batch-size stays "
-        "the global batch, split between all processes.",
-        rich_help_panel=DIST,
-    ),
-    nnodes: int = typer.Option(
-        1, "--nnodes", help="Machines in the job (run the same command on each).", rich_help_panel=DIST
-    ),
-    node_rank: int = typer.Option(
-        None, "--node-rank", help="This machine's index, 0 for the first one.", rich_help_panel=DIST
-    ),
-    rdzv_endpoint: str = typer.Option(
-        None,
-        "--rdzv-endpoint",
-        help="HOST:PORT of the c10d rendezvous on the first machine (needed with --nnodes > 1).",
-        rich_help_panel=DIST,
-    ),
-    max_restarts: int = typer.Option(
-        0,
-        "--max-restarts",
-        help="Restart the processes up to K times after one dies; the job continues from its last "
-        "checkpoint.",
-        rich_help_panel=DIST,
-    ),
-) -> None:
+@command(*TRAIN_FLAGS)
+def train(**options: Any) -> None:
     """Fine-tune a pretrained image classifier on a folder of images, or run your own training script."""
     started = command_started()
     from vizsla.cli import script_train
 
-    script_options = {
-        "--channel": channel,
-        "--hyperparameters": hyperparameters,
-        "--metric-definition": metric_definition,
-        "--install-requirements": install_requirements,
-        "--max-run": max_run,
-        "--source-dir": source_dir,
-        "--no-debug-hook": no_debug_hook,
-        "--python": python,
-    }
-    if script_train.is_script_job(entry_point, config, resume):
-        script_train.train_script(
-            entry_point=entry_point,
-            source_dir=source_dir,
-            channels=channel,
-            hyperparameters=hyperparameters,
-            extra=extra,
-            metric_definitions=metric_definition,
-            install_requirements=install_requirements,
-            max_run=max_run,
-            data=data,
-            output=output,
-            config=config,
-            resume=resume,
-            overwrite=overwrite,
-            name=name,
-            tracking_uri=tracking_uri,
-            experiment=experiment,
-            no_tracking=no_tracking,
-            quiet=quiet,
-            debug=debug,
-            rules=rules,
-            profile=profile,
-            distribution=(
-                {"nproc_per_node": nproc_per_node, "nnodes": nnodes, "node_rank": node_rank,
-                 "rdzv_endpoint": rdzv_endpoint, "max_restarts": max_restarts}
-                if nproc_per_node is not None
-                else None
-            ),  # fmt: skip
-            no_debug_hook=no_debug_hook,
-            python=python,
-        )
+    torchrun = {f.name: options.pop(f.name) for f in DISTRIBUTED}
+    if script_train.is_script_job(options["entry_point"], options["config"], options["resume"]):
+        distribution = torchrun if torchrun["nproc_per_node"] is not None else None
+        script_train.train_script(**options, distribution=distribution)
         return
-    script_train.check_builtin_args(extra, script_options)
+    script_train.check_builtin_args(options["extra"], {f.decls[0]: options[f.name] for f in SCRIPT_ONLY})
     from vizsla.spec import build_spec, load_job_spec, read_yaml
-    from vizsla.training import run_job
     from vizsla.tuning.space import parse_head
 
     console = Console(stderr=True)
+    resume, config = options["resume"], options["config"]
     if resume is not None:
         _job_spec_path(resume)
         spec = load_job_spec(resume)  # the folder where it is now, wherever it was first run
         console.print(f"resuming [bold]{spec.job_name}[/bold] in {resume}")
     else:
-        values = {
-            "name": name,
-            "output": str(output) if output else None,
-            "data.root": data,
-            "data.augment": augment,
-            "data.hflip": hflip,
-            "data.num_workers": workers,
-            "model.name": model,
-            "model.weights": weights,
-            "model.head": parse_head(head),
-            "model.head_dropout": head_dropout,
-            "model.head_activation": head_activation,
-            "model.image_size": image_size,
-            "train.finetune": finetune,
-            "train.epochs": epochs,
-            "train.lr": lr,
-            "train.backbone_lr_scale": backbone_lr_scale,
-            "train.batch_size": batch_size,
-            "train.optimizer": optimizer,
-            "train.weight_decay": weight_decay,
-            "train.schedule": schedule,
-            "train.warmup_epochs": warmup_epochs,
-            "train.label_smoothing": label_smoothing,
-            "train.grad_clip_norm": grad_clip,
-            "train.early_stopping_patience": early_stopping,
-            "train.precision": precision,
-            "train.device": device,
-            "train.seed": seed,
-            "tracking.uri": tracking_uri,
-            "tracking.experiment": experiment,
-            "tracking.enabled": False if no_tracking else None,
-            **_debug_overrides(debug, rules),
-            "profile.enabled": True if profile else None,
-        }
+        options["head"] = parse_head(options["head"])  # the one parser of head sizes written as text
         base = read_yaml(config) if config else {}
-        merged = _overrides(values)
+        merged = nest(given(BUILTIN, options))
         if not (merged.get("data", {}).get("root") or base.get("data", {}).get("root")):
             raise UserError("no data given: pass --data ROOT (or data.root in --config)")
         if not (merged.get("output") or base.get("output")):
@@ -408,19 +197,10 @@ def train(
         from vizsla.models.registry import check_model_name
 
         check_model_name(spec.model.name)  # before --overwrite deletes anything: a typo refuses the job
-        if node_rank in (None, 0) and os.environ.get("RANK", "0") == "0":  # one process prepares it
-            _prepare_output(Path(spec.output), overwrite)
-    if nproc_per_node is not None:
-        from vizsla.training.launch import LaunchOptions, launch
-
-        options = LaunchOptions(nproc_per_node, nnodes, node_rank, rdzv_endpoint, max_restarts)
-        os.environ[JOB_STARTED] = repr(started)  # inherited by the processes torchrun starts
-        try:
-            result = launch(spec, options, resume=resume is not None, quiet=quiet)
-        finally:
-            os.environ.pop(JOB_STARTED, None)
-    else:
-        result = run_job(spec, resume=resume is not None, progress=not quiet, started=started)
+        first = torchrun["node_rank"] in (None, 0) and os.environ.get("RANK", "0") == "0"
+        if first:  # one process prepares the job directory
+            _prepare_output(Path(spec.output), options["overwrite"])
+    result = _run(spec, torchrun, resume=resume is not None, quiet=options["quiet"], started=started)
     if os.environ.get("RANK", "0") != "0" or os.environ.get(LAUNCHED_BY_VIZSLA):
         if result.get("status") == "Failed":
             raise typer.Exit(1)
@@ -430,14 +210,19 @@ def train(
         raise typer.Exit(1)
 
 
-def _debug_overrides(debug: bool, rules: str | None) -> dict[str, Any]:
-    """--debug turns the debugger on with its default rules; --rules A,B runs exactly those rules."""
-    if rules is None:
-        return {"debug.enabled": True} if debug else {}
-    names = [name.strip() for name in rules.split(",") if name.strip()]
-    if not names:
-        raise UserError("--rules needs rule names, e.g. --rules VanishingGradient,Overfit")
-    return {"debug.enabled": True, "debug.default_rules": False, "debug.rules": [{"name": n} for n in names]}
+def _run(spec: Any, torchrun: dict[str, Any], *, resume: bool, quiet: bool, started: float) -> dict[str, Any]:
+    """Run the job in this process, or under torchrun when --nproc-per-node is given."""
+    if torchrun["nproc_per_node"] is None:
+        from vizsla.jobs import run_job
+
+        return run_job(spec, resume=resume, progress=not quiet, started=started)
+    from vizsla.training.launch import LaunchOptions, launch
+
+    os.environ[JOB_STARTED] = repr(started)  # inherited by the processes torchrun starts
+    try:
+        return launch(spec, LaunchOptions(**torchrun), resume=resume, quiet=quiet)
+    finally:
+        os.environ.pop(JOB_STARTED, None)
 
 
 def _job_spec_path(job_dir: Path) -> Path:

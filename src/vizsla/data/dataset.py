@@ -17,7 +17,7 @@ from torch.utils.data import DataLoader, Dataset, Sampler, default_collate
 
 from vizsla.data.decode import BadImageError, read_and_decode
 from vizsla.data.layout import Sample
-from vizsla.data.validate import available_cores
+from vizsla.infra.hardware import available_cores
 
 log = logging.getLogger("vizsla.data")
 

@@ -19,11 +19,9 @@ from __future__ import annotations
 import contextlib
 import copy
 import hashlib
-import io
 import logging
 import time
-import warnings
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -33,8 +31,9 @@ from torch import nn
 
 from vizsla.cache import cache_dir as kind_dir
 from vizsla.data.fold import fold_batchnorm
-from vizsla.data.validate import available_cores
-from vizsla.jobdir import atomic_write_bytes, atomic_write_text
+from vizsla.infra.hardware import cpu_supports_bf16, cuda_autocast_precision
+from vizsla.infra.io import atomic_write_bytes, atomic_write_text
+from vizsla.infra.onnx import CpuSession, compare_outputs, export_onnx
 
 log = logging.getLogger("vizsla.data")
 
@@ -94,9 +93,7 @@ class Calibration(Protocol):
 def torch_precision(device: torch.device) -> str:
     """Autocast precision of torch extraction: bf16 on CPUs with native bf16 (~2x fp32 here), else fp32."""
     if device.type == "cuda":
-        return "bf16" if torch.cuda.is_bf16_supported() else "fp16"
-    from vizsla.training.runtime import cpu_supports_bf16
-
+        return cuda_autocast_precision()
     return "bf16" if cpu_supports_bf16() else "fp32"
 
 
@@ -175,28 +172,17 @@ class TorchExtractor(Extractor):
 
 
 class OnnxExtractor(Extractor):
-    """An ONNX Runtime CPU session over the exported backbone, on every core."""
+    """An ONNX Runtime CPU session over the exported backbone, on every core (vizsla.infra.onnx)."""
 
     backend = "onnx"
 
     def __init__(self, model_bytes: bytes, precision: str = "fp32", *, spinning: bool = False) -> None:
-        import onnxruntime as ort
-
         self.precision = precision
-        options = ort.SessionOptions()
-        options.intra_op_num_threads = available_cores()
-        options.inter_op_num_threads = 1
-        # Off: between batches ORT's idle threads would spin on the cores the decode workers need
-        # (benchmarks/bench_extract.py measures both).
-        options.add_session_config_entry("session.intra_op.allow_spinning", "1" if spinning else "0")
-        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-        options.log_severity_level = 3  # errors only: ORT warns about unused initializers on every load
-        self.session = ort.InferenceSession(model_bytes, options, providers=["CPUExecutionProvider"])
-        self.input_name = self.session.get_inputs()[0].name
+        self.runner = CpuSession(model_bytes, spinning=spinning)
+        self.session = self.runner.session
 
     def __call__(self, images: torch.Tensor) -> np.ndarray:
-        array = images.detach().to("cpu", torch.float32).contiguous().numpy()
-        return np.asarray(self.session.run(None, {self.input_name: array})[0], dtype=np.float32)
+        return self.runner(images.detach().to("cpu", torch.float32).contiguous().numpy())
 
 
 def _export_onnx(backbone: nn.Module, input_hw: tuple[int, int]) -> bytes:
@@ -206,37 +192,8 @@ def _export_onnx(backbone: nn.Module, input_hw: tuple[int, int]) -> bytes:
     exporter, and ONNX Runtime runs its graph as fast (measured here: 231 vs 183 images/s, fp32, 2
     threads). Models it cannot trace go to the dynamo exporter.
     """
-    model = copy.deepcopy(backbone).to("cpu", torch.float32).eval()
-    example = (torch.zeros(2, 3, *input_hw),)
-    with warnings.catch_warnings(), torch.no_grad(), _quiet_exporter_logs():
-        warnings.simplefilter("ignore")
-        try:
-            buffer = io.BytesIO()
-            torch.onnx.export(model, example, buffer, dynamo=False, input_names=["images"],
-                              output_names=["features"], opset_version=17,
-                              dynamic_axes={"images": {0: "batch"}, "features": {0: "batch"}})
-            return buffer.getvalue()
-        except Exception as exc:  # any exporter failure means: try the other exporter
-            log.info("TorchScript ONNX export failed (%s: %s); trying the dynamo exporter",
-                     type(exc).__name__, exc)
-        program = torch.onnx.export(model, example, dynamo=True, verbose=False, optimize=True,
-                                    input_names=["images"], output_names=["features"],
-                                    dynamic_shapes=({0: torch.export.Dim("batch", min=1)},))
-        return program.model_proto.SerializeToString()  # type: ignore[union-attr]
-
-
-@contextlib.contextmanager
-def _quiet_exporter_logs() -> Iterator[None]:
-    """The exporter's optimiser logs every pass at INFO; keep a job's log to what matters."""
-    loggers = [logging.getLogger(name) for name in ("onnxscript", "onnx_ir", "torch.onnx")]
-    levels = [logger.level for logger in loggers]
-    for logger in loggers:
-        logger.setLevel(logging.WARNING)
-    try:
-        yield
-    finally:
-        for logger, level in zip(loggers, levels, strict=True):
-            logger.setLevel(level)
+    return export_onnx(backbone, input_hw, output_name="features", exporters=("torchscript", "dynamo"),
+                       logger=log)
 
 
 def _check_export(backbone: nn.Module, extractor: OnnxExtractor, input_hw: tuple[int, int]) -> None:
@@ -246,11 +203,13 @@ def _check_export(backbone: nn.Module, extractor: OnnxExtractor, input_hw: tuple
     with torch.inference_mode():
         expected = model(images).numpy()
     got = extractor(images)
-    if got.shape != expected.shape:
+    diff = compare_outputs(expected, got)
+    if not diff.same_shape:
         raise ValueError(f"ONNX features have shape {got.shape}, torch {expected.shape}")
-    error = float(np.abs(got - expected).max()) / max(float(np.abs(expected).max()), 1e-12)
-    if not error <= ONNX_TOLERANCE:
-        raise ValueError(f"ONNX features differ from torch by {error:.2e} (relative) > {ONNX_TOLERANCE}")
+    if not diff.relative <= ONNX_TOLERANCE:
+        raise ValueError(
+            f"ONNX features differ from torch by {diff.relative:.2e} (relative) > {ONNX_TOLERANCE}"
+        )
 
 
 def _onnx_extractor(backbone: nn.Module, path: Path, input_hw: tuple[int, int]) -> OnnxExtractor:

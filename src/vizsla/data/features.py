@@ -49,7 +49,7 @@ from vizsla.data.transforms import (
 from vizsla.data.validate import ProgressBar, content_digest
 from vizsla.disk import is_disk_full, preallocate, writing
 from vizsla.errors import DataError, DiskFullError
-from vizsla.jobdir import atomic_write_json
+from vizsla.infra.io import atomic_write_json, file_lock
 
 if TYPE_CHECKING:
     from vizsla.data.prepare import PreparedData
@@ -265,23 +265,6 @@ def _plan(
 
 def _images_to_extract(data: PreparedData, views: int) -> int:
     return sum(len(samples) * (views if split == "train" else 1) for split, samples in data.splits.items())
-
-
-@contextlib.contextmanager
-def _locked(path: Path) -> Iterator[None]:
-    """Exclusive advisory lock on PATH (fcntl.flock); a no-op where the OS has none."""
-    try:
-        import fcntl
-    except ImportError:  # Windows: the atomic rename alone keeps the cache valid
-        yield
-        return
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "a+b") as handle:
-        fcntl.flock(handle.fileno(), fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
 
 
 def _load(folder: Path, plan: _Plan, data: PreparedData) -> FeatureSet | None:
@@ -635,7 +618,7 @@ def build_features(
     found = _load(root / plan.key, plan, data)
     if found is not None:
         return found
-    with _locked(root / f"{plan.key}.lock"):
+    with file_lock(root / f"{plan.key}.lock"):
         found = _load(root / plan.key, plan, data)  # built by another process while this one waited
         if found is not None:
             return found
@@ -726,18 +709,18 @@ def _build_shared(
     ctx: Any,
 ) -> FeatureSet:
     """The distributed build: rank 0 plans, locks and publishes; every rank extracts its block."""
-    from vizsla.training import distributed
+    from vizsla.infra import collectives
 
-    plan = distributed.broadcast_object(plan)  # rank 0's backend choice, whatever the others' caches hold
+    plan = collectives.broadcast_object(plan)  # rank 0's backend choice, whatever the others' caches hold
     found = _load(root / plan.key, plan, data)
-    if not distributed.any_rank(found is None):
+    if not collectives.any_rank(found is None):
         return found  # type: ignore[return-value]
     with contextlib.ExitStack() as stack:
         temp: Path | None = None
         error: BaseException | None = None
         if ctx.is_main:
             try:
-                stack.enter_context(_locked(root / f"{plan.key}.lock"))
+                stack.enter_context(file_lock(root / f"{plan.key}.lock"))
                 if _load(root / plan.key, plan, data) is None:
                     for stale in root.glob(f".{plan.key}.tmp-*"):
                         shutil.rmtree(stale, ignore_errors=True)
@@ -746,7 +729,7 @@ def _build_shared(
                     _create_arrays(model, data, plan, temp)
             except Exception as exc:  # noqa: BLE001 - raised on every rank below
                 error = exc
-        temp, error = distributed.broadcast_object((temp, error))
+        temp, error = collectives.broadcast_object((temp, error))
         if error is not None:
             raise error
         if temp is None:  # built by another job while rank 0 waited for the lock
@@ -754,8 +737,8 @@ def _build_shared(
             return (
                 found if found is not None else build_features(model, data, **_single(settings, plan, base))
             )
-        if distributed.any_rank(not temp.is_dir()):  # no shared cache folder: each process builds its own
-            distributed.barrier()
+        if collectives.any_rank(not temp.is_dir()):  # no shared cache folder: each process builds its own
+            collectives.barrier()
             if ctx.is_main:
                 shutil.rmtree(temp, ignore_errors=True)
             stack.close()
@@ -779,12 +762,12 @@ def _build_shared(
             _extract_block(model, data, plan, settings, extractor, temp, ctx.rank, ctx.world_size)
         except Exception as exc:  # noqa: BLE001 - every rank learns of it (no one waits forever)
             error = exc
-        distributed.agree_on_error(error)
+        collectives.agree_on_error(error)
         if ctx.is_main:
             seconds = time.perf_counter() - started
             atomic_write_json(temp / "meta.json", _meta(plan, seconds, data, model.head.in_features))
             _publish(temp, root / plan.key)
-        distributed.barrier()
+        collectives.barrier()
     loaded = _load(root / plan.key, plan, data)
     if loaded is None:
         raise RuntimeError(f"feature cache {root / plan.key} unreadable right after it was written")

@@ -39,7 +39,8 @@ from vizsla.data.validate import (
 )
 from vizsla.disk import writing
 from vizsla.errors import DataError
-from vizsla.jobdir import JobDir, atomic_write_json
+from vizsla.infra.io import atomic_write_json
+from vizsla.jobdir import JobDir
 from vizsla.spec import DataSpec
 
 log = logging.getLogger("vizsla.data")

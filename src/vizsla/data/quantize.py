@@ -12,13 +12,13 @@ their pooled features must reach INT8_MIN_COSINE, else the caller falls back to 
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import tempfile
-from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
+
+from vizsla.infra.logs import logger_levels
 
 log = logging.getLogger("vizsla.data")
 
@@ -37,18 +37,6 @@ class _Batches:
         return next(self._iter, None)
 
 
-@contextlib.contextmanager
-def _quiet_quantizer() -> Iterator[None]:
-    """onnxruntime.quantization logs advice on the root logger at WARNING for every call; keep it out."""
-    root = logging.getLogger()
-    level = root.level
-    root.setLevel(logging.ERROR)
-    try:
-        yield
-    finally:
-        root.setLevel(level)
-
-
 def quantize_static_int8(fp32_path: Path, int8_path: Path, calibration: list[np.ndarray]) -> None:
     """Write the static QDQ int8 model of FP32_PATH (per-channel int8 weights, uint8 activations).
 
@@ -60,7 +48,8 @@ def quantize_static_int8(fp32_path: Path, int8_path: Path, calibration: list[np.
     if not calibration:
         raise ValueError("static int8 quantisation needs calibration images")
     input_name = ort.InferenceSession(str(fp32_path), providers=["CPUExecutionProvider"]).get_inputs()[0].name
-    with _quiet_quantizer():
+    # onnxruntime.quantization logs advice on the root logger at WARNING for every call; keep it out
+    with logger_levels(logging.ERROR, None):
         quantize_static(
             str(fp32_path),
             str(int8_path),

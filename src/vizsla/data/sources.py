@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from vizsla.errors import DataError
-from vizsla.jobdir import atomic_write_json
+from vizsla.infra.io import atomic_write_json, file_lock
 
 log = logging.getLogger(__name__)
 
@@ -97,7 +97,7 @@ def materialize(
             f"cannot create the dataset cache folder {cache_root}: {exc}",
             hint="set VIZSLA_CACHE_DIR to a writable folder",
         ) from exc
-    with _locked(cache_root / f"{key}.lock"):
+    with file_lock(cache_root / f"{key}.lock"):
         result = _mirror(fs, root, uri, local, cache_root / f"{key}.json", progress)
     log.info("%s -> %s: %s", uri, local, result.summary())
     return local.resolve()
@@ -369,19 +369,3 @@ def _progress_bar(enabled: bool, uri: str, total: int) -> Iterator[Any]:
     with Progress(*columns, console=Console(stderr=True)) as bar:
         task = bar.add_task(f"downloading {uri}", total=total)
         yield lambda n: bar.advance(task, n)
-
-
-@contextlib.contextmanager
-def _locked(path: Path) -> Iterator[None]:
-    """Hold an exclusive lock on PATH so two processes (e.g. DDP ranks) do not sync one cache at once."""
-    try:
-        import fcntl
-    except ImportError:  # Windows: no advisory locks; concurrent syncs stay safe file by file
-        yield
-        return
-    with open(path, "a+b") as handle:
-        fcntl.flock(handle.fileno(), fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(handle.fileno(), fcntl.LOCK_UN)

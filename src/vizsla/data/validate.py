@@ -24,7 +24,9 @@ from typing import Any
 
 from vizsla.data.decode import BadImageError, decode_image
 from vizsla.data.layout import Entry
-from vizsla.jobdir import JobDir, atomic_write_bytes, atomic_write_json
+from vizsla.infra.hardware import available_cores
+from vizsla.infra.io import atomic_write_bytes, atomic_write_json
+from vizsla.jobdir import JobDir
 
 log = logging.getLogger("vizsla.data")
 
@@ -68,20 +70,6 @@ class _Verdict:
     reason: str | None
     stat: tuple[int, int] | None  # (size, mtime_ns) when the verdict may be cached
     reused: bool = False
-
-
-CORES_VARIABLE = "VIZSLA_CORES"  # a job's share of the machine, set by whoever runs several jobs on it
-
-
-def available_cores() -> int:
-    """Cores this job may use: its share when a tuning worker runs several trials at once (VIZSLA_CORES),
-    else the cores this process may run on (cgroup/affinity aware where the OS tells)."""
-    try:
-        cores = max(1, len(os.sched_getaffinity(0)))
-    except AttributeError:  # not on Linux
-        cores = max(1, os.cpu_count() or 1)
-    share = os.environ.get(CORES_VARIABLE, "")
-    return max(1, min(cores, int(share))) if share.isdigit() else cores
 
 
 def content_digest(data: bytes) -> str:

@@ -26,21 +26,24 @@ log = logging.getLogger(__name__)
 
 
 def create_debug_callbacks(debug_spec: Any, job_dir: Any) -> list[Callback]:
-    """The hook, then the rule runner (which must see each event after the hook has recorded the step)."""
+    """The hook, then the rule runner (which must see each event after the hook has recorded the step),
+    then the outputs drawn from the store (loss plot, report section) once the job finishes."""
     from vizsla.debugger.hook import DebugHook
+    from vizsla.debugger.report import DebugOutputs
 
     hook = DebugHook(debug_spec, job_dir)
+    outputs = DebugOutputs(getattr(debug_spec, "out_dir", None))
     try:
         runner = importlib.import_module("vizsla.debugger.runner")
     except ModuleNotFoundError as exc:
         if exc.name != "vizsla.debugger.runner":
             raise
         log.warning("debugger rules are not available (no vizsla.debugger.runner): recording tensors only")
-        return [hook]
+        return [hook, outputs]
     factory = getattr(runner, "create_rule_runner", None)
     if factory is not None:
-        return [hook, factory(debug_spec, job_dir, hook=hook)]
-    return [hook, runner.RuleRunner(debug_spec, job_dir)]
+        return [hook, factory(debug_spec, job_dir, hook=hook), outputs]
+    return [hook, runner.RuleRunner(debug_spec, job_dir), outputs]
 
 
 def __getattr__(name: str) -> Any:

@@ -23,7 +23,6 @@ forward logs, stops capturing and never breaks the training step.
 
 from __future__ import annotations
 
-import json
 import logging
 import time
 from dataclasses import dataclass, field
@@ -38,6 +37,7 @@ from torch.overrides import TorchFunctionMode
 from vizsla.callbacks import Callback, TrainState
 from vizsla.debugger.collections import ALL_REDUCTIONS, HISTOGRAM_BINS, Collection, resolve_collections
 from vizsla.debugger.store import INDEX_FILE, StepRecord, TensorStore
+from vizsla.infra.io import read_jsonl
 
 log = logging.getLogger(__name__)
 
@@ -450,16 +450,10 @@ class DebugHook(Callback):
 
     def _next_step(self, mode: str) -> int:
         """First free step of a mode in the store (a resumed job continues the numbering)."""
-        index = self.root / INDEX_FILE
         last = -1
-        if index.is_file():
-            for line in index.read_text(encoding="utf-8").splitlines():
-                try:
-                    entry = json.loads(line)
-                except json.JSONDecodeError:
-                    continue
-                if entry.get("mode") == mode:
-                    last = max(last, int(entry.get("step", -1)))
+        for entry in read_jsonl(self.root / INDEX_FILE):
+            if entry.get("mode") == mode:
+                last = max(last, int(entry.get("step", -1)))
         return last + 1
 
     def _teardown(self, *, failed: bool) -> None:

@@ -24,6 +24,7 @@ from vizsla.debugger.collections import (
     reduce_array,
 )
 from vizsla.debugger.store import COLLECTIONS_FILE, END_FILE, INDEX_FILE
+from vizsla.jobdir import JobDir
 
 _CACHED_STEP_FILES = 16  # step files kept open in memory (a rule reads a few steps again and again)
 
@@ -33,20 +34,7 @@ def open_trial(path: str | Path) -> Trial:
     path = Path(path)
     if (path / INDEX_FILE).is_file() or (path / COLLECTIONS_FILE).is_file():
         return Trial(path)
-    return Trial(path / _debug_dir_name(path))
-
-
-def _debug_dir_name(job_dir: Path) -> str:
-    spec = job_dir / "spec.yaml"
-    if spec.is_file():
-        try:
-            import yaml
-
-            content = yaml.safe_load(spec.read_text()) or {}
-            return str((content.get("debug") or {}).get("out_dir") or "debug")
-        except Exception:  # noqa: BLE001 - an unreadable spec still leaves the default location
-            return "debug"
-    return "debug"
+    return Trial(JobDir(path).saved_debug_store())
 
 
 class Trial:

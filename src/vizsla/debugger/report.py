@@ -9,7 +9,9 @@ from collections import defaultdict
 from pathlib import Path
 from typing import Any
 
+from vizsla.callbacks import Callback, ReportSection, TrainState
 from vizsla.debugger.reader import Trial, open_trial
+from vizsla.jobdir import JobDir
 
 STATUS_COLOURS = {
     "NoIssuesFound": "#1a7f37",
@@ -35,13 +37,13 @@ def eval_loss_points(trial: Trial) -> dict[str, list[tuple[int, float]]]:
 
 def plot_losses_from_trial(trial: Trial, path: str | Path) -> Path:
     """Loss_plot.png from recorded tensors: train loss per step, eval loss per evaluation, vs train step."""
-    from vizsla.training.plots import _new_figure, _save
+    from vizsla.infra.figures import new_figure, save_png
 
     train = sorted((step, float(v)) for step, v in trial.tensor("loss").values("TRAIN").items())
     evaluations = eval_loss_points(trial)
     if not train and not evaluations:
         raise ValueError(f"no loss recorded in {trial.root}")
-    figure = _new_figure(8, 4.5)
+    figure = new_figure(8, 4.5)
     axes = figure.subplots()
     if train:
         xs, ys = zip(*train, strict=True)
@@ -61,7 +63,7 @@ def plot_losses_from_trial(trial: Trial, path: str | Path) -> Path:
     axes.set_title("Loss from the debugger's recorded tensors")
     axes.grid(True, alpha=0.3)
     axes.legend()
-    return _save(figure, Path(path), dpi=110)
+    return save_png(figure, Path(path), dpi=110)
 
 
 def read_rules(job_dir: str | Path) -> dict[str, Any] | None:
@@ -141,3 +143,26 @@ def debugger_section(job_dir: str | Path) -> str:
     )
     gradient = f"<p>Gradient L2 norm over training: {spark}</p>" if spark else ""
     return f'<section class="debugger"><h2>Debugger</h2>{summary}{table}{gradient}</section>'
+
+
+class DebugOutputs(Callback):
+    """The debugger's part of a job's outputs, read from its store in OUT_DIR (the spec's `debug.out_dir`,
+    relative to the job directory): the classic loss plot and the training report's Debugger section."""
+
+    def __init__(self, out_dir: str | None = None) -> None:
+        self.out_dir = out_dir
+
+    def on_finish(self, state: TrainState) -> None:
+        """Loss_plot.png from the recorded tensors: train and eval loss per step (over the per-epoch one)."""
+        job_dir = _as_job_dir(state.job_dir)
+        plot_losses_from_trial(open_trial(job_dir.debug_store(self.out_dir)), job_dir.loss_plot)
+
+    def report_sections(self, job_dir: JobDir) -> list[ReportSection]:
+        job_dir = _as_job_dir(job_dir)
+        if not job_dir.debug_store(self.out_dir).is_dir():
+            return []
+        return [ReportSection("debugger", debugger_section(job_dir.root))]
+
+
+def _as_job_dir(job_dir: JobDir | str | Path) -> JobDir:
+    return job_dir if isinstance(job_dir, JobDir) else JobDir(job_dir)

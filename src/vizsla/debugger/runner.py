@@ -37,7 +37,8 @@ from vizsla.debugger.rules.base import BaseRule, Finding
 from vizsla.debugger.rules.registry import DEFAULT_RULES, create_rule, get_rule_class
 from vizsla.debugger.threads import lower_thread_priority
 from vizsla.errors import SpecError
-from vizsla.jobdir import JobDir, atomic_write_json
+from vizsla.infra.io import atomic_write_json
+from vizsla.jobdir import JobDir
 
 log = logging.getLogger("vizsla.debugger")
 
@@ -271,8 +272,8 @@ class RuleRunner(Callback):
         end_wait: float = END_WAIT_S,
         trial: Any = None,
     ) -> None:
-        root = job_dir.root if isinstance(job_dir, JobDir) else Path(job_dir)  # (Path has a .root too)
-        self.debug_dir = root / getattr(debug_spec, "out_dir", "debug")
+        job_dir = job_dir if isinstance(job_dir, JobDir) else JobDir(job_dir)
+        self.debug_dir = job_dir.debug_store(getattr(debug_spec, "out_dir", None))
         self.rules_file = self.debug_dir / RULES_FILE
         self.hook = hook
         self.poll_interval = poll_interval

@@ -42,7 +42,7 @@ import numpy as np
 
 from vizsla.debugger.collections import HISTOGRAM_BINS, REDUCTIONS, Collection
 from vizsla.debugger.threads import lower_thread_priority
-from vizsla.jobdir import atomic_write_json
+from vizsla.infra.io import append_jsonl, atomic_write_json, read_jsonl
 
 log = logging.getLogger(__name__)
 
@@ -168,8 +168,7 @@ class TensorStore:
         names = record.tensor_names
         line = {k: meta[k] for k in ("mode", "step", "global_step", "split", "time")}
         line |= {"file": relative, "tensors": names}
-        with open(self.root / INDEX_FILE, "a", encoding="utf-8") as handle:
-            handle.write(json.dumps(line) + "\n")
+        append_jsonl(self.root / INDEX_FILE, line)
         if not self._names.issuperset(names):
             self._names.update(names)
             self._write_collections()
@@ -185,13 +184,8 @@ class TensorStore:
     def _recorded_names(self) -> set[str]:
         """Tensor names of an earlier run into the same store (a resumed job keeps appending)."""
         names: set[str] = set()
-        index = self.root / INDEX_FILE
-        if index.is_file():
-            for line in index.read_text(encoding="utf-8").splitlines():
-                try:
-                    names.update(json.loads(line).get("tensors", []))
-                except json.JSONDecodeError:
-                    continue
+        for entry in read_jsonl(self.root / INDEX_FILE):
+            names.update(entry.get("tensors", []))
         return names
 
 

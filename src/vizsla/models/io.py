@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from vizsla.errors import ModelError
+from vizsla.jobdir import JobDir
 from vizsla.models.classifier import Classifier
 
 WEIGHTS_FILE = "model.safetensors"
@@ -75,7 +76,7 @@ def _versions() -> dict[str, str]:
 def resolve_model_dir(path: str | Path) -> Path:
     """A model folder, or a job folder's `model/`; ModelError naming the path otherwise."""
     path = Path(path).expanduser()
-    for candidate in (path, path / "model"):
+    for candidate in (path, JobDir(path).model_dir):
         if (candidate / CONFIG_FILE).is_file() and (candidate / WEIGHTS_FILE).is_file():
             return candidate
     if not path.exists():

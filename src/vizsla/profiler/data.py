@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from vizsla.profiler.collectors.base import read_jsonl
+from vizsla.infra.io import read_jsonl
 
 SYSTEM_FILE = "system.jsonl"
 STEPS_FILE = "steps.jsonl"

@@ -8,13 +8,13 @@ from __future__ import annotations
 
 import math
 from datetime import datetime
-from importlib import resources
 from pathlib import Path
 from typing import Any
 
-from vizsla.jobdir import atomic_write_text
+from vizsla.infra.formatting import format_duration
+from vizsla.infra.io import atomic_write_text
+from vizsla.infra.rendering import render_template
 from vizsla.profiler.collectors.step_phases import PHASES
-from vizsla.training.report import format_duration
 
 TEMPLATE = "profiler_report.html.j2"
 PHASE_LABELS = {
@@ -320,13 +320,8 @@ def build_context(summary: dict[str, Any], title: str | None = None) -> dict[str
 
 
 def render_report(context: dict[str, Any]) -> str:
-    from jinja2 import Environment, StrictUndefined
-
-    template = resources.files("vizsla.profiler").joinpath("templates").joinpath(TEMPLATE).read_text("utf-8")
-    environment = Environment(
-        autoescape=True, undefined=StrictUndefined, trim_blocks=True, lstrip_blocks=True
-    )
-    return environment.from_string(template).render(**context)
+    """The profiler report's HTML (vizsla.infra.rendering: autoescaped, strict about undefined names)."""
+    return render_template("vizsla.profiler", TEMPLATE, context)
 
 
 def write_report(summary: dict[str, Any], out_html: Path, title: str | None = None) -> Path:

@@ -4,11 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import Field, field_validator
 
-
-class _Spec(BaseModel):
-    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+from vizsla.base_spec import BaseSpec as _Spec
 
 
 class TorchTraceSpec(_Spec):

@@ -10,7 +10,7 @@ import statistics
 from pathlib import Path
 from typing import Any
 
-from vizsla.jobdir import atomic_write_json
+from vizsla.infra.io import atomic_write_json
 from vizsla.profiler.collectors.step_phases import GPU_PHASES, PHASES
 from vizsla.profiler.data import RULES_DIR, SUMMARY_FILE, ProfileData, describe
 from vizsla.profiler.rules import create_rules

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from vizsla.errors import UserError
+from vizsla.jobdir import JobDir
 from vizsla.sagemaker.debugger import debug_section, profile_section
 from vizsla.sagemaker.predictor import AutoDeserializer, AutoSerializer, LocalEndpoint, Predictor
 
@@ -68,7 +69,7 @@ class TrainingJob:
         """result.json of the job (status, metrics, failure_reason, ...)."""
         import json
 
-        path = self.job_dir / "result.json"
+        path = JobDir(self.job_dir).result
         return json.loads(path.read_text()) if path.is_file() else {"status": "InProgress"}
 
     def wait(self, logs: bool = True) -> None:
@@ -255,15 +256,15 @@ class PyTorch:
     @property
     def model_data(self) -> str:
         """The job's model folder (SM_MODEL_DIR), where SageMaker would have put model.tar.gz."""
-        return str(self._job().job_dir / "model")
+        return str(JobDir(self._job().job_dir).model_dir)
 
     def latest_job_debugger_artifacts_path(self) -> str:
         """The job's debugger store (read it with create_trial)."""
-        return str(self._job().job_dir / "debug")
+        return str(JobDir(self._job().job_dir).saved_debug_store())
 
     def latest_job_profiler_artifacts_path(self) -> str:
         """The job's profiler output folder."""
-        return str(self._job().job_dir / "profile")
+        return str(JobDir(self._job().job_dir).profile)
 
     def deploy(
         self,
@@ -375,11 +376,11 @@ def _saved(job_dir: Path) -> tuple[dict[str, Any], dict[str, Any]]:
     result: dict[str, Any] = {}
     spec: dict[str, Any] = {}
     try:
-        result = json.loads((job_dir / "result.json").read_text())
+        result = json.loads(JobDir(job_dir).result.read_text())
     except (OSError, ValueError):
         pass
     try:
-        spec = yaml.safe_load((job_dir / "spec.yaml").read_text()) or {}
+        spec = yaml.safe_load(JobDir(job_dir).spec.read_text()) or {}
     except (OSError, yaml.YAMLError):
         pass
     return result, spec

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from vizsla.errors import UserError
+from vizsla.jobdir import JobDir
 
 DEFAULT_OUTPUT = "runs"
 LOCAL_REGION = "local"
@@ -80,7 +81,7 @@ class Session:
         found = _TUNING_JOBS.get(name)
         if found is None:
             for candidate in (Path(name), self.default_output / name):
-                if (candidate / "spec.yaml").is_file() and (candidate / "trials").is_dir():
+                if JobDir(candidate).spec.is_file() and (candidate / "trials").is_dir():
                     found = candidate.resolve()
                     break
         if found is None:
@@ -148,11 +149,11 @@ class Session:
 
 def _find_job(name: str, output: Path) -> Path | None:
     for candidate in (Path(name), output / name):
-        if (candidate / "result.json").is_file() or (candidate / "spec.yaml").is_file():
+        if JobDir(candidate).result.is_file() or JobDir(candidate).spec.is_file():
             return candidate.resolve()
     # a tuning trial's job: <output>/<tuning job>/trials/<trial>/ with result.json naming it
     if output.is_dir():
-        for result in output.glob("*/trials/*/result.json"):
+        for result in output.glob(f"*/trials/*/{JobDir.RESULT_FILE}"):
             try:
                 if json.loads(result.read_text()).get("job_name") == name:
                     return result.parent.resolve()
@@ -163,7 +164,7 @@ def _find_job(name: str, output: Path) -> Path | None:
 
 def _job_name(job_dir: Path) -> str:
     try:
-        return str(json.loads((job_dir / "result.json").read_text())["job_name"])
+        return str(json.loads(JobDir(job_dir).result.read_text())["job_name"])
     except (OSError, ValueError, KeyError):
         return job_dir.name
 
@@ -235,7 +236,7 @@ def describe_job_dir(job_dir: Path, name: str | None = None) -> dict[str, Any]:
             "VolumeSizeInGB": 0,
         },
         "StoppingCondition": {"MaxRuntimeInSeconds": int(spec.get("max_run_s") or 86400)},
-        "ModelArtifacts": {"S3ModelArtifacts": str(job_dir / "model")},
+        "ModelArtifacts": {"S3ModelArtifacts": str(JobDir(job_dir).model_dir)},
         "CreationTime": start,
         "TrainingStartTime": start,
         "TrainingEndTime": end,

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from vizsla.errors import UserError
+from vizsla.jobdir import JobDir
 from vizsla.sagemaker.pytorch import PyTorch, TrainingJob
 
 DEFAULT_BASE_NAME = "pytorch-tuning"
@@ -211,7 +212,7 @@ class HyperparameterTuner:
     def _best(self) -> dict[str, Any]:
         from vizsla.tuning.job import read_tune_result
 
-        result_file = self._dir() / "result.json"
+        result_file = self._dir() / JobDir.RESULT_FILE
         best = read_tune_result(self._dir()).get("best") if result_file.is_file() else None
         if not best:
             raise UserError(f"no training job of tuning job {self._dir().name} completed with an objective")
@@ -358,7 +359,7 @@ def _trial_rows(tune_dir: Path) -> list[dict[str, Any]]:
 
 def _job_name(job_dir: Path) -> str:
     try:
-        return str(json.loads((job_dir / "result.json").read_text())["job_name"])
+        return str(json.loads(JobDir(job_dir).result.read_text())["job_name"])
     except (OSError, ValueError, KeyError):
         return job_dir.name
 

@@ -1,9 +1,9 @@
 """What Vizsla attaches around a script process: the MLflow run and the profiler's system sampling.
 
-Both reuse the built-in job's pieces (MlflowTracker, SystemCollector, build_profile_report). The script has
-no trainer events, so each adapter feeds those pieces what a trainer would have: a TrainState for the tracker;
-a job timeline (process start, first and last step from the smdebug shim's steps.jsonl, process end) for the
-profiler. Neither may fail the job: errors are logged as warnings.
+Both reuse the built-in job's pieces (MlflowRun, SystemCollector, build_profile_report). The script has
+no trainer events: the tracker drives the plain MLflow run API from the script's outputs; the profiler gets
+a job timeline (process start, first and last step from the smdebug shim's steps.jsonl, process end).
+Neither may fail the job: errors are logged as warnings.
 """
 
 from __future__ import annotations
@@ -14,8 +14,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-from vizsla.callbacks import TrainState
-from vizsla.jobdir import JobDir, atomic_write_json
+from vizsla.infra.io import atomic_write_json
+from vizsla.jobdir import JobDir
 from vizsla.scriptmode.metrics import MetricMatch
 from vizsla.scriptmode.spec import ScriptJobSpec
 
@@ -23,70 +23,55 @@ log = logging.getLogger(__name__)
 PROFILE_DIR_ENV = "VIZSLA_PROFILE_DIR"  # the smdebug shim writes TRAIN step records there
 
 
-class _ParamsView:
-    """What MlflowTracker reads from a spec: the run name and the params (the script's hyperparameters)."""
-
-    def __init__(self, spec: ScriptJobSpec) -> None:
-        self.spec = spec
-        self.job_name = spec.job_name
-
-    def model_dump(self, mode: str = "json") -> dict[str, Any]:
-        return dict(self.spec.hyperparameters)
-
-
 class ScriptTracker:
     """One MLflow run for a script job: hyperparameters, every metric match (step = index), tags, files."""
 
     def __init__(self, spec: ScriptJobSpec, job: JobDir) -> None:
-        from vizsla.tracking import MlflowTracker
+        from vizsla.tracking import MlflowRun
 
         tracking = spec.tracking
         self.spec, self.job = spec, job
         # A re-run script starts over (scripts have no checkpoint contract): a run of its own, so its metric
         # series do not pile onto the earlier attempt's steps; the earlier run is named in a tag.
-        self.tracker = MlflowTracker(
-            tracking.uri, tracking.experiment, tracking.parent_run_id, reuse_run=False
-        )
+        self.run = MlflowRun(tracking.uri, tracking.experiment, tracking.parent_run_id, reuse_run=False)
         self.active = False
 
     def start(self) -> None:
         previous = _previous_run_id(self.job)
         try:
-            self.tracker.fit_start(TrainState(spec=_ParamsView(self.spec), job_dir=self.job))
-            client, run_id = self.tracker.client, self.tracker.run_id
-            client.set_tag(run_id, "vizsla.kind", "script")
-            client.set_tag(run_id, "vizsla.entry_point", self.spec.entry_point)
+            run_id = self.run.start(self.job, self.spec.job_name)
+            self.run.log_params(dict(self.spec.hyperparameters))
+            tags = {"vizsla.kind": "script", "vizsla.entry_point": self.spec.entry_point}
             if previous and previous != run_id:
-                client.set_tag(run_id, "vizsla.previous_run_id", previous)
+                tags["vizsla.previous_run_id"] = previous
+            self.run.set_tags(tags)
             self.active = True
         except Exception as exc:  # noqa: BLE001 - tracking never fails the job
             log.warning("MLflow tracking is off for this job: %r", exc)
 
     def info(self) -> dict[str, Any]:
-        return self.tracker.info() if self.active else {}
+        return self.run.info() if self.active else {}
 
     def finish(self, result: dict[str, Any], matches: list[MetricMatch], files: list[Path]) -> None:
+        from vizsla.tracking.mlflow_run import end_tags
+
         if not self.active:
             return
-        tracker = self.tracker
-        result["mlflow"] = tracker.info()
-        state = TrainState(
-            spec=_ParamsView(self.spec), job_dir=self.job, status=result["status"], result=result
-        )
+        run = self.run
+        result["mlflow"] = run.info()
         try:
             for match in matches:
-                tracker._log_metrics({match.name: match.value}, match.index, match.time)
-            tracker._log_end_tags(state)
-            tracker._log_artifacts(self.job, result)
+                run.log_metrics({match.name: match.value}, match.index, match.time)
+            run.set_tags(end_tags(result["status"], result))
+            run.log_artifacts(self.job, result)
             for path in files:
                 if path.is_file():
-                    tracker.client.log_artifact(tracker.run_id, str(path), _artifact_dir(self.job, path))
+                    run.log_file(path, _artifact_dir(self.job, path))
         except Exception as exc:  # noqa: BLE001
             log.warning("could not record the job in MLflow: %r", exc)
         finally:
             try:
-                status = {"Completed": "FINISHED", "Stopped": "KILLED"}.get(result["status"], "FAILED")
-                tracker.client.set_terminated(tracker.run_id, status=status)
+                run.end(result["status"])
             except Exception as exc:  # noqa: BLE001
                 log.warning("could not close the MLflow run: %r", exc)
 
@@ -155,8 +140,8 @@ class ScriptProfiler:
 
     def finish(self, status: str) -> dict[str, Any] | None:
         """Stop sampling, write profile/job.json with the step window, build summary.json and the report."""
+        from vizsla.infra.io import read_jsonl
         from vizsla.profiler import build_profile_report, report_path
-        from vizsla.profiler.collectors.base import read_jsonl
         from vizsla.profiler.data import JOB_FILE, STEPS_FILE
 
         if self.collector is not None:

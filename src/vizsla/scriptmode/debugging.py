@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from vizsla.debugger.runner import RULES_FILE, RuleRunner
-from vizsla.jobdir import atomic_write_json
+from vizsla.infra.io import atomic_write_json
 
 log = logging.getLogger(__name__)
 

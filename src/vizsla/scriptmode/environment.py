@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from vizsla.errors import UserError
-from vizsla.jobdir import atomic_write_json
+from vizsla.infra.io import atomic_write_json
 
 log = logging.getLogger(__name__)
 

@@ -19,7 +19,8 @@ from pathlib import Path
 from typing import Any
 
 from vizsla.errors import UserError
-from vizsla.jobdir import JobDir, atomic_write_text
+from vizsla.infra.io import atomic_write_text
+from vizsla.jobdir import JobDir
 from vizsla.scriptmode.environment import (
     ScriptCommand,
     ScriptLayout,
@@ -220,18 +221,10 @@ class _ScriptRun:
             )
 
     def _attachments(self) -> tuple[Any, Any, Any]:
-        tracker = profiler = debugger = None
-        if self.spec.tracking.enabled:
-            from vizsla.scriptmode.attach import ScriptTracker
+        """The tracker, profiler and debug session the spec asks for (the composition root decides)."""
+        from vizsla.jobs import script_attachments
 
-            tracker = ScriptTracker(self.spec, self.job)
-        if self.spec.profile.enabled:
-            from vizsla.scriptmode.attach import ScriptProfiler
-
-            profiler = ScriptProfiler(self.spec, self.job)
-        if self.spec.debug.enabled:
-            debugger = _debug_session(self.spec, self.job)
-        return tracker, profiler, debugger
+        return script_attachments(self.spec, self.job)
 
     def _default_hook_config(self, env: dict[str, str]) -> None:
         """debughookconfig.json when the job asks for no debugging, as SageMaker's estimator does.
@@ -513,17 +506,3 @@ class _ScriptRun:
         (log.warning if warning else log.info)(message)
         if self.streams is not None:
             self.streams.note(f"warning: {message}" if warning else message)
-
-
-def _debug_session(spec: ScriptJobSpec, job: JobDir) -> Any:
-    """Helper B's DebugSession, or None with a warning when it is not available."""
-    try:
-        from vizsla.scriptmode.debugging import DebugSession
-    except ImportError as exc:
-        log.warning("script-mode debugging is not available (%s); running without it", exc)
-        return None
-    try:
-        return DebugSession(spec.debug, job.root)
-    except Exception as exc:  # noqa: BLE001
-        log.warning("could not create the debug session: %r; running without it", exc)
-        return None

@@ -8,14 +8,14 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
-import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from vizsla.base_spec import BaseJobSpec, BaseSpec
 from vizsla.errors import SpecError
 from vizsla.profiler.spec import ProfileSpec
-from vizsla.spec import DebugSpec, TrackingSpec, deep_merge
+from vizsla.spec import DebugSpec, TrackingSpec
 
 # SageMaker's API limits (botocore model: MetricDefinition Name <= 255, Regex <= 500, list <= 40).
 MAX_METRIC_NAME = 255
@@ -25,10 +25,10 @@ MAX_METRIC_DEFINITIONS = 40
 CHANNEL_NAME = re.compile(r"^[A-Za-z0-9.\-_]{1,64}$")
 
 
-class MetricDefinition(BaseModel):
+class MetricDefinition(BaseSpec):
     """A named regex over the script's output lines; the first capture group is the value."""
 
-    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+    model_config = ConfigDict(populate_by_name=True)
 
     name: str = Field(min_length=1, max_length=MAX_METRIC_NAME, description="Metric name.")
     regex: str = Field(min_length=1, max_length=MAX_METRIC_REGEX, description="Python regex (re.search).")
@@ -54,7 +54,7 @@ class MetricDefinition(BaseModel):
         return value
 
 
-class ScriptDistribution(BaseModel):
+class ScriptDistribution(BaseSpec):
     """The script under torchrun, as SageMaker's `distribution={"torch_distributed": {"enabled": True}}`.
 
     torchrun starts nproc_per_node copies of the script on this machine (nnodes machines with a c10d
@@ -62,13 +62,22 @@ class ScriptDistribution(BaseModel):
     init_process_group. The SDK's spelling is accepted; SageMaker's other launchers (SMDDP, MPI) are not.
     """
 
-    model_config = ConfigDict(extra="forbid")
-
-    nproc_per_node: int = Field(ge=1, description="Processes per machine (SageMaker: one per GPU, else 1).")
-    nnodes: int = Field(1, ge=1, description="Machines taking part (each runs the same job).")
-    node_rank: int | None = Field(None, ge=0, description="This machine's rank among nnodes.")
-    rdzv_endpoint: str | None = Field(None, description="HOST:PORT of the c10d rendezvous (nnodes > 1).")
-    max_restarts: int = Field(0, ge=0, description="torchrun restarts of the group after a process dies.")
+    nproc_per_node: int = Field(
+        ge=1,
+        description="Processes on this machine (one per GPU on CUDA), started by torchrun; Vizsla's trainer "
+        "keeps batch_size (--batch-size) the global batch, split between all processes.",
+    )
+    nnodes: int = Field(1, ge=1, description="Machines in the job (run the same command on each).")
+    node_rank: int | None = Field(None, ge=0, description="This machine's index, 0 for the first one.")
+    rdzv_endpoint: str | None = Field(
+        None, description="HOST:PORT of the c10d rendezvous on the first machine (needed with nnodes > 1)."
+    )
+    max_restarts: int = Field(
+        0,
+        ge=0,
+        description="Restart the processes up to K times after one dies; the job continues from its last "
+        "checkpoint.",
+    )
 
     @model_validator(mode="before")
     @classmethod
@@ -96,26 +105,36 @@ class ScriptDistribution(BaseModel):
         return self
 
 
-class ScriptJobSpec(BaseModel):
+class ScriptJobSpec(BaseJobSpec):
     """A script-mode training job: the script, its inputs and what Vizsla does around it."""
 
-    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+    noun: ClassVar[str] = "script job spec"
 
     kind: Literal["script"] = "script"
     name: str | None = Field(None, description="Job name; default: the output folder's name.")
     output: str = Field(description="Job directory (SageMaker's /opt/ml, mirrored).")
-    entry_point: str = Field(description="The script: a .py file (run with python) or an executable.")
+    entry_point: str = Field(
+        description="Your own SageMaker training script (e.g. train_model.py: a .py file run with python, or "
+        "an executable), run under the training toolkit's contract (SM_* variables, --key value "
+        "hyperparameters) instead of Vizsla's trainer.",
+    )
     source_dir: str | None = Field(
         None, description="Folder of the script and its modules (its cwd); default: the entry point's folder."
     )
     channels: dict[str, str] = Field(
-        default_factory=dict, description="Input channels: name -> local folder or fsspec URI."
+        default_factory=dict,
+        description="Input channels NAME=PATH_OR_URI (a local folder or fsspec URI), each given to the "
+        "script as SM_CHANNEL_NAME; repeatable.",
     )
     hyperparameters: dict[str, Any] = Field(
-        default_factory=dict, description="Passed as --key value arguments and SM_HP_* variables."
+        default_factory=dict,
+        description="KEY=VALUE arguments passed to the script as --KEY VALUE and SM_HP_* variables, e.g. "
+        "epochs=5 batch-size=64; repeatable.",
     )
     metric_definitions: list[MetricDefinition] = Field(
-        default_factory=list, description="Regexes that read metrics from the script's output."
+        default_factory=list,
+        description="NAME=REGEX read from the script's output (the first capture group; a tuning objective "
+        'takes the last value matched), e.g. "test_loss=Test set: Average loss: ([0-9\\.]+)"; repeatable.',
     )
     environment: dict[str, str] = Field(default_factory=dict, description="Extra environment variables.")
     install_requirements: bool = Field(
@@ -142,8 +161,9 @@ class ScriptJobSpec(BaseModel):
     )
     python: str | None = Field(
         None,
-        description="Interpreter that runs the script (e.g. a venv's bin/python, as framework_version/"
-        "py_version pick a container); None: the interpreter running Vizsla.",
+        description="Run the script with this interpreter (your own venv's bin/python, e.g. one with NumPy 1 "
+        "for scripts written for the 1.x containers, as framework_version/py_version pick a container); the "
+        "SageMaker contract and shims stay in place. Default: the interpreter running Vizsla.",
     )
 
     @field_validator("channels")
@@ -172,19 +192,6 @@ class ScriptJobSpec(BaseModel):
         if duplicates:
             raise ValueError(f"metric names must be unique: {', '.join(duplicates)}")
         return value
-
-    @property
-    def job_name(self) -> str:
-        return self.name or Path(self.output).name
-
-    def to_yaml(self) -> str:
-        return yaml.safe_dump(self.model_dump(mode="json"), sort_keys=False)
-
-    def to_job_yaml(self) -> str:
-        """The spec.yaml its job folder keeps (output "."): see `load_script_job_spec`."""
-        from vizsla.relocation import saved_spec_mapping
-
-        return yaml.safe_dump(saved_spec_mapping(self.model_dump(mode="json")), sort_keys=False)
 
 
 def parse_metric_definition(text: str) -> MetricDefinition:
@@ -240,23 +247,11 @@ def parse_hyperparameters(items: list[str]) -> dict[str, Any]:
     return parsed
 
 
-def _format_error(exc: ValidationError, source: str) -> str:
-    lines = [f"invalid script job spec ({source}):"]
-    for err in exc.errors():
-        where = ".".join(str(p) for p in err["loc"]) or "(root)"
-        lines.append(f"  {where}: {err['msg']}")
-    return "\n".join(lines)
-
-
 def build_script_spec(
     config: dict[str, Any] | None = None, overrides: dict[str, Any] | None = None, source: str = "options"
 ) -> ScriptJobSpec:
     """A ScriptJobSpec from a YAML mapping and CLI overrides (overrides win), as a user error on failure."""
-    merged = deep_merge(config or {}, overrides or {})
-    try:
-        return ScriptJobSpec.model_validate(merged)
-    except ValidationError as exc:
-        raise SpecError(_format_error(exc, source)) from None
+    return ScriptJobSpec.build(config, overrides, source)
 
 
 def is_script_spec(mapping: dict[str, Any]) -> bool:

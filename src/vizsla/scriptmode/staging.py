@@ -6,6 +6,7 @@ import shutil
 from dataclasses import replace
 from pathlib import Path
 
+from vizsla.jobdir import JobDir
 from vizsla.scriptmode.environment import ScriptCommand
 
 # Never copied into the job's code folder: version control, caches and virtual environments.
@@ -67,7 +68,7 @@ def _is_job_or_venv(path: Path) -> bool:
         return False
     if (path / "pyvenv.cfg").is_file():
         return True
-    return (path / "spec.yaml").is_file() and (path / "result.json").is_file()
+    return JobDir(path).spec.is_file() and JobDir(path).result.is_file()
 
 
 def list_files(folder: Path) -> set[str]:

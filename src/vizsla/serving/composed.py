@@ -46,7 +46,9 @@ class BackboneExport:
 def find_model_dir(path: str | Path) -> Path | None:
     """The model folder PATH or PATH/model (config.json + model.safetensors), else None; torch-free."""
     path = Path(path).expanduser()
-    for candidate in (path, path / "model"):
+    from vizsla.jobdir import JobDir
+
+    for candidate in (path, JobDir(path).model_dir):
         if (candidate / CONFIG_FILE).is_file() and (candidate / WEIGHTS_FILE).is_file():
             return candidate
     return None
@@ -64,7 +66,9 @@ def _job_spec(model_dir: Path) -> dict[str, Any] | None:
     """The spec.yaml of the job that owns MODEL_DIR (its model/ folder), else None."""
     import yaml
 
-    spec_file = model_dir.parent / "spec.yaml"
+    from vizsla.jobdir import JobDir
+
+    spec_file = JobDir(model_dir.parent).spec
     if model_dir.name != "model" or not spec_file.is_file():
         return None
     try:
@@ -170,7 +174,7 @@ def find_backbone_export(model_dir: Path, config: dict[str, Any]) -> BackboneExp
 
 def write_record(model_dir: Path, digest: str, arch: str, export: Path) -> None:
     """Remember this model's backbone digest (computed with torch) for the next start; best effort."""
-    from vizsla.jobdir import atomic_write_json
+    from vizsla.infra.io import atomic_write_json
 
     record = {
         "arch": arch,

@@ -18,6 +18,7 @@ from typing import Any
 import numpy as np
 
 from vizsla.errors import ModelError, UserError
+from vizsla.jobdir import JobDir
 
 log = logging.getLogger("vizsla.serving")
 
@@ -29,8 +30,8 @@ def job_split_files(model_dir: Path) -> tuple[Path | None, dict[str, list[tuple[
     """(data root, {split: [(image path, label)]}) of the job that owns MODEL_DIR; empty when unknown."""
     import yaml
 
-    job_root = model_dir.parent
-    manifest, spec_file = job_root / "data" / "split.csv", job_root / "spec.yaml"
+    job = JobDir(model_dir.parent)
+    manifest, spec_file = job.split_manifest, job.spec
     if not manifest.is_file() or not spec_file.is_file():
         return None, {}
     try:
@@ -101,25 +102,8 @@ def quantize_int8(fp32_path: Path, int8_path: Path, calibration: list[np.ndarray
     return "dynamic"
 
 
-def export_model(
-    path: str | Path,
-    *,
-    fmt: str = "onnx",
-    quantize: str | None = None,
-    output: Path | None = None,
-    echo: Callable[[str], None] = print,
-) -> dict[str, Any]:
-    """Export the model of job/model folder PATH; returns what was written and measured."""
-    from vizsla.jobdir import atomic_write_json
-    from vizsla.models.io import load_model, resolve_model_dir
-    from vizsla.serving.runtime import (
-        INT8_FILE,
-        OrtRunner,
-        TorchRunner,
-        cached_onnx_bytes,
-        compare_runners,
-        model_digest,
-    )
+def _check_export_request(path: str | Path, fmt: str, quantize: str | None) -> None:
+    """Refuse an unknown format or quantisation, and a folder whose model is a script's own object."""
     from vizsla.serving.toolkit import is_vizsla_model
 
     if fmt != "onnx":
@@ -132,6 +116,46 @@ def export_model(
             "Python objects its inference script loads, so they cannot be exported to ONNX",
             hint="Serve them in-process: vizsla serve PATH --entry-point inference.py",
         )
+
+
+def _quantize_export(data: bytes, target: Path, calibration: list[Any]) -> str:
+    """Quantise the fp32 export DATA to int8 at TARGET (ORT's pre-processing first where it works);
+    returns the method used."""
+    with tempfile.TemporaryDirectory() as tmp:
+        fp32_path = Path(tmp) / "model.onnx"
+        fp32_path.write_bytes(data)
+        prepared = Path(tmp) / "model.prep.onnx"
+        try:
+            from onnxruntime.quantization.shape_inference import quant_pre_process
+
+            quant_pre_process(str(fp32_path), str(prepared), skip_symbolic_shape=True)
+        except Exception as exc:  # pre-processing is an optimisation; quantise the plain export without it
+            log.info("quantisation pre-processing skipped: %s: %s", type(exc).__name__, exc)
+            prepared = fp32_path
+        return quantize_int8(prepared, target, calibration)
+
+
+def export_model(
+    path: str | Path,
+    *,
+    fmt: str = "onnx",
+    quantize: str | None = None,
+    output: Path | None = None,
+    echo: Callable[[str], None] = print,
+) -> dict[str, Any]:
+    """Export the model of job/model folder PATH; returns what was written and measured."""
+    from vizsla.infra.io import atomic_write_json
+    from vizsla.models.io import load_model, resolve_model_dir
+    from vizsla.serving.runtime import (
+        INT8_FILE,
+        OrtRunner,
+        TorchRunner,
+        cached_onnx_bytes,
+        compare_runners,
+        model_digest,
+    )
+
+    _check_export_request(path, fmt, quantize)
     model_dir = resolve_model_dir(path)
     model = load_model(model_dir)
     preprocessing = dict(model.preprocessing)
@@ -155,18 +179,7 @@ def export_model(
         return report
     _, splits = job_split_files(model_dir)
     calibration = [b for b, _ in _batches(splits.get("train", [])[:CALIBRATION_IMAGES], preprocessing, 16)]
-    with tempfile.TemporaryDirectory() as tmp:
-        fp32_path = Path(tmp) / "model.onnx"
-        fp32_path.write_bytes(data)
-        prepared = Path(tmp) / "model.prep.onnx"
-        try:
-            from onnxruntime.quantization.shape_inference import quant_pre_process
-
-            quant_pre_process(str(fp32_path), str(prepared), skip_symbolic_shape=True)
-        except Exception as exc:  # pre-processing is an optimisation; quantise the plain export without it
-            log.info("quantisation pre-processing skipped: %s: %s", type(exc).__name__, exc)
-            prepared = fp32_path
-        method = quantize_int8(prepared, target, calibration)
+    method = _quantize_export(data, target, calibration)
     int8 = OrtRunner(str(target))
     report.update(method=method, fp32_bytes=len(data), int8_bytes=target.stat().st_size)
     echo(

@@ -9,15 +9,14 @@ scores drift beyond ONNX_TOLERANCE.
 
 from __future__ import annotations
 
-import copy
-import io
 import logging
-import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from vizsla.infra.onnx import CpuSession, compare_outputs, export_onnx
 
 log = logging.getLogger("vizsla.serving")
 
@@ -80,65 +79,14 @@ class TorchRunner:
             return self.model(torch.from_numpy(images)).float().numpy()
 
 
-class OrtRunner:
-    """An ONNX Runtime CPU session; no spinning threads, so decoding threads keep their cores."""
-
-    def __init__(self, model_bytes_or_path: bytes | str, threads: int = 0) -> None:
-        import onnxruntime as ort
-
-        from vizsla.data.validate import available_cores
-
-        options = ort.SessionOptions()
-        options.intra_op_num_threads = threads or available_cores()
-        options.inter_op_num_threads = 1
-        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
-        options.log_severity_level = 3
-        self.session = ort.InferenceSession(model_bytes_or_path, options, providers=["CPUExecutionProvider"])
-        self.input_name = self.session.get_inputs()[0].name
-
-    def __call__(self, images: np.ndarray) -> np.ndarray:
-        return np.asarray(self.session.run(None, {self.input_name: images})[0], dtype=np.float32)
+class OrtRunner(CpuSession):
+    """An ONNX Runtime CPU session (vizsla.infra.onnx); no spinning threads, so decoding threads keep their
+    cores. Takes the model as bytes or a path, and THREADS (0: every core this job may use)."""
 
 
 def export_classifier_onnx(model: Any, input_hw: tuple[int, int]) -> bytes:
-    """ONNX bytes of the whole classifier (images -> logits) with a dynamic batch axis."""
-    import torch
-
-    from vizsla.data.extract import _quiet_exporter_logs
-
-    model = copy.deepcopy(model).to("cpu", torch.float32).eval()
-    example = (torch.zeros(2, 3, *input_hw),)
-    with warnings.catch_warnings(), torch.no_grad(), _quiet_exporter_logs():
-        warnings.simplefilter("ignore")
-        try:
-            program = torch.onnx.export(
-                model,
-                example,
-                dynamo=True,
-                verbose=False,
-                optimize=True,
-                input_names=["images"],
-                output_names=["logits"],
-                dynamic_shapes=({0: torch.export.Dim("batch", min=1)},),
-            )
-            return program.model_proto.SerializeToString()  # type: ignore[union-attr]
-        except Exception as exc:  # any exporter failure: try the TorchScript exporter
-            log.info(
-                "dynamo ONNX export failed (%s: %s); trying the TorchScript exporter", type(exc).__name__, exc
-            )
-        buffer = io.BytesIO()
-        torch.onnx.export(
-            model,
-            example,
-            buffer,
-            dynamo=False,
-            input_names=["images"],
-            output_names=["logits"],
-            opset_version=17,
-            dynamic_axes={"images": {0: "batch"}, "logits": {0: "batch"}},
-        )
-        return buffer.getvalue()
+    """ONNX bytes of the whole classifier (images -> logits) with a dynamic batch axis: dynamo first."""
+    return export_onnx(model, input_hw, output_name="logits", exporters=("dynamo", "torchscript"), logger=log)
 
 
 def model_digest(model: Any) -> str:
@@ -161,7 +109,7 @@ def _fallback_cache_path(digest: str, input_hw: tuple[int, int]) -> Path:
 
 def cached_onnx_bytes(model: Any, model_dir: Path, input_hw: tuple[int, int]) -> tuple[bytes, Path]:
     """The cached export for these weights, or a fresh export written next to the model (or to the cache)."""
-    from vizsla.jobdir import atomic_write_bytes
+    from vizsla.infra.io import atomic_write_bytes
 
     digest = model_digest(model)
     candidates = [onnx_cache_path(model_dir, digest, input_hw), _fallback_cache_path(digest, input_hw)]
@@ -190,10 +138,10 @@ def compare_runners(
         else np.random.default_rng(0).standard_normal((count, 3, *input_hw)).astype(np.float32)
     )
     expected, got = softmax(reference(images)), softmax(candidate(images))
-    if got.shape != expected.shape:
+    diff = compare_outputs(expected, got)
+    if not diff.same_shape:
         return {"agree": False, "reason": f"output shape {got.shape} != {expected.shape}"}
-    max_diff = float(np.abs(got - expected).max())
-    top1_same = bool((got.argmax(1) == expected.argmax(1)).all())
+    max_diff, top1_same = diff.max_abs_diff, diff.top1_identical
     agree = top1_same and max_diff <= ONNX_TOLERANCE
     return {"agree": agree, "inputs": int(len(images)), "top1_identical": top1_same, "max_abs_diff": max_diff}
 

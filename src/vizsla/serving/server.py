@@ -18,6 +18,7 @@ import uvicorn
 from uvicorn.config import STARTUP_FAILURE
 
 from vizsla.errors import UserError
+from vizsla.jobdir import JobDir
 from vizsla.serving.metrics import MULTIPROC_ENV
 from vizsla.serving.settings import SETTINGS_ENV, ServeSettings
 
@@ -35,7 +36,7 @@ def resolve_target(path: Path, *, best: bool) -> Path:
     if not best:
         check_job_model(path)  # a job whose model/ is gone: one line naming it, before anything starts
         return path
-    result_file = path / "result.json"
+    result_file = path / JobDir.RESULT_FILE
     try:
         result = json.loads(result_file.read_text(encoding="utf-8"))
     except (OSError, json.JSONDecodeError) as exc:

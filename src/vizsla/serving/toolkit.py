@@ -19,6 +19,7 @@ from typing import Any
 import numpy as np
 
 from vizsla.errors import UserError
+from vizsla.jobdir import JobDir
 from vizsla.serving.errors import RequestError, load_json
 
 JSON_TYPE = "application/json"
@@ -26,7 +27,7 @@ CSV_TYPE = "text/csv"
 NPY_TYPE = "application/x-npy"
 UTF8_TYPES = (JSON_TYPE, CSV_TYPE)  # the toolkit decodes these bodies to str before input_fn
 ENCODABLE = (JSON_TYPE, CSV_TYPE, NPY_TYPE)
-JOB_MARKERS = ("result.json", "spec.yaml", "output")
+JOB_MARKERS = (JobDir.RESULT_FILE, JobDir.SPEC_FILE, "output")
 ANY_TYPE = "*/*"
 DEFAULT_ACCEPT_ENV = "SAGEMAKER_DEFAULT_INVOCATIONS_ACCEPT"
 
@@ -57,7 +58,7 @@ def resolve_artefact_dir(path: str | Path) -> Path:
             f"model path not found or not a folder: {path}",
             hint="Pass a script job's folder or the folder its script saved the model into.",
         )
-    model = path / "model"
+    model = JobDir(path).model_dir
     if model.is_dir() and any((path / marker).exists() for marker in JOB_MARKERS):
         return model
     return path

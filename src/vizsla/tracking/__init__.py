@@ -1,9 +1,12 @@
-"""Experiment tracking: mirror a job into MLflow (params, metrics, artifacts) as a trainer callback.
+"""Experiment tracking: mirror a job into MLflow (params, metrics, artifacts).
 
-Importing this package does not import mlflow; the tracker does on its first `fit_start`.
+`MlflowRun` is the plain API (start, log params, metrics at a step, artifacts, end with a status);
+`MlflowTracker` drives one from trainer events. Importing this package does not import mlflow; a run does
+when it starts.
 """
 
-from vizsla.tracking.mlflow_tracker import MlflowTracker, flatten_params, resolve_tracking_uri
+from vizsla.tracking.mlflow_run import MlflowRun, flatten_params, resolve_tracking_uri
+from vizsla.tracking.mlflow_tracker import MlflowTracker
 from vizsla.tracking.parent_run import ParentRun
 
-__all__ = ["MlflowTracker", "ParentRun", "flatten_params", "resolve_tracking_uri"]
+__all__ = ["MlflowRun", "MlflowTracker", "ParentRun", "flatten_params", "resolve_tracking_uri"]

@@ -1,101 +1,44 @@
-"""MLflow mirror of a job: params at fit start, metrics each epoch, final metrics and artifacts at fit end.
+"""MLflow mirror of a job as a trainer callback: params at fit start, metrics each epoch, final metrics and
+artifacts at fit end, over the plain `MlflowRun` API (mlflow_run.py).
 
 Epoch metrics are sent in one write every METRICS_FLUSH_S at most (and at fit end), so a job of many short
 epochs, such as a tuning trial on cached features, does not pay a store round trip per epoch; a resumed run
 gets the epochs of its history that never reached the store.
-
-The only module of vizsla that imports mlflow, and only inside methods, so importing it stays cheap when
-tracking is off. It talks to the store through an `MlflowClient` and an explicit run id, never mlflow's
-global active run, so several jobs (tuning trials) can be tracked in one process.
 """
 
 from __future__ import annotations
 
-import json
-import logging
-import math
-import os
 import time
-from collections.abc import Iterator, Mapping, Sequence
-from pathlib import Path
+from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
-from urllib.parse import unquote
 
 from vizsla.callbacks import Callback, TrainState
-from vizsla.jobdir import JobDir, atomic_write_json
-from vizsla.names import printable
+from vizsla.tracking.mlflow_run import (
+    PARAM_VALUE_LIMIT,
+    MlflowRun,
+    _numeric_items,
+    as_job_dir,
+    default_artifact_location,
+    end_tags,
+    flatten_params,
+    preload_mlflow,
+    resolve_tracking_uri,
+)
 
 if TYPE_CHECKING:
     from mlflow import MlflowClient
 
-log = logging.getLogger(__name__)
+__all__ = [
+    "PARAM_VALUE_LIMIT",
+    "MlflowTracker",
+    "default_artifact_location",
+    "flatten_params",
+    "preload_mlflow",
+    "resolve_tracking_uri",
+]
 
-PARAM_VALUE_LIMIT = 500  # chars: the limit of MLflow servers before 2.x; newer ones accept more
-TAG_VALUE_LIMIT = 5000  # chars
-PARAMS_PER_BATCH = 100  # MLflow's limit of params (and tags) in one log_batch call
-METRICS_PER_BATCH = 1000
-RUN_STATUS = {"Completed": "FINISHED", "Stopped": "KILLED", "Failed": "FAILED"}
 SKIPPED_EPOCH_KEYS = ("kind", "epoch", "time")
 METRICS_FLUSH_S = 10.0  # seconds: epoch metrics wait at most this long for the next write to the store
-
-
-def resolve_tracking_uri(job_dir: Path, uri: str | None) -> str:
-    """The tracking URI to use: `uri` as given, else a SQLite store in the runs folder (job dir's parent)."""
-    if uri:
-        return uri
-    return f"sqlite:///{Path(job_dir).resolve().parent / 'mlflow.db'}"
-
-
-def default_artifact_location(tracking_uri: str) -> str | None:
-    """Artifact root of a new experiment: `mlartifacts/` beside a SQLite file, else the server decides."""
-    prefix = "sqlite:///"  # sqlite:///relative.db or sqlite:////absolute.db
-    db_path = unquote(tracking_uri[len(prefix):].split("?")[0]) if tracking_uri.startswith(prefix) else ""
-    if not db_path or db_path == ":memory:":
-        return None
-    return (Path(db_path).resolve().parent / "mlartifacts").as_uri()
-
-
-def flatten_params(tree: Mapping[str, Any], prefix: str = "") -> dict[str, str]:
-    """Flatten a nested spec into dotted keys with string values within MLflow's value limit."""
-    flat: dict[str, str] = {}
-    for key, value in tree.items():
-        name = f"{prefix}{key}"
-        if isinstance(value, Mapping) and value:
-            flat.update(flatten_params(value, f"{name}."))
-            continue
-        flat[name] = _param_text(value)
-    return flat
-
-
-def _param_text(value: Any) -> str:
-    if isinstance(value, str):
-        text = printable(value)  # MLflow stores UTF-8: undecodable file-name bytes as \xNN
-    else:
-        text = json.dumps(value) if isinstance(value, list | dict) else str(value)
-    return text if len(text) <= PARAM_VALUE_LIMIT else text[: PARAM_VALUE_LIMIT - 3] + "..."
-
-
-def quiet_mlflow_logging() -> None:
-    """Keep MLflow's and alembic's INFO chatter (table migrations, artifact uploads) out of the job's log."""
-    for name in ("mlflow", "alembic", "alembic.runtime.migration"):
-        logging.getLogger(name).setLevel(logging.WARNING)
-
-
-def _chunks(items: list[Any], size: int) -> Iterator[list[Any]]:
-    for start in range(0, len(items), size):
-        yield items[start : start + size]
-
-
-def _as_job_dir(job_dir: Any) -> JobDir:
-    return job_dir if isinstance(job_dir, JobDir) else JobDir(job_dir)
-
-
-def _numeric_items(record: Mapping[str, Any], skip: tuple[str, ...] = ()) -> Iterator[tuple[str, float]]:
-    for key, value in record.items():
-        if key in skip or isinstance(value, bool) or not isinstance(value, int | float):
-            continue
-        if math.isfinite(value):
-            yield key, float(value)
 
 
 class MlflowTracker(Callback):
@@ -110,36 +53,37 @@ class MlflowTracker(Callback):
         reuse_run: bool = True,
     ) -> None:
         """REUSE_RUN: a resumed job continues its run (False: every start is a run of its own)."""
-        self.configured_uri = tracking_uri  # None: resolved per job, beside its job directory
-        self.tracking_uri: str | None = tracking_uri
-        self.experiment = experiment
-        self.parent_run_id = parent_run_id
-        self.reuse_run = reuse_run
-        self.run_id: str | None = None
-        self.experiment_id: str | None = None
-        self._client: MlflowClient | None = None
+        self.run = MlflowRun(tracking_uri, experiment, parent_run_id, reuse_run=reuse_run)
         self._pending: list[Any] = []  # mlflow Metric entities of epochs not sent yet
         self._flushed_at = 0.0  # time.monotonic() of the last write of epoch metrics
 
     @property
     def client(self) -> MlflowClient:
-        if self._client is None:
-            raise RuntimeError("MlflowTracker.fit_start has not run yet")
-        return self._client
+        return self.run.client
+
+    @property
+    def tracking_uri(self) -> str | None:
+        return self.run.tracking_uri
+
+    @property
+    def run_id(self) -> str | None:
+        return self.run.run_id
+
+    @property
+    def experiment(self) -> str:
+        return self.run.experiment
+
+    def info(self) -> dict[str, str | None]:
+        """What result.json's "mlflow" entry and tracking.json hold."""
+        return self.run.info()
 
     def fit_start(self, state: TrainState) -> None:
-        if self._pending and self._client is not None:  # one tracker, a new job: the last one's epochs first
+        if self._pending and self.run.run_id is not None:  # one tracker, a new job: the last one's epochs
             self._flush_epochs()
-        job_dir = _as_job_dir(state.job_dir)
-        self.tracking_uri = resolve_tracking_uri(job_dir.root, self.configured_uri)
-        self._client = _create_client(self.tracking_uri)
-        self.experiment_id = self._get_or_create_experiment()
-        resumed = self._resumable_run(job_dir) if self.reuse_run else None
-        self.run_id = resumed or self._create_run(state.spec.job_name, job_dir)
-        atomic_write_json(job_dir.tracking, self.info())
-        self._log_params(_spec_dict(state.spec), resumed=resumed is not None)
+        self.run.start(state.job_dir, state.spec.job_name)
+        self.run.log_params(_spec_dict(state.spec))
         self._pending, self._flushed_at = [], time.monotonic()
-        if resumed is not None:
+        if self.run.resumed:
             self._log_missing_epochs(state.history)
 
     def epoch_end(self, state: TrainState) -> None:
@@ -152,7 +96,6 @@ class MlflowTracker(Callback):
     def fit_end(self, state: TrainState) -> None:
         from mlflow.entities import Metric
 
-        job_dir = _as_job_dir(state.job_dir)
         try:
             final: list[Any] = []
             if state.result is not None:
@@ -162,96 +105,19 @@ class MlflowTracker(Callback):
                 values = _numeric_items(state.result.get("metrics") or {})
                 final = [Metric(key, value, now, step) for key, value in values]
             # One write for the epochs not sent yet, the final metrics and the end tags.
-            self._log_batch(metrics=self._pending + final, tags=self._end_tags(state))
+            tags = end_tags(state.status, state.result, state.stop_reason)
+            self.run.log_batch(metrics=self._pending + final, tags=tags)
             self._pending = []
-            self._log_artifacts(job_dir, state.result)
+            # The trainer writes result.json after fit_end; the final in-memory version is uploaded instead.
+            self.run.log_artifacts(as_job_dir(state.job_dir), state.result)
         finally:
-            self.client.set_terminated(self.run_id, status=RUN_STATUS.get(state.status, "FAILED"))
-
-    def info(self) -> dict[str, str | None]:
-        """What result.json's "mlflow" entry and tracking.json hold."""
-        return {"tracking_uri": self.tracking_uri, "experiment": self.experiment, "run_id": self.run_id}
-
-    def _get_or_create_experiment(self) -> str:
-        from mlflow.exceptions import MlflowException
-
-        experiment = self.client.get_experiment_by_name(self.experiment)
-        if experiment is None:
-            location = default_artifact_location(self.tracking_uri or "")
-            try:
-                return self.client.create_experiment(self.experiment, artifact_location=location)
-            except MlflowException:  # another process created it between our get and create
-                experiment = self.client.get_experiment_by_name(self.experiment)
-                if experiment is None:
-                    raise
-        if experiment.lifecycle_stage == "deleted":
-            self.client.restore_experiment(experiment.experiment_id)
-        return experiment.experiment_id
-
-    def _resumable_run(self, job_dir: JobDir) -> str | None:
-        """The run id of tracking.json when it names a live run in this store (a resumed job)."""
-        from mlflow.exceptions import MlflowException
-
-        path = job_dir.tracking
-        if not path.is_file():
-            return None
-        try:
-            saved = json.loads(path.read_text())
-            if saved.get("tracking_uri") != self.tracking_uri:
-                return None
-            run = self.client.get_run(saved["run_id"])
-        except (OSError, ValueError, KeyError, MlflowException) as exc:
-            log.warning("cannot resume the MLflow run of %s (%s); starting a new run", path, exc)
-            return None
-        if run.info.lifecycle_stage == "deleted" or run.info.experiment_id != self.experiment_id:
-            return None
-        self.client.update_run(run.info.run_id, status="RUNNING")
-        self.client.set_tag(run.info.run_id, "vizsla.status", "InProgress")
-        return run.info.run_id
-
-    def _create_run(self, name: str, job_dir: JobDir) -> str:
-        tags = {"vizsla.job_dir": printable(str(job_dir.root.resolve())), "vizsla.status": "InProgress"}
-        if self.parent_run_id:
-            tags["mlflow.parentRunId"] = self.parent_run_id
-        run = self.client.create_run(self.experiment_id, tags=tags, run_name=printable(name))
-        return run.info.run_id
-
-    def _log_params(self, spec: Mapping[str, Any], *, resumed: bool = True) -> None:
-        """Log the flattened spec; on a resumed run, only new keys (MLflow refuses to change a param)."""
-        from mlflow.entities import Param
-
-        logged = self.client.get_run(self.run_id).data.params if resumed else {}
-        params = flatten_params(spec)
-        changed = sorted(k for k, v in params.items() if k in logged and logged[k] != v)
-        if changed:
-            log.warning("resumed MLflow run %s keeps earlier values of %s", self.run_id, ", ".join(changed))
-        new = [Param(k, v) for k, v in params.items() if k not in logged]
-        for batch in _chunks(new, PARAMS_PER_BATCH):
-            self.client.log_batch(self.run_id, params=batch)
-
-    def _log_metrics(self, values: Mapping[str, float], step: int, when: float | None = None) -> None:
-        from mlflow.entities import Metric
-
-        timestamp = int((when if isinstance(when, int | float) else time.time()) * 1000)
-        self._log_batch(metrics=[Metric(key, value, timestamp, step) for key, value in values.items()])
-
-    def _log_batch(self, metrics: Sequence[Any] = (), tags: Mapping[str, str] | None = None) -> None:
-        """Send metrics and tags in as few log_batch calls as MLflow's per-call limits allow (the tags,
-        a few, ride with the first metrics)."""
-        from mlflow.entities import RunTag
-
-        tag_items = [RunTag(k, v) for k, v in (tags or {}).items()]
-        for batch in _chunks(list(metrics), METRICS_PER_BATCH - len(tag_items)):
-            self.client.log_batch(self.run_id, metrics=batch, tags=tag_items)
-            tag_items = []
-        if tag_items:
-            self.client.log_batch(self.run_id, tags=tag_items)
+            self.run.end(state.status)
 
     def _flush_epochs(self) -> None:
         pending, self._pending = self._pending, []
         self._flushed_at = time.monotonic()
         if pending:
-            self._log_batch(metrics=pending)
+            self.run.log_batch(metrics=pending)
 
     def _log_missing_epochs(self, history: list[dict[str, Any]]) -> None:
         """A resumed run: send the epochs of the restored history that the run lacks (the process that ran
@@ -260,53 +126,11 @@ class MlflowTracker(Callback):
         if not records:
             return
         probe = next((k for k, _ in _numeric_items(records[-1], SKIPPED_EPOCH_KEYS)), None)
-        logged = {m.step for m in self.client.get_metric_history(self.run_id, probe)} if probe else set()
+        logged = self.run.metric_steps(probe) if probe else set()
         for record in records:
             if int(record.get("epoch", -1)) not in logged:
                 self._pending += _epoch_metrics(record, int(record.get("epoch", 0)))
         self._flush_epochs()
-
-    def _end_tags(self, state: TrainState) -> dict[str, str]:
-        tags = {"vizsla.status": state.status}
-        result = state.result or {}
-        for key in ("failure_reason", "stop_reason"):
-            reason = result.get(key) or (state.stop_reason if key == "stop_reason" else None)
-            if reason:
-                tags[f"vizsla.{key}"] = printable(str(reason))[:TAG_VALUE_LIMIT]
-        return tags
-
-    def _log_end_tags(self, state: TrainState) -> None:
-        self._log_batch(tags=self._end_tags(state))
-
-    def _log_artifacts(self, job_dir: JobDir, result: Mapping[str, Any] | None) -> None:
-        """Upload the job's outputs that exist; one failed upload is logged and does not stop the rest."""
-        for local, artifact_path in _artifact_plan(job_dir, skip_result=result is not None):
-            try:
-                if local.is_dir():
-                    self.client.log_artifacts(self.run_id, str(local), artifact_path)
-                else:
-                    self.client.log_artifact(self.run_id, str(local), artifact_path)
-            except Exception as exc:  # noqa: BLE001 - tracking must never fail the job
-                log.warning("could not log %s to MLflow: %r", local, exc)
-        if result is not None:
-            # The trainer writes result.json after fit_end; upload the final in-memory version instead.
-            self.client.log_text(self.run_id, json.dumps(result, indent=2, default=str) + "\n", "result.json")
-
-
-def _artifact_plan(job_dir: JobDir, *, skip_result: bool) -> list[tuple[Path, str | None]]:
-    candidates: list[tuple[Path, str | None]] = [
-        (job_dir.spec, None),
-        (job_dir.metrics, None),
-        (job_dir.loss_plot, None),
-        (job_dir.confusion_matrix_plot, None),
-        (job_dir.reports, "reports"),
-        (job_dir.data_report, "data"),
-        (job_dir.bad_files, "data"),
-        (job_dir.model_dir, "model"),
-    ]
-    if not skip_result:
-        candidates.insert(1, (job_dir.result, None))
-    return [(path, dest) for path, dest in candidates if path.exists()]
 
 
 def _epoch_metrics(record: Mapping[str, Any], epoch: int) -> list[Any]:
@@ -321,49 +145,3 @@ def _epoch_metrics(record: Mapping[str, Any], epoch: int) -> list[Any]:
 
 def _spec_dict(spec: Any) -> Mapping[str, Any]:
     return spec.model_dump(mode="json") if hasattr(spec, "model_dump") else dict(spec)
-
-
-def _telemetry_off() -> bool:
-    """Turn MLflow's usage telemetry off unless the user set it; whether it is off now."""
-    os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")  # local-first: no calls home from training
-    return os.environ["MLFLOW_DISABLE_TELEMETRY"].strip().lower() in ("true", "1")
-
-
-def preload_mlflow() -> bool:
-    """Import MLflow's client and SQL store ahead of a job (a tuning worker's fork server does, once).
-
-    Skipped when the user turned telemetry on: its client may start threads at import, which a process
-    that forks must not have. Returns whether MLflow is imported."""
-    if not _telemetry_off():
-        return False
-    quiet_mlflow_logging()
-    import mlflow  # noqa: F401 - the import is the point
-    import mlflow.store.tracking.sqlalchemy_store  # noqa: F401 - the default store (sqlite), ~1/2 of it
-
-    quiet_mlflow_logging()
-    _remember_schema_head()
-    return True
-
-
-def _remember_schema_head() -> None:
-    """Work out once the newest MLflow schema revision that every new SQL store is checked against.
-
-    MLflow finds it by loading its ~70 migration scripts each time (~50 ms a job); it depends only on the
-    installed mlflow, so a process that forks jobs (a tuning worker's fork server) answers it once."""
-    try:
-        from mlflow.store.db import utils
-
-        head = utils._get_latest_schema_revision()
-    except Exception:  # noqa: BLE001 - another mlflow version: it keeps finding the head itself
-        return
-    utils._get_latest_schema_revision = lambda: head
-
-
-def _create_client(tracking_uri: str) -> MlflowClient:
-    """An MlflowClient for this URI, with MLflow quiet and its usage telemetry off unless the user set it."""
-    _telemetry_off()
-    quiet_mlflow_logging()
-    from mlflow import MlflowClient
-
-    quiet_mlflow_logging()  # mlflow's import installs its own handler and level; set ours again after it
-    return MlflowClient(tracking_uri=tracking_uri)

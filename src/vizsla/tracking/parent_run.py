@@ -7,7 +7,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from vizsla.tracking.mlflow_tracker import (
+from vizsla.tracking.mlflow_run import (
     _create_client,
     _numeric_items,
     default_artifact_location,

@@ -2,15 +2,14 @@
 
 from __future__ import annotations
 
-import contextlib
 import json
 import logging
-import os
 from typing import Any
 
-from vizsla.callbacks import TrainState
+from vizsla.callbacks import CallbackRunner, TrainState
 from vizsla.disk import is_disk_full, writing
 from vizsla.errors import DiskFullError, UserError
+from vizsla.infra.io import append_jsonl
 from vizsla.jobdir import JobDir
 from vizsla.training.checkpoint import rng_state, save_checkpoint
 from vizsla.training.metrics import ClassificationMeter
@@ -22,21 +21,9 @@ log = logging.getLogger("vizsla.train")
 def append_metrics(job_dir: JobDir, record: dict[str, Any]) -> None:
     """Append one JSON line, written at once so `tail -f` and other processes see it; a write that fails
     (a full disk) leaves no torn line for the next record, a resumed job's, to be glued to."""
-    data = (json.dumps(record) + "\n").encode("utf-8")
-    with writing(job_dir.metrics, needed=len(data), what="the metrics"):
-        fd = os.open(job_dir.metrics, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o666)
-        try:
-            size = os.fstat(fd).st_size
-            try:
-                done = 0
-                while done < len(data):  # a short write: the disk filled up, the next one says so
-                    done += os.write(fd, data[done:])
-            except OSError:
-                with contextlib.suppress(OSError):  # (not a regular file: nothing to take back)
-                    os.ftruncate(fd, size)
-                raise
-        finally:
-            os.close(fd)
+    needed = len(json.dumps(record)) + 1  # bytes: json.dumps escapes to ASCII
+    with writing(job_dir.metrics, needed=needed, what="the metrics"):
+        append_jsonl(job_dir.metrics, record)
 
 
 def _better(metric: str, value: float, best: float | None) -> bool:
@@ -318,9 +305,12 @@ def _feature_cache_summary(job: Job) -> dict[str, Any] | None:
     }
 
 
-def write_outputs(job: Job, state: TrainState) -> None:
+def write_outputs(job: Job, state: TrainState, runner: CallbackRunner) -> None:
     """result.json, plots and the HTML report; a failure of the last two is logged, never turns a finished
-    job into a failed one. result.json goes first: on a full disk it is what must fit."""
+    job into a failed one. result.json goes first: on a full disk it is what must fit.
+
+    The callbacks add their outputs after the per-epoch loss plot (the debugger's per-step plot replaces
+    it) and their sections to the report."""
     from vizsla.training.plots import plot_confusion_matrix, plot_loss
     from vizsla.training.report import write_training_report
 
@@ -331,16 +321,11 @@ def write_outputs(job: Job, state: TrainState) -> None:
     try:
         if state.history:
             plot_loss(state.history, job.job_dir.loss_plot)
-        if job.spec.debug.enabled:  # the classic plot: train and eval loss per step, from recorded tensors
-            from vizsla.debugger import open_trial
-            from vizsla.debugger.report import plot_losses_from_trial
-
-            trial = open_trial(job.job_dir.root / job.spec.debug.out_dir)
-            plot_losses_from_trial(trial, job.job_dir.loss_plot)
+        runner.finish(state)
         if "confusion_matrix" in result:
             cm = result["confusion_matrix"]
             plot_confusion_matrix(cm["matrix"], cm["labels"], job.job_dir.confusion_matrix_plot)
-        write_training_report(job.job_dir)
+        write_training_report(job.job_dir, sections=runner.report_sections(job.job_dir))
     except Exception as exc:  # noqa: BLE001 - outputs are a convenience on top of result.json
         if not is_disk_full(exc):
             log.exception("could not write plots or the training report")
@@ -348,7 +333,7 @@ def write_outputs(job: Job, state: TrainState) -> None:
             log.warning("could not write plots or the training report in %s: %s", job.job_dir.root, exc)
 
 
-def write_report(job: Job) -> None:
+def write_report(job: Job, runner: CallbackRunner) -> None:
     """Rewrite reports/training.html from the job directory (e.g. after callbacks added their outputs)."""
     from vizsla.training.report import write_training_report
 
@@ -356,7 +341,7 @@ def write_report(job: Job) -> None:
         return
 
     try:
-        write_training_report(job.job_dir)
+        write_training_report(job.job_dir, sections=runner.report_sections(job.job_dir))
     except Exception as exc:  # noqa: BLE001 - the report is a convenience on top of result.json
         if not is_disk_full(exc):
             log.exception("could not write the training report")
@@ -367,5 +352,5 @@ def write_report(job: Job) -> None:
 def write_result(job_dir: JobDir, result: dict[str, Any] | None) -> None:
     """result.json, its paths into the job folder relative (the in-memory result keeps them absolute)."""
     if result is not None:
-        with writing(job_dir.result, what="result.json"):
+        with writing(job_dir.result, what=job_dir.result.name):
             job_dir.write_result(result)

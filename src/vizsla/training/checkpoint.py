@@ -12,7 +12,7 @@ import numpy as np
 import torch
 
 from vizsla.disk import writing
-from vizsla.jobdir import atomic_write_bytes
+from vizsla.infra.io import atomic_write_bytes
 
 
 def rng_state() -> dict[str, Any]:

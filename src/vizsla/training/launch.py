@@ -117,7 +117,7 @@ def launch(
         failure: str | None = None
         os.environ[LAUNCHED_BY_VIZSLA] = str(os.getpid())  # inherited by the workers
         if "OMP_NUM_THREADS" not in os.environ:  # else torchrun sets 1 and warns; runtime.py sets threads
-            from vizsla.data.validate import available_cores
+            from vizsla.infra.hardware import available_cores
 
             os.environ["OMP_NUM_THREADS"] = str(max(1, available_cores() // options.nproc_per_node))
         try:

@@ -19,7 +19,9 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from vizsla.jobdir import JobDir, atomic_write_bytes
+from vizsla.infra.figures import new_figure, save_png
+from vizsla.infra.io import atomic_write_bytes
+from vizsla.jobdir import JobDir
 from vizsla.names import printable
 
 if TYPE_CHECKING:
@@ -49,15 +51,6 @@ ACCURACY_SERIES: Series = (
 )
 
 
-def _new_figure(width: float, height: float, *, layout: str | None = "constrained") -> Figure:
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
-
-    figure = Figure(figsize=(width, height), layout=layout)
-    FigureCanvasAgg(figure)
-    return figure
-
-
 def _large_matrix_axes(figure: Figure, labels: Sequence[str], font: float) -> tuple[Axes, Axes]:
     """The square axes of a large matrix and its colorbar's, placed from the widest tick label.
 
@@ -84,13 +77,6 @@ def _large_matrix_axes(figure: Figure, labels: Sequence[str], font: float) -> tu
     return axes, figure.add_axes(bar)
 
 
-def _save(figure: Figure, path: Path, dpi: int) -> Path:
-    buffer = io.BytesIO()
-    figure.savefig(buffer, format="png", dpi=dpi)
-    atomic_write_bytes(path, buffer.getvalue())
-    return path
-
-
 def epoch_records(history: Sequence[Mapping[str, Any]]) -> list[Mapping[str, Any]]:
     """The per-epoch records of a history or metrics.jsonl (step records are left out)."""
     return [r for r in history if r.get("kind", "epoch") == "epoch" and "epoch" in r]
@@ -113,7 +99,7 @@ def plot_loss(history: Sequence[Mapping[str, Any]], path: Path) -> Path:
     records = epoch_records(history)
     if not records:
         raise ValueError("no epoch records to plot")
-    figure = _new_figure(*LOSS_FIGURE_IN, layout=None)
+    figure = new_figure(*LOSS_FIGURE_IN, layout=None)
     width, height = LOSS_FIGURE_IN
     left, right, bottom, top, gap = LOSS_MARGINS_IN
     # Fixed margins (their tick labels are short numbers): constrained layout would draw it twice (~0.1 s).
@@ -135,7 +121,7 @@ def plot_loss(history: Sequence[Mapping[str, Any]], path: Path) -> Path:
     for axes in (loss_axes, accuracy_axes):
         axes.xaxis.get_major_locator().set_params(integer=True)
     figure.suptitle(f"Training curves ({len(records)} epochs)")
-    return _save(figure, path, dpi=110)
+    return save_png(figure, path, dpi=110)
 
 
 def _normalized(matrix: Sequence[Sequence[int]]) -> list[list[float]]:
@@ -168,13 +154,13 @@ def plot_confusion_matrix(
     if n > MAX_ANNOTATED_CLASSES:
         return _plot_large_matrix(values, labels, path, normalize=normalize)
     side = max(5.0, 0.4 * n + 3)
-    figure = _new_figure(side, side * 0.9)
+    figure = new_figure(side, side * 0.9)
     axes = figure.subplots()
     image = axes.imshow(values, cmap="Blues", vmin=0, vmax=1 if normalize else None, interpolation="nearest")
     figure.colorbar(image, ax=axes, shrink=0.8, label=_scale_label(normalize))
     _label_matrix_axes(axes, list(labels), 9.0, normalize, rotation=45, align="right")
     _annotate(axes, values, normalize)
-    return _save(figure, path, dpi=110)
+    return save_png(figure, path, dpi=110)
 
 
 def _scale_label(normalize: bool) -> str:
@@ -268,7 +254,7 @@ def _draw_matrix_frame(spec: dict[str, Any]) -> tuple[np.ndarray, dict[str, Any]
 
     labels, side, font, normalize = spec["labels"], spec["side"], spec["font"], spec["normalize"]
     n = len(labels)
-    figure = _new_figure(side, side * 0.9, layout=None)
+    figure = new_figure(side, side * 0.9, layout=None)
     figure.set_dpi(spec["dpi"])
     axes, bar = _large_matrix_axes(figure, labels, font)
     axes.set_xlim(-0.5, n - 0.5)

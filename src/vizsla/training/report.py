@@ -6,17 +6,18 @@ base64 and links nothing external, so it opens offline and can be mailed or arch
 
 from __future__ import annotations
 
-import base64
 import csv
 import json
-import math
 from collections.abc import Mapping, Sequence
 from datetime import datetime
-from importlib import resources
 from pathlib import Path
 from typing import Any
 
-from vizsla.jobdir import JobDir, atomic_write_text
+from vizsla.callbacks import ReportSection
+from vizsla.infra.formatting import format_duration, format_number, format_time
+from vizsla.infra.io import atomic_write_text
+from vizsla.infra.rendering import png_data_uri, render_template
+from vizsla.jobdir import JobDir
 from vizsla.names import printable
 from vizsla.training.timing import phases_text
 
@@ -44,17 +45,6 @@ METRIC_ORDER = (
 )
 
 
-def format_duration(seconds: float | None) -> str:
-    """Durations as people read them: 45.2s, 12m 03s, 2h 05m 09s."""
-    if seconds is None or not math.isfinite(seconds):
-        return "—"
-    if seconds < 60:
-        return f"{seconds:.1f}s"
-    minutes, secs = divmod(int(round(seconds)), 60)
-    hours, minutes = divmod(minutes, 60)
-    return f"{hours}h {minutes:02d}m {secs:02d}s" if hours else f"{minutes}m {secs:02d}s"
-
-
 def total_duration(result: Mapping[str, Any]) -> str | None:
     """A resumed job's time over all its attempts ('2m 05s over 2 attempts'); None for a first attempt."""
     attempts, total = result.get("attempts"), result.get("total_duration_s")
@@ -63,33 +53,6 @@ def total_duration(result: Mapping[str, Any]) -> str | None:
     if total is None:
         return f"unknown (attempt {attempts}; an earlier attempt did not record its time)"
     return f"{format_duration(total)} over {attempts} attempts"
-
-
-def format_number(value: Any) -> str:
-    """Metrics with 4 decimals, tiny values (learning rates) in scientific notation, the rest as text."""
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        return "—" if value is None else str(value)
-    if isinstance(value, int):
-        return str(value)
-    if value != 0 and abs(value) < 1e-3:
-        return f"{value:.2e}"
-    return f"{value:.4f}"
-
-
-def format_time(iso: str | None) -> str:
-    """An ISO-8601 timestamp as local 'YYYY-MM-DD HH:MM:SS'; unparsable text is shown as it is."""
-    if not iso:
-        return "—"
-    try:
-        return datetime.fromisoformat(iso).astimezone().strftime("%Y-%m-%d %H:%M:%S")
-    except ValueError:
-        return iso
-
-
-def _png_data_uri(path: Path) -> str | None:
-    if not path.is_file():
-        return None
-    return "data:image/png;base64," + base64.b64encode(path.read_bytes()).decode("ascii")
 
 
 def _ordered_metrics(metrics: Mapping[str, Any]) -> list[tuple[str, str]]:
@@ -186,8 +149,12 @@ def _read_spec(job_dir: JobDir) -> tuple[str, dict[str, Any]]:
     return text, loaded if isinstance(loaded, dict) else {}
 
 
-def build_report_context(job_dir: JobDir, result: Mapping[str, Any] | None = None) -> dict[str, Any]:
-    """Everything the template shows, as plain strings and lists (the template does no formatting)."""
+def build_report_context(
+    job_dir: JobDir, result: Mapping[str, Any] | None = None, sections: Sequence[ReportSection] = ()
+) -> dict[str, Any]:
+    """Everything the template shows, as plain strings and lists (the template does no formatting).
+
+    SECTIONS are the tools' parts (the debugger's), each an HTML fragment its tool escaped itself."""
     result = result if result is not None else job_dir.read_result() or {}
     spec_text, spec = _read_spec(job_dir)
     data = result.get("data") or {}
@@ -215,37 +182,25 @@ def build_report_context(job_dir: JobDir, result: Mapping[str, Any] | None = Non
         "bad_files_path": str(job_dir.bad_files.resolve()) if bad_total else None,
         "data_warnings": warnings,
         "data_facts": facts,
-        "loss_plot": _png_data_uri(job_dir.loss_plot),
-        "confusion_plot": _png_data_uri(job_dir.confusion_matrix_plot),
-        "debugger_html": _debugger_section(job_dir),
+        "loss_plot": png_data_uri(job_dir.loss_plot),
+        "confusion_plot": png_data_uri(job_dir.confusion_matrix_plot),
+        "sections": [{"name": section.name, "html": section.html} for section in sections if section.html],
         "spec_yaml": spec_text,
         "job_dir": str(job_dir.root.resolve()),
         "generated": datetime.now().astimezone().strftime("%Y-%m-%d %H:%M:%S %Z"),
     }
 
 
-def _debugger_section(job_dir: JobDir) -> str:
-    """The debugger's rules and findings (an HTML fragment it escapes itself), or "" without a debug store."""
-    if not (job_dir.root / "debug").is_dir():
-        return ""
-    from vizsla.debugger.report import debugger_section
-
-    return debugger_section(job_dir.root)
-
-
 def render_training_report(context: Mapping[str, Any]) -> str:
     """Render the packaged Jinja template with autoescaping on (class names and paths are user text)."""
-    from jinja2 import Environment, StrictUndefined
-
-    template = resources.files("vizsla.training").joinpath("templates").joinpath(TEMPLATE).read_text("utf-8")
-    environment = Environment(
-        autoescape=True, undefined=StrictUndefined, trim_blocks=True, lstrip_blocks=True
-    )
-    return environment.from_string(template).render(**context)
+    return render_template("vizsla.training", TEMPLATE, context)
 
 
-def write_training_report(job_dir: JobDir, *, result: Mapping[str, Any] | None = None) -> Path:
-    """Write reports/training.html for a job; `result` overrides result.json (the trainer's in-memory one)."""
-    html = render_training_report(build_report_context(job_dir, result))
+def write_training_report(
+    job_dir: JobDir, *, result: Mapping[str, Any] | None = None, sections: Sequence[ReportSection] = ()
+) -> Path:
+    """Write reports/training.html for a job; `result` overrides result.json (the trainer's in-memory one);
+    SECTIONS are what the job's tools add (`vizsla.jobs.report_sections` gives them from the folder alone)."""
+    html = render_training_report(build_report_context(job_dir, result, sections))
     atomic_write_text(job_dir.training_report, printable(html))  # undecodable file names as \xNN
     return job_dir.training_report

@@ -41,6 +41,7 @@ import torch
 from torch import nn
 
 from vizsla.errors import SpecError
+from vizsla.infra.hardware import available_cores, cpu_supports_bf16, cuda_autocast_precision
 from vizsla.spec import JobSpec
 from vizsla.training.distributed import DistContext
 
@@ -70,14 +71,6 @@ class Runtime:
         if self.autocast_dtype is None:
             return contextlib.nullcontext()
         return torch.autocast(device_type=self.device.type, dtype=self.autocast_dtype)
-
-
-def cpu_supports_bf16() -> bool:
-    """True when oneDNN has native bf16 kernels (AVX-512 BF16 / AMX); elsewhere bf16 is emulated and slow."""
-    try:
-        return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
-    except (AttributeError, RuntimeError):
-        return False
 
 
 def resolve_device(name: str, local_rank: int | None = None) -> torch.device:
@@ -128,7 +121,7 @@ def resolve_precision(spec: JobSpec, device: torch.device) -> str:
     precision = spec.train.precision
     if precision == "auto":
         if device.type == "cuda":
-            return "bf16" if torch.cuda.is_bf16_supported() else "fp16"
+            return cuda_autocast_precision()
         return _cpu_precision(spec)
     if precision == "fp16" and device.type == "cpu":
         raise SpecError("train.precision fp16 needs a CUDA GPU; use bf16 or fp32 on CPU")
@@ -152,8 +145,6 @@ def resolve_runtime(spec: JobSpec, ctx: DistContext | None = None) -> Runtime:
 
         workers = default_num_workers() // local if local > 1 else default_num_workers()
     if local > 1 and device.type == "cpu":
-        from vizsla.data.validate import available_cores
-
         torch.set_num_threads(max(1, available_cores() // local))
     return Runtime(
         device=device,

@@ -12,10 +12,11 @@ from typing import Any
 
 import torch
 
-from vizsla.callbacks import Callback, TrainState
+from vizsla.callbacks import TrainState
 from vizsla.disk import is_disk_full
 from vizsla.errors import UserError
-from vizsla.jobdir import JobDir, atomic_write_text
+from vizsla.infra.io import atomic_write_text
+from vizsla.jobdir import JobDir
 from vizsla.names import printable
 from vizsla.spec import JobSpec
 from vizsla.training.checkpoint import load_checkpoint, restore_rng_state
@@ -293,6 +294,7 @@ def create_job(
     directory and validates the data, and hands the result to the others. TIMER gets the validate and
     extract phases. With EXIT_STACK, rank 0 copies the log to train.log from the moment the job directory
     is known to be this job's (after the overwrite and resume checks) until the stack closes."""
+    from vizsla.infra import collectives
     from vizsla.models.registry import check_model_name
     from vizsla.training import distributed
 
@@ -310,7 +312,7 @@ def create_job(
             _check_job_dir(job_dir, resume)
         except UserError as exc:
             error = exc
-    distributed.agree_on_error(error)
+    collectives.agree_on_error(error)
     import_in_background(LATE_IMPORTS + (TRACKING_IMPORTS if spec.tracking.enabled and ctx.is_main else ()))
     spec = resolved_spec(spec, runtime, ctx)
     if ctx.is_main:
@@ -337,8 +339,8 @@ def _build_job(
     timer: PhaseTimer,
 ) -> Job:
     """create_job once the job folder is this job's: data, model, optimizer, loaders, checkpoint."""
+    from vizsla.infra import collectives
     from vizsla.models import create_classifier
-    from vizsla.training import distributed
 
     if ctx.restart_count:
         how = f"resuming from {job_dir.last_checkpoint}" if resume else "starting again (no checkpoint yet)"
@@ -371,7 +373,7 @@ def _build_job(
     scheduler = create_scheduler(optimizer, spec.train, loaders.steps_per_epoch)
     scaler = torch.amp.GradScaler(runtime.device.type, enabled=runtime.precision == "fp16")
     checkpoint = _load_checkpoint_once(job_dir, resume, ctx)
-    started_at = distributed.broadcast_object(checkpoint["started_at"] if checkpoint else timer.start_time)
+    started_at = collectives.broadcast_object(checkpoint["started_at"] if checkpoint else timer.start_time)
     attempt, earlier_s = earlier_attempts(checkpoint, timer)
     return Job(
         spec=spec,
@@ -419,7 +421,7 @@ def _resume_after_restart(job_dir: JobDir, resume: bool, ctx: DistContext) -> bo
     yet, start again (rank 0 clears what the failed attempt wrote)."""
     if resume or ctx.restart_count == 0:
         return resume
-    from vizsla.training import distributed
+    from vizsla.infra import collectives
 
     if job_dir.last_checkpoint.is_file():
         return True  # create_job logs it once train.log is attached
@@ -427,14 +429,14 @@ def _resume_after_restart(job_dir: JobDir, resume: bool, ctx: DistContext) -> bo
         import shutil
 
         shutil.rmtree(job_dir.root)
-    distributed.barrier()
+    collectives.barrier()
     return False
 
 
 def _prepare_data_once(spec: JobSpec, job_dir: JobDir, progress: bool, ctx: DistContext) -> Any:
     """Validate and split the data on rank 0 (it writes the data report); the other ranks receive it."""
     from vizsla.data import prepare_data
-    from vizsla.training import distributed
+    from vizsla.infra import collectives
 
     size = spec.model.image_size or 224
     data, error = None, None
@@ -450,7 +452,7 @@ def _prepare_data_once(spec: JobSpec, job_dir: JobDir, progress: bool, ctx: Dist
         except Exception as exc:  # noqa: BLE001 - handed to every rank, raised everywhere below
             error = exc
     if ctx.enabled:
-        data, error = distributed.broadcast_object((data, error))
+        data, error = collectives.broadcast_object((data, error))
     if error is not None:
         raise error
     if ctx.enabled and not ctx.is_main:  # remote data: read this machine's mirror, not rank 0's
@@ -462,12 +464,12 @@ def _prepare_data_once(spec: JobSpec, job_dir: JobDir, progress: bool, ctx: Dist
 
 def _load_checkpoint_once(job_dir: JobDir, resume: bool, ctx: DistContext) -> dict[str, Any] | None:
     """Rank 0 reads checkpoints/last.pt and sends it to the others (their disks need not hold it)."""
-    from vizsla.training import distributed
+    from vizsla.infra import collectives
 
     checkpoint = None
     if ctx.is_main and resume and job_dir.last_checkpoint.is_file():
         checkpoint = load_checkpoint(job_dir.last_checkpoint)
-    return distributed.broadcast_object(checkpoint) if ctx.enabled else checkpoint
+    return collectives.broadcast_object(checkpoint) if ctx.enabled else checkpoint
 
 
 # Modules the job needs only at its end (plots, report); importing them takes ~0.6 s, hidden behind setup.
@@ -555,37 +557,6 @@ def restore_state(job: Job, state: TrainState) -> None:
     within = f", batch {job.position['batches'] + 1}" if job.position else ""
     log.info("resumed %s at epoch %d%s (step %d)", job.job_dir.root, state.epoch + 1, within,
              state.global_step)
-
-
-def default_callbacks(job: Job) -> list[Callback]:
-    """Callbacks every job gets: the profiler and the debugger when asked for, MLflow tracking unless off.
-
-    The profiler goes first so its report exists when the tracker uploads artifacts at fit_end."""
-    callbacks: list[Callback] = []
-    if job.spec.profile.enabled:
-        from vizsla.profiler import create_profile_callbacks
-
-        if job.dist.enabled:  # every rank times its steps (LoadBalancing compares them); rank 0 reports
-            callbacks += create_profile_callbacks(
-                job.spec.profile, job.job_dir, rank=job.dist.rank, world_size=job.dist.world_size
-            )
-        else:
-            callbacks += create_profile_callbacks(job.spec.profile, job.job_dir)
-    if not job.dist.is_main:  # the debugger, tracking and reports belong to rank 0 (its gradients are
-        return callbacks  # the all-reduced ones every rank applies)
-    if job.spec.debug.enabled:
-        from vizsla.debugger import create_debug_callbacks
-
-        callbacks += create_debug_callbacks(job.spec.debug, job.job_dir)
-    tracking = job.spec.tracking
-    if not tracking.enabled:
-        return callbacks
-    from vizsla.tracking import MlflowTracker
-
-    return [
-        *callbacks,
-        MlflowTracker(tracking.uri, tracking.experiment, parent_run_id=tracking.parent_run_id),
-    ]
 
 
 def apply_finetune_policy(job: Job, epoch: int) -> None:

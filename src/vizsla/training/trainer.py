@@ -11,9 +11,10 @@ from collections.abc import Iterable
 import torch
 import torch.nn.functional as F
 
-from vizsla.callbacks import Callback, CallbackRunner, TrainState
+from vizsla.callbacks import Callback, CallbackFactory, CallbackRunner, TrainState
 from vizsla.disk import as_disk_full_error, is_disk_full
 from vizsla.errors import DiskFullError
+from vizsla.infra import collectives
 from vizsla.spec import JobSpec
 from vizsla.training import bookkeeping, distributed, setup
 from vizsla.training.metrics import ClassificationMeter
@@ -31,8 +32,13 @@ def run_job(
     resume: bool = False,
     progress: bool = True,
     started: float | None = None,
+    job_callbacks: CallbackFactory | None = None,
 ) -> dict:
     """Run a whole training job into `spec.output` and return its result (also written as result.json).
+
+    JOB_CALLBACKS builds the job's own callbacks (profiler, debugger, tracking, as its spec asks), which go
+    before CALLBACKS; the composition root `vizsla.jobs` passes its factory (`vizsla.jobs.run_job` is this
+    with the tools). None: the job gets CALLBACKS only, the trainer knows no tool.
 
     STARTED is when the command began, in epoch seconds (`time.time()`; default: now): result.json's
     `duration_s` and `phases` count from it, so a caller that did work first (the CLI) passes its start.
@@ -43,8 +49,10 @@ def run_job(
     ctx = distributed.context_from_env()
     try:
         with distributed.quiet_other_ranks(ctx):
-            result = _run(spec, ctx, callbacks=callbacks, resume=resume, progress=progress, timer=timer)
-        distributed.barrier()  # leave together: a rank tearing down the group while rank 0 writes aborts
+            factory = job_callbacks or _no_job_callbacks
+            result = _run(spec, ctx, callbacks=callbacks, factory=factory, resume=resume, progress=progress,
+                          timer=timer)
+        collectives.barrier()  # leave together: a rank tearing down the group while rank 0 writes aborts
         return result
     except BaseException as exc:
         distributed.post_error(ctx, f"{type(exc).__name__}: {exc}")
@@ -61,6 +69,7 @@ def _run(
     ctx: distributed.DistContext,
     *,
     callbacks: Iterable[Callback],
+    factory: CallbackFactory,
     resume: bool,
     progress: bool,
     timer: PhaseTimer,
@@ -78,14 +87,18 @@ def _run(
             raise
         job.stop = stop
         try:
-            return _train(job, ctx, callbacks)
+            return _train(job, ctx, callbacks, factory)
         except JobStopped as exc:  # in the instant between the setup and the loop's start
             return bookkeeping.record_stopped_setup(spec, ctx, timer, str(exc))
 
 
-def _train(job: setup.Job, ctx: distributed.DistContext, callbacks: Iterable[Callback]) -> dict:
-    # Callbacks run in every process; state.rank tells them apart (rank 0 speaks for the job).
-    runner = CallbackRunner([*setup.default_callbacks(job), *callbacks])
+def _no_job_callbacks(_state: TrainState) -> list[Callback]:
+    return []
+
+
+def _train(
+    job: setup.Job, ctx: distributed.DistContext, callbacks: Iterable[Callback], factory: CallbackFactory
+) -> dict:
     state = TrainState(
         spec=job.spec,
         job_dir=job.job_dir,
@@ -96,6 +109,8 @@ def _train(job: setup.Job, ctx: distributed.DistContext, callbacks: Iterable[Cal
         rank=ctx.rank,
         world_size=ctx.world_size,
     )
+    # Callbacks run in every process; state.rank tells them apart (rank 0 speaks for the job).
+    runner = CallbackRunner([*factory(state), *callbacks])
     with setup.thread_budget(job), job.progress:
         if job.stop is not None:
             job.stop.watch(state)  # a signal now stops the loop at its next step, with a checkpoint
@@ -178,7 +193,7 @@ def finish(
         return
     with job.timer.phase("finalize"):
         state.result = bookkeeping.build_result(job, state, status=status, failure=failure, final=final or {})
-        bookkeeping.write_outputs(job, state)
+        bookkeeping.write_outputs(job, state, runner)
         runner.fire("fit_end", state)
     job.timer.stop()
     bookkeeping.record_times(job, state.result)
@@ -186,7 +201,7 @@ def finish(
         bookkeeping.write_result(job.job_dir, state.result)
     except DiskFullError as exc:  # result.json holds the status already, only its times are older
         log.warning("could not update %s: %s", job.job_dir.result, exc.message)
-    bookkeeping.write_report(job)
+    bookkeeping.write_report(job, runner)
     for line in result_lines(state.result):
         log.info("%s", line)
 
@@ -287,7 +302,7 @@ def agreed_stop(job: setup.Job, state: TrainState) -> bool:
     A late flag is agreed on at the next step."""
     if not job.dist.enabled:
         return state.should_stop
-    stop = distributed.any_rank(state.should_stop)
+    stop = collectives.any_rank(state.should_stop)
     if stop and not state.should_stop:
         state.request_stop("another process of the job asked to stop")  # all stop at the same step
     return stop
@@ -358,17 +373,7 @@ def train_one_epoch(
         job.progress.step(loss.item())
         stop = agreed_stop(job, state)
         if job.dist.is_main and state.global_step % job.spec.train.log_every_n_steps == 0:
-            bookkeeping.append_metrics(
-                job.job_dir,
-                {
-                    "kind": "step",
-                    "epoch": state.epoch,
-                    "step": state.global_step,
-                    "train_loss": loss.item(),
-                    "lr": optimizer.param_groups[-1]["lr"],
-                    "time": time.time(),
-                },
-            )
+            log_step(job, state, loss.item())
         if stop:
             state.inputs = state.targets = state.outputs = state.loss = None
             save_stopped_epoch(job, state, batch_index + 1, meter)
@@ -376,6 +381,13 @@ def train_one_epoch(
     state.inputs = state.targets = state.outputs = state.loss = None
     reduce_meter(meter)
     return meter
+
+
+def log_step(job: setup.Job, state: TrainState, loss: float) -> None:
+    """A `step` line in metrics.jsonl: the loss and learning rate every log_every_n_steps steps."""
+    record = {"kind": "step", "epoch": state.epoch, "step": state.global_step, "train_loss": loss,
+              "lr": job.optimizer.param_groups[-1]["lr"], "time": time.time()}
+    bookkeeping.append_metrics(job.job_dir, record)
 
 
 def save_stopped_epoch(job: setup.Job, state: TrainState, batches: int, meter: ClassificationMeter) -> None:
@@ -432,7 +444,7 @@ def reduce_meter(meter: ClassificationMeter) -> None:
     packed = np.concatenate(
         [[meter.loss_sum, meter.count, meter.correct_top1, meter.correct_top5], meter.confusion.ravel()]
     )
-    total = distributed.all_reduce_sum(packed)
+    total = collectives.all_reduce_sum(packed)
     meter.loss_sum = float(total[0])
     meter.count, meter.correct_top1, meter.correct_top5 = (int(round(v)) for v in total[1:4])
     meter.confusion = np.rint(total[4:]).astype(np.int64).reshape(meter.confusion.shape)

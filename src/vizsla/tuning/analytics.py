@@ -15,7 +15,8 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from vizsla.jobdir import JobDir, atomic_write_text
+from vizsla.infra.io import atomic_write_text
+from vizsla.jobdir import JobDir
 from vizsla.relocation import recorded_origin, resolve_in_job
 
 if TYPE_CHECKING:
@@ -103,7 +104,7 @@ def tune_origin(tune_dir: Path) -> Path | None:
     """Where a tuning job folder first was, when its files recorded absolute paths: result.json's
     tune_dir, else tune.yaml's output; None for folders that record relative paths."""
     try:
-        result = json.loads((tune_dir / "result.json").read_text(encoding="utf-8"))
+        result = json.loads((tune_dir / JobDir.RESULT_FILE).read_text(encoding="utf-8"))
         origin = recorded_origin(result, "tune_dir")
     except (OSError, ValueError, AttributeError):
         origin = None
@@ -285,7 +286,7 @@ def read_job_warnings(job_dir: str | Path | None) -> list[str]:
     except (OSError, ValueError):
         result = {}
     warnings = [str(w) for w in (result.get("warnings") or []) if w]
-    model_dir = Path(job_dir) / "model"
+    model_dir = JobDir(job_dir).model_dir
     if not model_dir.is_dir() or not any(model_dir.iterdir()):
         warnings.append(f"the trial saved no model: {model_dir} is missing or empty")
     return list(dict.fromkeys(warnings))

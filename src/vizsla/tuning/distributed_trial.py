@@ -36,7 +36,7 @@ def run_distributed_trial(
     trial: optuna.Trial, spec: TuneSpec, request: TrialRequest, job_spec: JobSpec, *, resume: bool
 ) -> dict[str, Any]:
     """Run JOB_SPEC in spec.trial_nproc processes; returns its result.json (Failed when none was written)."""
-    from vizsla.data.validate import CORES_VARIABLE
+    from vizsla.infra.hardware import CORES_VARIABLE
     from vizsla.training.launch import LaunchOptions, launch
 
     options = LaunchOptions(nproc_per_node=spec.trial_nproc, max_restarts=spec.max_retries)
@@ -75,8 +75,8 @@ def run_rank(plan_path: str) -> int:
     """One process of the trial's job: the same job as every other rank; rank 0 reports to the study."""
     import optuna
 
+    from vizsla.jobs import run_job
     from vizsla.spec import JobSpec
-    from vizsla.training import run_job
     from vizsla.tuning.study import create_pruner, create_storage, training_epochs
     from vizsla.tuning.trial import TrialReporter
     from vizsla.tuning.tune_spec import TuneSpec

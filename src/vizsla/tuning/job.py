@@ -14,7 +14,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from vizsla.errors import SpecError, UserError
-from vizsla.jobdir import JobDir, atomic_write_json, atomic_write_text
+from vizsla.infra.io import atomic_write_json, atomic_write_text
+from vizsla.jobdir import JobDir
 from vizsla.relocation import (
     HERE,
     recorded_origin,
@@ -44,7 +45,7 @@ class TuneDir:
     trials = property(lambda self: self.root / "trials")
     logs = property(lambda self: self.root / "logs")
     analytics = property(lambda self: self.root / "analytics.csv")
-    result = property(lambda self: self.root / "result.json")
+    result = property(lambda self: self.root / JobDir.RESULT_FILE)
     tracking = property(lambda self: self.root / "tracking.json")
     log = property(lambda self: self.root / "tune.log")
     reports = property(lambda self: self.root / "reports")
@@ -99,7 +100,7 @@ def read_saved_mapping(tune_dir: Path) -> dict[str, Any]:
 def read_tune_result(tune_dir: Path) -> dict[str, Any]:
     """The tuning job's result.json with its paths (tune_dir, the best trial's job and model) absolute
     where the folder is now; OSError / ValueError when it cannot be read."""
-    record = json.loads((Path(tune_dir) / "result.json").read_text(encoding="utf-8"))
+    record = json.loads((Path(tune_dir) / JobDir.RESULT_FILE).read_text(encoding="utf-8"))
     if not isinstance(record, dict):
         raise ValueError(f"{tune_dir}/result.json holds no JSON object")
     return resolved_record(record, tune_dir, recorded_origin(record, "tune_dir"))
@@ -292,8 +293,8 @@ def finalize(
 def _draw_best_trial_outputs(best: dict[str, Any] | None) -> None:
     """Plots and the HTML report of the best trial, which trials defer (outputs: deferred): drawn once here
     instead of ~0.6 s in every trial; `vizsla jobs report TRIAL` draws any other trial's."""
+    from vizsla.jobs import write_training_report
     from vizsla.training.plots import write_job_plots
-    from vizsla.training.report import write_training_report
 
     job_dir = JobDir(best["job_dir"]) if best and best.get("job_dir") else None
     if job_dir is None or not job_dir.result.is_file() or job_dir.training_report.is_file():

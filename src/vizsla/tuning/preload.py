@@ -25,6 +25,7 @@ MODULES = (
     "vizsla.data.features",
     "vizsla.models.classifier",
     "vizsla.models.io",
+    "vizsla.jobs",
     "vizsla.tuning.trial",
     "vizsla.tuning.study",
     "vizsla.tuning.space",

@@ -8,17 +8,17 @@ export needs kaleido, which we do not ship.
 
 from __future__ import annotations
 
-import io
 import logging
 import math
 from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime
-from importlib import resources
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from vizsla.jobdir import atomic_write_bytes, atomic_write_text
-from vizsla.training.report import format_duration, format_number, format_time
+from vizsla.infra.figures import new_figure, save_png
+from vizsla.infra.formatting import format_duration, format_number, format_time
+from vizsla.infra.io import atomic_write_text
+from vizsla.infra.rendering import render_template
 from vizsla.tuning.analytics import (
     BEST_ELIGIBLE,
     SOURCE_PARENT,
@@ -195,13 +195,7 @@ def build_report_context(
 
 def render_tuning_report(context: Mapping[str, Any]) -> str:
     """Render the packaged template with autoescaping on (hyperparameter values and paths are user text)."""
-    from jinja2 import Environment, StrictUndefined
-
-    template = resources.files("vizsla.tuning").joinpath("templates").joinpath(TEMPLATE).read_text("utf-8")
-    environment = Environment(
-        autoescape=True, undefined=StrictUndefined, trim_blocks=True, lstrip_blocks=True
-    )
-    return environment.from_string(template).render(**context)
+    return render_template("vizsla.tuning", TEMPLATE, context)
 
 
 def write_tuning_report(
@@ -245,11 +239,7 @@ def _best_so_far(study: optuna.Study) -> list[tuple[int, float]]:
 
 def write_history_png(study: optuna.Study, path: Path, objective: str) -> Path:
     """A static optimisation-history PNG: objective per trial coloured by status, best-so-far line."""
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
-
-    figure = Figure(figsize=(8, 4.5), layout="constrained")
-    FigureCanvasAgg(figure)
+    figure = new_figure(8, 4.5)
     axes = figure.add_subplot()
     points = _history_points(study)
     for bucket, xy in points.items():
@@ -276,10 +266,7 @@ def write_history_png(study: optuna.Study, path: Path, objective: str) -> Path:
     axes.grid(True, alpha=0.3)
     if axes.get_legend_handles_labels()[0]:
         axes.legend(loc="best", fontsize=8)
-    buffer = io.BytesIO()
-    figure.savefig(buffer, format="png", dpi=100)
-    atomic_write_bytes(Path(path), buffer.getvalue())
-    return Path(path)
+    return save_png(figure, Path(path), dpi=100)
 
 
 def write_reports(

@@ -129,8 +129,8 @@ def _train(trial: optuna.Trial, spec: Any, request: TrialRequest) -> Outcome:
         from vizsla.tuning.script_trial import run_script_trial
 
         return run_script_trial(trial, spec, request, request.threads)
+    from vizsla.jobs import run_job
     from vizsla.spec import build_spec
-    from vizsla.training import run_job
     from vizsla.tuning.space import trial_spec_dict, values_from_params
 
     job_dir = JobDir(request.job_dir)
@@ -213,19 +213,7 @@ def _tell(study: optuna.Study, trial: optuna.Trial, outcome: Outcome) -> None:
 
 
 def _read_history(job_dir: JobDir) -> list[dict[str, Any]]:
-    import json
-
-    if not job_dir.metrics.is_file():
-        return []
-    records = []
-    for line in job_dir.metrics.read_text().splitlines():
-        try:
-            record = json.loads(line)
-        except ValueError:
-            continue
-        if record.get("kind") == "epoch":
-            records.append(record)
-    return records
+    return [record for record in job_dir.read_metrics() if record.get("kind") == "epoch"]
 
 
 def _clear(root: Path) -> None:

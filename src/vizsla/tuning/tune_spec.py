@@ -10,13 +10,11 @@ import logging
 import math
 import re
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, ClassVar, Literal
 
-import yaml
-from pydantic import Field, ValidationError, field_validator, model_validator
+from pydantic import Field, field_validator, model_validator
 
-from vizsla.errors import SpecError
-from vizsla.spec import _format_validation_error, _Spec, deep_merge, read_yaml
+from vizsla.base_spec import BaseJobSpec, BaseSpec, deep_merge, read_yaml
 
 log = logging.getLogger(__name__)
 
@@ -29,7 +27,7 @@ def _auto_scaling(low: float, high: float) -> str:
     return "Logarithmic" if low > 0 and high / low >= AUTO_LOG_RATIO else "Linear"
 
 
-class ContinuousRange(_Spec):
+class ContinuousRange(BaseSpec):
     """A real-valued hyperparameter sampled in [min, max]."""
 
     type: Literal["Continuous"] = "Continuous"
@@ -56,7 +54,7 @@ class ContinuousRange(_Spec):
         return _auto_scaling(self.min, self.max) if self.scaling == "Auto" else self.scaling
 
 
-class IntegerRange(_Spec):
+class IntegerRange(BaseSpec):
     """A whole-number hyperparameter sampled in [min, max]."""
 
     type: Literal["Integer"] = "Integer"
@@ -84,7 +82,7 @@ class IntegerRange(_Spec):
 CategoricalValue = bool | int | float | str | list[bool | int | float | str]
 
 
-class CategoricalRange(_Spec):
+class CategoricalRange(BaseSpec):
     """A hyperparameter chosen from a list of values (strings, numbers, booleans or lists like head sizes)."""
 
     type: Literal["Categorical"] = "Categorical"
@@ -104,11 +102,13 @@ class CategoricalRange(_Spec):
 ParameterRange = Annotated[ContinuousRange | IntegerRange | CategoricalRange, Field(discriminator="type")]
 
 
-class ObjectiveSpec(_Spec):
+class ObjectiveSpec(BaseSpec):
     """The metric the tuning job optimises."""
 
     metric: str = Field(
-        "valid_accuracy", description="A metric of the training job (result.json / per epoch)."
+        "valid_accuracy",
+        description="Metric the trainer records (result.json / per epoch), e.g. valid_accuracy (default), "
+        "valid_loss; for a script, the name of one of its metric definitions.",
     )
     type: Literal["Maximize", "Minimize"] = Field(
         "Maximize", description="Maximize or Minimize; when left out, a metric ending in 'loss' is minimised."
@@ -124,7 +124,7 @@ class ObjectiveSpec(_Spec):
         return data
 
 
-class HyperbandSpec(_Spec):
+class HyperbandSpec(BaseSpec):
     """Hyperband's resource: epochs a trial may train before it can be stopped, and at most."""
 
     min_resource: int = Field(1, ge=1, description="Epochs before a trial may be stopped.")
@@ -140,7 +140,7 @@ class HyperbandSpec(_Spec):
         return self
 
 
-class CompletionSpec(_Spec):
+class CompletionSpec(BaseSpec):
     """When the tuning job stops before its budget, like SageMaker's TuningJobCompletionCriteria."""
 
     target_value: float | None = Field(None, description="Stop once a trial reaches this objective value.")
@@ -152,18 +152,22 @@ class CompletionSpec(_Spec):
     )
 
 
-class WarmStartSpec(_Spec):
+class WarmStartSpec(BaseSpec):
     """Earlier tuning jobs whose trials seed this one."""
 
-    parents: list[str] = Field(min_length=1, max_length=5, description="1 to 5 tuning job directories.")
+    parents: list[str] = Field(
+        min_length=1, max_length=5, description="Parent tuning job directories to start from (1 to 5)."
+    )
     type: Literal["IdenticalDataAndAlgorithm", "TransferLearning"] = Field(
         "IdenticalDataAndAlgorithm",
         description="IdenticalDataAndAlgorithm: same data and model family; TransferLearning: may differ.",
     )
 
 
-class TuneSpec(_Spec):
+class TuneSpec(BaseJobSpec):
     """A tuning job: which hyperparameters to search, how, for how long, and the fixed training job."""
+
+    noun: ClassVar[str] = "tuning spec"
 
     name: str | None = Field(None, description="Tuning job name; default: the output folder's name.")
     output: str = Field(description="Tuning job directory.")
@@ -175,23 +179,28 @@ class TuneSpec(_Spec):
     max_jobs: int | None = Field(
         None, ge=1, description="Training jobs to run; default 10, for Grid the number of combinations."
     )
-    max_parallel: int = Field(1, ge=1, description="Training jobs running at once.")
+    max_parallel: int = Field(
+        1, ge=1, description="Training jobs (trials) at once on this machine, each in its own process."
+    )
     trial_nproc: int = Field(
         1,
         ge=1,
-        description="Processes per training job: above 1 each trial is a distributed job (torchrun, DDP) "
-        "whose global batch is the trial's batch_size.",
+        description="Processes per trial: above 1 each trial is a distributed job under torchrun (DDP), one "
+        "process per GPU or a share of the cores, whose global batch is the trial's batch_size.",
     )
     early_stopping: Literal["Off", "Auto"] = Field(
-        "Off", description="Auto: stop a trial worse than the median of earlier trials at the same epoch."
+        "Off",
+        description="Off (default) or Auto: stop a trial worse than the median of earlier trials at the same "
+        "epoch.",
     )
     hyperband: HyperbandSpec = Field(default_factory=HyperbandSpec, description="Hyperband settings.")
     completion: CompletionSpec = Field(default_factory=CompletionSpec, description="Early completion.")
     random_seed: int | None = Field(0, description="Seed of the sampler; None: not reproducible.")
     storage: str | None = Field(
         None,
-        description="Study storage: default the journal file DIR/study.journal; or an RDB URL like "
-        "postgresql://user@host:5432/db, or a journal file path.",
+        description="Study storage: default the journal file DIR/study.journal; or a journal file path, or "
+        "an RDB URL like postgresql://user@host:5432/db to share the study with `vizsla tune worker` on "
+        "other machines.",
     )
     study_name: str | None = Field(None, description="Optuna study name; default: the job name.")
     max_retries: int = Field(1, ge=0, description="Reruns of a trial whose process died.")
@@ -252,10 +261,6 @@ class TuneSpec(_Spec):
         return self
 
     @property
-    def job_name(self) -> str:
-        return self.name or Path(self.output).name
-
-    @property
     def is_script(self) -> bool:
         """Trials run the user's own script (script mode) rather than Vizsla's trainer."""
         return self.script is not None
@@ -264,9 +269,6 @@ class TuneSpec(_Spec):
     def job_settings(self) -> dict[str, Any]:
         """The static job mapping of every trial: the script section in script mode, else training."""
         return self.script if self.script is not None else self.training
-
-    def to_yaml(self) -> str:
-        return yaml.safe_dump(self.model_dump(mode="json"), sort_keys=False)
 
 
 def _check_script(spec: TuneSpec) -> None:
@@ -503,11 +505,7 @@ def build_tune_spec(
     merged = _place_static(merged)
     if isinstance(merged.get("ranges"), dict):
         merged["ranges"] = {name: _infer_type(value) for name, value in merged["ranges"].items()}
-    try:
-        spec = TuneSpec.model_validate(merged)
-    except ValidationError as exc:
-        message = _format_validation_error(exc, source).replace("invalid job spec", "invalid tuning spec", 1)
-        raise SpecError(message) from None
+    spec = TuneSpec.build(merged, source=source)
     if spec.is_script:
         from vizsla.tuning.space import check_script_space
 

@@ -37,6 +37,7 @@ from vizsla.debugger.rules.base import (
     variance,
 )
 from vizsla.debugger.rules.registry import register_rule
+from vizsla.jobdir import JobDir
 
 
 @register_rule
@@ -117,7 +118,7 @@ def _pretrained(trial: Any) -> bool:
     if root is None:
         return False
     try:
-        spec = yaml.safe_load((Path(root).parent / "spec.yaml").read_text()) or {}
+        spec = yaml.safe_load(JobDir(Path(root).parent).spec.read_text()) or {}
     except (OSError, yaml.YAMLError):
         return False
     weights = str((spec.get("model") or {}).get("weights", "auto"))

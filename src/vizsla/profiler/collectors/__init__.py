@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from vizsla.profiler.collectors.base import BaseCollector, JsonlWriter, read_jsonl
+from vizsla.profiler.collectors.base import BaseCollector, JsonlWriter
 from vizsla.profiler.collectors.job_phases import JobPhaseCollector
 from vizsla.profiler.collectors.step_phases import StepPhaseCollector
 from vizsla.profiler.collectors.system import SystemCollector
@@ -14,7 +14,6 @@ __all__ = [
     "StepPhaseCollector",
     "SystemCollector",
     "list_collectors",
-    "read_jsonl",
 ]
 
 

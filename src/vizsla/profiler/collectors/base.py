@@ -56,16 +56,3 @@ class JsonlWriter:
         self._handle.write("\n".join(self._pending) + "\n")
         self._handle.flush()
         self._pending.clear()
-
-
-def read_jsonl(path: Path) -> list[dict[str, Any]]:
-    """All records of a JSON-lines file; a torn last line (killed writer) is skipped."""
-    if not Path(path).is_file():
-        return []
-    records = []
-    for line in Path(path).read_text(encoding="utf-8").splitlines():
-        try:
-            records.append(json.loads(line))
-        except json.JSONDecodeError:
-            continue
-    return records

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from vizsla.callbacks import TrainState
-from vizsla.jobdir import atomic_write_json
+from vizsla.infra.io import atomic_write_json
 from vizsla.profiler.collectors.base import BaseCollector
 from vizsla.profiler.spec import TorchTraceSpec
 
