@@ -2,40 +2,74 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 import torch
 
 
-@dataclass
+class _Counted:
+    """A meter's count, read (or set) after the batches waiting to be counted are counted."""
+
+    def __set_name__(self, owner: type, name: str) -> None:
+        self.stored = "_" + name
+
+    def __get__(self, meter: Any, owner: type | None = None) -> Any:
+        if meter is None:
+            return self
+        meter._flush()
+        return getattr(meter, self.stored)
+
+    def __set__(self, meter: Any, value: Any) -> None:
+        meter._flush()
+        setattr(meter, self.stored, value)
+
+
 class ClassificationMeter:
-    """Accumulates predictions of one pass over a split; cheap per batch (no per-sample Python work)."""
+    """Accumulates predictions of one pass over a split; cheap per batch (no per-sample Python work).
 
-    num_classes: int
-    loss_sum: float = 0.0
-    count: int = 0
-    correct_top1: int = 0
-    correct_top5: int = 0
-    confusion: np.ndarray = field(init=False)
+    A batch costs one top-k: its indices and targets wait in a list and are counted when a count is read
+    (`count`, `correct_top1`, ..., `summary`), so a head step on cached features does not pay five
+    tensor-to-int conversions and a bincount (~0.1 ms of a ~1 ms step)."""
 
-    def __post_init__(self) -> None:
-        self.confusion = np.zeros((self.num_classes, self.num_classes), dtype=np.int64)
+    def __init__(self, num_classes: int) -> None:
+        self.num_classes = num_classes
+        self._loss_sum = 0.0
+        self._count = 0
+        self._correct_top1 = 0
+        self._correct_top5 = 0
+        self._confusion = np.zeros((num_classes, num_classes), dtype=np.int64)
+        self._pending: list[tuple[torch.Tensor, torch.Tensor]] = []
+        self._pending_loss = 0.0
 
     def update(self, logits: torch.Tensor, targets: torch.Tensor, loss_sum: float) -> None:
         """Add a batch; `loss_sum` is the summed (not averaged) loss of the batch."""
-        logits = logits.detach().float().cpu()
-        targets = targets.detach().cpu()
-        k = min(5, self.num_classes)
-        topk = logits.topk(k, dim=1).indices
+        topk = logits.detach().topk(min(5, self.num_classes), dim=1).indices
+        self._pending.append((topk, targets.detach()))
+        self._pending_loss += float(loss_sum)
+        if len(self._pending) >= 256:  # bounded memory on long epochs
+            self._flush()
+
+    def _flush(self) -> None:
+        """Count the batches added since the last read."""
+        if not self._pending:
+            return
+        topk = torch.cat([k for k, _ in self._pending]).cpu()
+        targets = torch.cat([t for _, t in self._pending]).cpu()
+        self._pending, loss, self._pending_loss = [], self._pending_loss, 0.0
         predicted = topk[:, 0]
-        self.correct_top1 += int((predicted == targets).sum())
-        self.correct_top5 += int((topk == targets[:, None]).any(dim=1).sum())
-        self.loss_sum += float(loss_sum)
-        self.count += int(targets.numel())
+        self._correct_top1 += int((predicted == targets).sum())
+        self._correct_top5 += int((topk == targets[:, None]).any(dim=1).sum())
+        self._loss_sum += loss
+        self._count += int(targets.numel())
         flat = targets.numpy() * self.num_classes + predicted.numpy()
-        self.confusion += np.bincount(flat, minlength=self.num_classes**2).reshape(self.confusion.shape)
+        self._confusion += np.bincount(flat, minlength=self.num_classes**2).reshape(self._confusion.shape)
+
+    loss_sum = _Counted()
+    count = _Counted()
+    correct_top1 = _Counted()
+    correct_top5 = _Counted()
+    confusion = _Counted()
 
     def state_dict(self) -> dict[str, Any]:
         """The counts so far (a checkpoint of a job stopped mid-epoch keeps its running train metrics)."""
