@@ -637,76 +637,95 @@ def main(argv: list[str] | None = None) -> int:
             "content-type": "image/jpeg",
         },
     )
-    sides: dict[str, Side] = {}
     with work_dir("vizsla-bench-serving-") as tmp:
         job = Path(args.job) if args.job else train_job(dataset[0], tmp / "job", args)
         model_dir = resolve_model_dir(job)
         preprocessing = json.loads((model_dir / "preprocessing.json").read_text(encoding="utf-8"))
         print(f"model: {model_dir}, preprocessing {preprocessing}", flush=True)
-        serve = [sys.executable, "-m", "vizsla", "serve", str(job), "--host", "127.0.0.1"]
-        serve += ["--max-batch-size", str(args.max_batch_size), *args.serve_arg]
-        print_config("ours", {"command": " ".join(serve[1:])})
-        ours_port = free_port()
-        ours = Server("ours", [*serve, "--port", str(ours_port)], ours_port, tmp / "ours.log")
-        ours.probe = payloads[0][1]
-        with running(ours):  # a first start exports what the job did not (e.g. the backbone): untimed
-            pass
-        what = "reused the backbone export" if REUSED_MARK in ours.log_text() else "exported"
-        print(f"ours: first start {ours.first_answer_s:.1f} s ({what}); the next start is timed", flush=True)
-        sides["ours"] = measure_side(ours, payloads, args)
-        print(f"ours: reused the backbone export: {REUSED_MARK in ours.log_text()}", flush=True)
-        lit_peers = [name for name in LITSERVE_DECODE if name in args.peers]
-        python, versions = litserve_python() if lit_peers else (None, "")
-        if lit_peers and python is None:
-            print(f"LitServe peers skipped: {versions}", flush=True)
-        elif lit_peers:
-            onnx_file = export_classifier(job, tmp / "classifier.onnx")
-            for name in lit_peers:
-                port = free_port()
-                config = litserve_config(job, onnx_file, port, LITSERVE_DECODE[name], args)
-                config_file = tmp / f"{name}.json"
-                config_file.write_text(json.dumps(config, indent=2), encoding="utf-8")
-                print_config(
-                    name,
-                    {
-                        "venv": LITSERVE_ENV.relative_to(REPO_ROOT),
-                        "versions": versions,
-                        "max_batch_size": config["max_batch_size"],
-                        "batch_timeout": config["batch_timeout"],
-                        "workers": 1,
-                        "fast_queue": config["fast_queue"],
-                        "model": "vizsla export of the job (one ONNX file)",
-                        "decode": "Pillow + JPEG draft, "
-                        + (
-                            "a batch's images in parallel threads in predict"
-                            if config["decode"] == "parallel"
-                            else "one by one in decode_request"
-                        ),
-                    },
-                )
-                command = [str(python), str(LITSERVE_SERVER), str(config_file)]
-                lit = Server(name, command, port, tmp / f"{name}.log", health_path="/health")
-                lit.probe = payloads[0][1]
-                sides[name] = measure_side(lit, payloads, args)
+        sides: dict[str, Side] = {"ours": measure_ours(job, tmp, payloads, args)}
+        sides.update(measure_litserve_peers(job, tmp, payloads, args))
         if "baseline" in args.peers:
-            port = free_port()
-            command = [sys.executable, str(Path(__file__).resolve()), "--baseline-server", "--job", str(job)]
-            command += ["--port", str(port), "--baseline", args.baseline]
-            base = Server("baseline", command, port, tmp / "baseline.log")
-            base.probe = payloads[0][1]
-            print_config(
-                "baseline",
-                {
-                    "server": "FastAPI + uvicorn, 1 process",
-                    "route": "def in the thread pool" if args.baseline == "threads" else "async def, inline",
-                    "runtime": "torch eager fp32",
-                    "decode": "PIL",
-                    "batching": "none",
-                },
-            )
-            sides["baseline"] = measure_side(base, payloads, args)
+            sides["baseline"] = measure_baseline(job, tmp, payloads, args)
     report(sides, args)
     return 0
+
+
+def measure_ours(job: Path, tmp: Path, payloads: list[tuple[str, bytes]], args: argparse.Namespace) -> Side:
+    """`vizsla serve` of the job; a first, untimed start exports what the job did not (e.g. the backbone)."""
+    serve = [sys.executable, "-m", "vizsla", "serve", str(job), "--host", "127.0.0.1"]
+    serve += ["--max-batch-size", str(args.max_batch_size), *args.serve_arg]
+    print_config("ours", {"command": " ".join(serve[1:])})
+    ours_port = free_port()
+    ours = Server("ours", [*serve, "--port", str(ours_port)], ours_port, tmp / "ours.log")
+    ours.probe = payloads[0][1]
+    with running(ours):
+        pass
+    what = "reused the backbone export" if REUSED_MARK in ours.log_text() else "exported"
+    print(f"ours: first start {ours.first_answer_s:.1f} s ({what}); the next start is timed", flush=True)
+    side = measure_side(ours, payloads, args)
+    print(f"ours: reused the backbone export: {REUSED_MARK in ours.log_text()}", flush=True)
+    return side
+
+
+def measure_litserve_peers(
+    job: Path, tmp: Path, payloads: list[tuple[str, bytes]], args: argparse.Namespace
+) -> dict[str, Side]:
+    """LitServe (in its own venv) serving the job's ONNX export, once per decode setting asked for."""
+    lit_peers = [name for name in LITSERVE_DECODE if name in args.peers]
+    python, versions = litserve_python() if lit_peers else (None, "")
+    if lit_peers and python is None:
+        print(f"LitServe peers skipped: {versions}", flush=True)
+    if not lit_peers or python is None:
+        return {}
+    onnx_file = export_classifier(job, tmp / "classifier.onnx")
+    sides: dict[str, Side] = {}
+    for name in lit_peers:
+        port = free_port()
+        config = litserve_config(job, onnx_file, port, LITSERVE_DECODE[name], args)
+        config_file = tmp / f"{name}.json"
+        config_file.write_text(json.dumps(config, indent=2), encoding="utf-8")
+        decode = ("a batch's images in parallel threads in predict" if config["decode"] == "parallel"
+                  else "one by one in decode_request")
+        print_config(
+            name,
+            {
+                "venv": LITSERVE_ENV.relative_to(REPO_ROOT),
+                "versions": versions,
+                "max_batch_size": config["max_batch_size"],
+                "batch_timeout": config["batch_timeout"],
+                "workers": 1,
+                "fast_queue": config["fast_queue"],
+                "model": "vizsla export of the job (one ONNX file)",
+                "decode": "Pillow + JPEG draft, " + decode,
+            },
+        )
+        lit = Server(name, [str(python), str(LITSERVE_SERVER), str(config_file)], port, tmp / f"{name}.log",
+                     health_path="/health")
+        lit.probe = payloads[0][1]
+        sides[name] = measure_side(lit, payloads, args)
+    return sides
+
+
+def measure_baseline(
+    job: Path, tmp: Path, payloads: list[tuple[str, bytes]], args: argparse.Namespace
+) -> Side:
+    """The plain FastAPI + eager PyTorch server this script also is (--baseline-server)."""
+    port = free_port()
+    command = [sys.executable, str(Path(__file__).resolve()), "--baseline-server", "--job", str(job)]
+    command += ["--port", str(port), "--baseline", args.baseline]
+    base = Server("baseline", command, port, tmp / "baseline.log")
+    base.probe = payloads[0][1]
+    print_config(
+        "baseline",
+        {
+            "server": "FastAPI + uvicorn, 1 process",
+            "route": "def in the thread pool" if args.baseline == "threads" else "async def, inline",
+            "runtime": "torch eager fp32",
+            "decode": "PIL",
+            "batching": "none",
+        },
+    )
+    return measure_side(base, payloads, args)
 
 
 if __name__ == "__main__":

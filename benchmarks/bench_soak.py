@@ -377,16 +377,27 @@ def _num(value: float, digits: int = 1) -> str:
     return "n/a" if math.isnan(value) else f"{value:,.{digits}f}"
 
 
+RESULT_CLASSES = ("2xx", "4xx", "5xx", "connection error")
+
+
 def report(result: dict[str, Any], args: Any) -> None:
+    """The soak's tables (load vs baseline, answers by payload, slow clients, RSS) and its targets."""
+    rss = print_load_table(result, args)
+    print_slow_clients(result)
+    print_targets(result, rss)
+
+
+def _ratio(a: float, b: float) -> str:
+    return _num(a / b, 2) if b and not math.isnan(a) and not math.isnan(b) else "n/a"
+
+
+def print_load_table(result: dict[str, Any], args: Any) -> tuple[float, float, float]:
+    """Good-request rate and latency, answer classes and RSS, soak vs baseline; returns the server's RSS
+    (MiB) after warm-up, its maximum and its final value."""
     base: Load = result["baseline"]
     load: Load = result["soak"]
-    cuts: list[Cut] = result["cuts"]
     samples: list[tuple[float, float]] = result["samples"]
-    classes = ("2xx", "4xx", "5xx", "connection error")
-
-    def ratio(a: float, b: float) -> str:
-        return _num(a / b, 2) if b and not math.isnan(a) and not math.isnan(b) else "n/a"
-
+    classes = RESULT_CLASSES
     warm = [rss for t, rss in samples if t >= 0.1 * args.duration]
     warm_rss = warm[0] if warm else float("nan")
     after = warm or [float("nan")]
@@ -397,12 +408,12 @@ def report(result: dict[str, Any], args: Any) -> None:
             "good requests/s",
             _num(base.good_rate),
             _num(load.good_rate),
-            ratio(load.good_rate, base.good_rate),
+            _ratio(load.good_rate, base.good_rate),
         ],
     ]
     for q in (50, 99):
         b, s = base.percentile_ms(q), load.percentile_ms(q)
-        rows.append([f"good p{q} (ms)", _num(b), _num(s), ratio(s, b)])
+        rows.append([f"good p{q} (ms)", _num(b), _num(s), _ratio(s, b)])
     for klass in classes:
         rows.append([f"answers {klass}", str(base.classes[klass]), str(load.classes[klass]), ""])
     rows.append(
@@ -410,7 +421,7 @@ def report(result: dict[str, Any], args: Any) -> None:
             "server RSS after warm-up / max / final (MiB)",
             "",
             f"{_num(warm_rss)} / {_num(max_rss)} / {_num(final_rss)}",
-            ratio(final_rss, warm_rss),
+            _ratio(final_rss, warm_rss),
         ]
     )
     title = (
@@ -424,6 +435,14 @@ def report(result: dict[str, Any], args: Any) -> None:
         counts = load.by_kind[kind]
         kinds.append([kind, str(sum(counts.values())), *(str(counts[c]) for c in classes)])
     print(f"\n### Soak answers by payload\n\n{_md(kinds)}")
+    timeline = ", ".join(f"{t:.0f}s {rss:.0f}" for t, rss in _thin(samples, 24))
+    print(f"\nserver RSS (MiB) over the soak: {timeline}\n", flush=True)
+    return warm_rss, max_rss, final_rss
+
+
+def print_slow_clients(result: dict[str, Any]) -> None:
+    """How long each kind of slow client lasted before the server cut it off, against its bound."""
+    cuts: list[Cut] = result["cuts"]
 
     slow_rows = [
         [
@@ -459,9 +478,15 @@ def report(result: dict[str, Any], args: Any) -> None:
             ]
         )
     print(f"\n### Slow clients (cut off within bound = at most {SLACK_S:g} s after it)\n\n{_md(slow_rows)}")
-    timeline = ", ".join(f"{t:.0f}s {rss:.0f}" for t, rss in _thin(samples, 24))
-    print(f"\nserver RSS (MiB) over the soak: {timeline}\n", flush=True)
 
+
+
+def print_targets(result: dict[str, Any], rss: tuple[float, float, float]) -> None:
+    """MET / MISSED for 0 5xx, p99 vs baseline, flat RSS and slow clients cut within their bound."""
+    base: Load = result["baseline"]
+    load: Load = result["soak"]
+    cuts: list[Cut] = result["cuts"]
+    warm_rss, max_rss, final_rss = rss
     fives = load.classes["5xx"] + base.classes["5xx"]
     print(f"target 0 5xx answers: {'MET' if fives == 0 else 'MISSED'} (measured {fives})")
     p99_ratio = load.percentile_ms(99) / base.percentile_ms(99) if base.latencies else float("nan")
