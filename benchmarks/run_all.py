@@ -34,6 +34,7 @@ SCRIPTS = (
     "bench_hpo",
     "bench_serving",
     "bench_int8",
+    "bench_transform",
     "bench_soak",
     "bench_debugger",
     "bench_profiler",

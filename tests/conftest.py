@@ -17,8 +17,10 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 @pytest.fixture(autouse=True, scope="session")
 def _private_cache(tmp_path_factory: pytest.TempPathFactory) -> None:
-    """Tests never read or fill the user's ~/.cache/vizsla (features, validation verdicts, datasets)."""
+    """Tests never read or fill the user's ~/.cache/vizsla (features, validation verdicts, datasets) or
+    register endpoints in ~/.vizsla."""
     os.environ["VIZSLA_CACHE_DIR"] = str(tmp_path_factory.mktemp("vizsla-cache"))
+    os.environ["VIZSLA_HOME"] = str(tmp_path_factory.mktemp("vizsla-home"))  # endpoint registry
 
 
 def shared_dataset(name: str) -> Path:

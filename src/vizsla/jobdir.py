@@ -117,6 +117,12 @@ class JobDir:
     def profile(self) -> Path:
         return self.root / "profile"
 
+    @property
+    def tensorboard(self) -> Path:
+        """The epoch curves' TensorBoard event files (tracking.tensorboard); the debugger exports its
+        tensors to its store's own tensorboard/ folder."""
+        return self.root / "tensorboard"
+
     def exists(self) -> bool:
         return self.spec.is_file()
 

@@ -115,3 +115,39 @@ def check_job_model(path: StrPath) -> None:
         status = result.get("status") or "Unknown: no result.json"
         raise UserError(f"cannot serve the job: {missing} is missing (the job is {status}, it saved no "
                         "model yet): serve a finished job, or resume this one with `vizsla train --resume`")
+
+
+def resolve_target(path: StrPath, *, best: bool, tracking_uri: str | None = None) -> Path:
+    """The job or model folder a command uses (`vizsla serve`, `vizsla transform`); with BEST, the best
+    trial's job of a tuning job (DIR/result.json). A job whose model is missing fails here, in one line.
+    A registry URI (models:/NAME@ALIAS, models:/NAME/3) is the version's model folder, downloaded once from
+    the MLflow store TRACKING_URI (default $MLFLOW_TRACKING_URI, else ./runs/mlflow.db) into the cache."""
+    import json
+
+    from vizsla.errors import UserError
+    from vizsla.relocation import recorded_origin, resolved_record
+
+    if str(path).startswith("models:/"):
+        from vizsla.tracking.registry import resolve_registry_uri
+
+        return resolve_registry_uri(str(path), tracking_uri)
+    path = Path(path).expanduser()
+    if not best:
+        check_job_model(path)  # a job whose model/ is gone: one line naming it, before anything starts
+        return path
+    result_file = path / JobDir.RESULT_FILE
+    try:
+        result = json.loads(result_file.read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError) as exc:
+        raise UserError(
+            f"--best needs a tuning job's result.json: cannot read {result_file}: {exc}"
+        ) from None
+    if isinstance(result, dict):  # trial paths relative to the tuning job, or under where it first was
+        result = resolved_record(result, path, recorded_origin(result, "tune_dir"))
+    best_trial = result.get("best") if isinstance(result, dict) else None
+    job_dir = best_trial.get("job_dir") if isinstance(best_trial, dict) else None
+    if not job_dir:
+        raise UserError(f"{result_file} names no best trial (no finished trial yet?)")
+    job_path = Path(job_dir)
+    check_job_model(job_path)
+    return job_path

@@ -8,7 +8,8 @@ A job's callbacks, in firing order within each event (`job_callbacks`):
      window and, at fit_end, its report), first so that its report exists when tracking uploads artifacts;
   2. debugger (rank 0): the hook records the step, then the rule runner sees it; its outputs add the
      per-step loss plot and the report's Debugger section from the store in the spec's `debug.out_dir`;
-  3. tracking (rank 0): the MLflow mirror, last of the tools, so at fit_end it uploads what they wrote;
+  3. tracking (rank 0): TensorBoard's epoch curves when asked, then the MLflow mirror, last of the tools,
+     so at fit_end it uploads what they wrote (and logs the model, unless the job defers its outputs);
   4. the caller's own (a tuning trial's pruning reporter, a test's probe).
 Progress is the trainer's own display (`progress=`); the training report is drawn by the trainer's
 bookkeeping, with the sections the callbacks contribute (`Callback.report_sections`). Only rank 0 of a
@@ -51,10 +52,22 @@ def job_callbacks(state: TrainState) -> list[Callback]:
 
         callbacks += create_debug_callbacks(spec.debug, state.job_dir)
     tracking = spec.tracking
+    if tracking.tensorboard:
+        from vizsla.tracking.tensorboard import TensorBoardCurves
+
+        job_dir = state.job_dir if isinstance(state.job_dir, JobDir) else JobDir(state.job_dir)
+        callbacks.append(TensorBoardCurves(job_dir.tensorboard))
     if tracking.enabled:
         from vizsla.tracking import MlflowTracker
 
-        tracker = MlflowTracker(tracking.uri, tracking.experiment, parent_run_id=tracking.parent_run_id)
+        now = spec.outputs == "now"  # a tuning trial defers its model as its plots: the best one's is logged
+        tracker = MlflowTracker(
+            tracking.uri,
+            tracking.experiment,
+            parent_run_id=tracking.parent_run_id,
+            log_model=now,
+            register=tracking.registered_model_name if now else None,
+        )
         callbacks.append(tracker)
     return callbacks
 

@@ -13,6 +13,7 @@ from pydantic import Field, field_validator, model_validator
 
 from vizsla.base_spec import BaseJobSpec, BaseSpec, read_yaml
 from vizsla.base_spec import deep_merge as deep_merge  # re-exported: the one merge of YAML and overrides
+from vizsla.jobdir import JobDir
 from vizsla.profiler.spec import ProfileSpec
 
 
@@ -186,6 +187,16 @@ class TrackingSpec(BaseSpec):
     parent_run_id: str | None = Field(
         None, description="MLflow run to nest this job's run under (a tuning job sets it for its trials)."
     )
+    registered_model_name: str | None = Field(
+        None,
+        description="Register the job's MLflow model under this name (a new version; a tuning job "
+        "registers its best trial's).",
+    )
+    tensorboard: bool = Field(
+        False,
+        description="Write the epoch curves (losses, accuracies, lr, images/s) as TensorBoard event files "
+        "in DIR/tensorboard (tensorboard --logdir DIR/tensorboard).",
+    )
 
 
 DEBUG_REDUCTIONS = ("mean", "std", "min", "max", "l1", "l2", "zero_fraction", "nan_count", "inf_count")
@@ -342,5 +353,5 @@ def load_job_spec(job_dir: str | Path) -> JobSpec:
     were relocatable: paths under their old output move along)."""
     from vizsla.relocation import placed_spec_mapping
 
-    path = Path(job_dir) / "spec.yaml"
+    path = JobDir(job_dir).spec
     return build_spec(placed_spec_mapping(read_yaml(path), job_dir), source=str(path))

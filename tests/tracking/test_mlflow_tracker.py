@@ -95,7 +95,7 @@ def test_completed_job_is_mirrored_as_a_finished_run(runs_dir: Path) -> None:
     assert history[0].timestamp == 1_732_550_000_000
     assert not {"kind", "epoch", "time"} & set(run.data.metrics)
     assert run.data.metrics["test_accuracy"] == pytest.approx(0.65)
-    assert run.data.metrics["valid_accuracy"] == pytest.approx(0.7)  # the final value wins over epoch 2's
+    assert run.data.metrics["valid_accuracy"] == pytest.approx(0.7)  # epoch 2's: logged once, not again
     experiment = client.get_experiment_by_name("pets")
     assert experiment.artifact_location == (runs_dir.resolve() / "mlartifacts").as_uri()
 

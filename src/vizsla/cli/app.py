@@ -18,8 +18,47 @@ app = typer.Typer(
 )
 
 
+def installed_version() -> str:
+    """vizsla's version as installed (its package metadata), else the source tree's."""
+    import importlib.metadata
+
+    try:
+        return importlib.metadata.version("vizsla")
+    except importlib.metadata.PackageNotFoundError:
+        from vizsla import __version__
+
+        return __version__
+
+
+def _print_version(value: bool) -> None:
+    if value:
+        typer.echo(f"vizsla {installed_version()}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _options(
+    version: bool = typer.Option(
+        False, "--version", "-V", callback=_print_version, is_eager=True, help="Print the version and exit."
+    ),
+) -> None:
+    """Options of `vizsla` itself, before any command."""
+
+
 def _mount() -> None:
-    from vizsla.cli import datasets, debug, jobs, models, profile, serve, train, tune
+    from vizsla.cli import (
+        console,
+        datasets,
+        debug,
+        endpoints,
+        jobs,
+        models,
+        profile,
+        serve,
+        train,
+        transform,
+        tune,
+    )
 
     app.command("train", help=train.train.__doc__)(train.train)
     app.add_typer(
@@ -31,8 +70,13 @@ def _mount() -> None:
     app.command("serve", help=serve.serve.__doc__)(serve.serve)
     app.command("export", help=serve.export.__doc__)(serve.export)
     app.command("predict", help=serve.predict.__doc__)(serve.predict)
+    app.command("transform", help=transform.transform.__doc__)(transform.transform)
     app.add_typer(jobs.app, name="jobs", help="List and describe training jobs, like SageMaker's console.")
-    app.add_typer(models.app, name="models", help="List the model names you can train.")
+    app.add_typer(endpoints.app, name="endpoints", help="Managed local endpoints: create, list, update.")
+    app.command("console", help=console.console.__doc__)(console.console)
+    app.add_typer(
+        models.app, name="models", help="Model names you can train; MLflow's registry (register, alias)."
+    )
 
 
 _mount()

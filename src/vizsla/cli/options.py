@@ -177,6 +177,9 @@ NO_TRACKING = flag(
     help="Do not record the job in MLflow.",
 )
 QUIET = flag("quiet", "--quiet -q", kind=bool, default=False, help="No progress bars.")
+REGISTER = flag("register", "--register", "tracking.registered_model_name")
+TENSORBOARD = flag("tensorboard", "--tensorboard", "tracking.tensorboard", kind=bool, default=False,
+                   convert=sets(True))
 
 # a user's own training script (script mode): fields of ScriptJobSpec
 ENTRY_POINT = flag("entry_point", "--entry-point", "entry_point", ScriptJobSpec)

@@ -17,6 +17,7 @@ from rich.markup import escape
 from vizsla.cli import options as o
 from vizsla.cli.options import given, nest
 from vizsla.errors import UserError
+from vizsla.jobdir import JobDir
 
 SCRIPT_JOB_FLAGS = (  # the flags of `vizsla train` that fill a ScriptJobSpec (all have the same field paths)
     o.NAME, o.OUTPUT, o.ENTRY_POINT, o.SOURCE_DIR, o.CHANNELS, o.HYPERPARAMETERS, o.METRIC_DEFINITIONS,
@@ -32,7 +33,7 @@ def is_script_job(entry_point: str | None, config: Path | None, resume: Path | N
     if entry_point:
         return True
     if resume is not None:
-        return is_script_spec(_read_mapping(Path(resume) / "spec.yaml"))
+        return is_script_spec(_read_mapping(JobDir(resume).spec))
     if config is not None:
         from vizsla.spec import read_yaml
 
@@ -116,7 +117,7 @@ def train_script(
     console = Console(stderr=True, highlight=False)
     if resume is not None:
         spec = load_script_job_spec(resume)  # the folder where it is now, wherever it was first run
-        previous = _read_mapping(Path(resume) / "result.json")
+        previous = _read_mapping(JobDir(resume).result)
         if previous.get("status") == "Completed":
             raise UserError(
                 f"{resume} is already Completed; nothing to re-run", hint="use --overwrite instead"

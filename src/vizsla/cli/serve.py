@@ -49,11 +49,16 @@ def _serve(name: str, decls: str, path: str, kind: Any, default: Any, help: str,
 
 # fmt: off
 SERVE_FLAGS = (  # name, flag, ServeSettings field, type, default, help
-    _serve("path", "", "", Path, ..., "Training job folder, model folder, or tuning job folder with --best."),
+    _serve("path", "", "", Path, ...,
+           "Training job folder, model folder, tuning job folder with --best, or a registered model "
+           "(models:/NAME@ALIAS, models:/NAME/VERSION)."),
     _serve("port", "--port -p", "", int, None, "Port (default: $SAGEMAKER_BIND_TO_PORT or 8080)."),
     _serve("host", "--host", "", str, "127.0.0.1", "Address to bind; 0.0.0.0 to serve other machines."),
     _serve("workers", "--workers", "", int, 1, "Server processes (each loads the model).", min=1),
     _serve("best", "--best", "", bool, False, "PATH is a tuning job: serve its best trial's model."),
+    _serve("tracking_uri", "--tracking-uri", "", str, None,
+           "MLflow store of a PATH models:/NAME@ALIAS or models:/NAME/VERSION (default "
+           "$MLFLOW_TRACKING_URI, else ./runs/mlflow.db)."),
     _serve("name", "--name", "model_name", str, "model",
            "Model/endpoint name in /endpoints/NAME and /v2/models/NAME."),
     _serve(
@@ -125,7 +130,7 @@ def serve(**options: Any) -> None:
     from vizsla.serving.server import resolve_target, run_server
     from vizsla.serving.settings import ServeSettings
 
-    target = resolve_target(options["path"], best=options["best"])
+    target = resolve_target(options["path"], best=options["best"], tracking_uri=options["tracking_uri"])
     fields = given(SERVE_FLAGS, options)
     env_keys = [k for k in os.environ.get("VIZSLA_API_KEYS", "").split(",") if k.strip()]
     fields["api_keys"] = list(options["api_key"] or []) + env_keys

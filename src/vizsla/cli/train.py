@@ -17,6 +17,7 @@ from rich.markup import escape
 from vizsla.cli import options as o
 from vizsla.cli.options import command, flag, given, in_panel, nest
 from vizsla.errors import UserError
+from vizsla.jobdir import JobDir
 from vizsla.scriptmode.spec import ScriptDistribution
 
 LAUNCHED_BY_VIZSLA = "VIZSLA_LAUNCHER_PID"  # set by `--nproc-per-node` for the processes it starts
@@ -119,6 +120,8 @@ TRAIN_FLAGS = (
         o.TRACKING_URI,
         o.EXPERIMENT,
         o.NO_TRACKING,
+        o.REGISTER,
+        o.TENSORBOARD,
         o.QUIET,
     ),
     *in_panel(
@@ -194,6 +197,8 @@ def train(**options: Any) -> None:
         if not (merged.get("output") or base.get("output")):
             raise UserError("no job directory given: pass --output DIR")
         spec = build_spec(base, merged, source=str(config) if config else "command line")
+        if spec.tracking.registered_model_name and not spec.tracking.enabled:
+            raise UserError("--register needs the job's MLflow run: drop --no-tracking (tracking.enabled)")
         from vizsla.models.registry import check_model_name
 
         check_model_name(spec.model.name)  # before --overwrite deletes anything: a typo refuses the job
@@ -226,7 +231,7 @@ def _run(spec: Any, torchrun: dict[str, Any], *, resume: bool, quiet: bool, star
 
 
 def _job_spec_path(job_dir: Path) -> Path:
-    spec_path = job_dir / "spec.yaml"
+    spec_path = JobDir(job_dir).spec
     if not spec_path.is_file():
         raise UserError(f"cannot resume {job_dir}: no spec.yaml there (is it a vizsla job directory?)")
     return spec_path
@@ -234,7 +239,7 @@ def _job_spec_path(job_dir: Path) -> Path:
 
 def _prepare_output(output: Path, overwrite: bool) -> None:
     if overwrite and output.exists():
-        if output.is_dir() and ((output / "spec.yaml").is_file() or not any(output.iterdir())):
+        if output.is_dir() and (JobDir(output).spec.is_file() or not any(output.iterdir())):
             shutil.rmtree(output)
         else:
             raise UserError(f"--overwrite refuses to delete {output}: it is not a vizsla job directory")

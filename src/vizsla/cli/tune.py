@@ -60,6 +60,8 @@ TUNE_FLAGS = (  # grouped by help panel, in the order the panels are shown
         _tune("storage", "--storage", "storage"),
         _tune("study_name", "--study-name", "study_name"),
         o.NO_TRACKING,
+        o.REGISTER,
+        o.TENSORBOARD,
         o.QUIET,
     ),
     *in_panel(
@@ -155,7 +157,8 @@ def _new_spec(console: Console, options: dict[str, Any]) -> TuneSpec:
     if options["minimize"] is not None and options["objective_type"] is None:
         options["objective_type"] = "Minimize" if options["minimize"] else "Maximize"
     script = _script_overrides(training, options)
-    overrides = nest(given(TUNING, options) | given((*TRAINING, o.NO_TRACKING), options, "training."))
+    trial_flags = (*TRAINING, o.NO_TRACKING, o.REGISTER, o.TENSORBOARD)  # register: the best trial's model
+    overrides = nest(given(TUNING, options) | given(trial_flags, options, "training."))
     if script is not None:
         overrides.pop("training", None)
         overrides["script"] = script
@@ -296,6 +299,9 @@ def _print_summary(console: Console, summary: dict[str, Any]) -> None:
             f"{best_trial.get('value'):.4f}{test_text} ({params})"
         )
         console.print(f"  model: {best_trial.get('model_path')}")
+        registered = best_trial.get("registered")
+        if registered:
+            console.print(f"  registered: models:/{registered['name']}/{registered['version']}")
         for warning in best_trial.get("warnings") or []:
             console.print(f"  [yellow]warning:[/] {warning}", highlight=False)
     console.print(f"  tuning job directory: {summary.get('tune_dir')}")

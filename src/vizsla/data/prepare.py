@@ -30,6 +30,7 @@ from vizsla.data.validate import (
     BadFile,
     ValidationResult,
     read_csv_text,
+    relative_path,
     trusted_mtime,
     validate_files,
     write_bad_files,
@@ -169,7 +170,19 @@ def _report(spec: DataSpec, layout: Layout, data: PreparedData, result: Validati
         "validation_cache": {"reused": result.reused, "decoded": _num_files(layout) - result.reused},
         "warnings": data.warnings,
         "files": {"bad_files": "bad_files.csv", "split_manifest": "split.csv"},
+        "content_digest": content_digest(data),
     }
+
+
+def content_digest(data: PreparedData) -> str:
+    """BLAKE2b-128 of every used sample's split, path (relative to the root), class and file digest: the
+    same images under the same labels give the same digest wherever the folder lies (MLflow's dataset)."""
+    hasher = hashlib.blake2b(digest_size=16)
+    for split in sorted(data.splits):
+        for path, label in sorted(data.splits[split]):
+            row = (split, relative_path(path, data.root), data.classes[label], data.digests.get(path, ""))
+            hasher.update(json.dumps(row).encode("utf-8") + b"\n")
+    return hasher.hexdigest()
 
 
 def _num_files(layout: Layout) -> int:

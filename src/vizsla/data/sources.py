@@ -369,3 +369,6 @@ def _progress_bar(enabled: bool, uri: str, total: int) -> Iterator[Any]:
     with Progress(*columns, console=Console(stderr=True)) as bar:
         task = bar.add_task(f"downloading {uri}", total=total)
         yield lambda n: bar.advance(task, n)
+
+
+open_fs = _open_fs  # public name for other packages (vizsla.transform lists prefixes with it)

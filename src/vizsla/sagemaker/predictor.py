@@ -89,8 +89,11 @@ def find_endpoint(name: str) -> LocalEndpoint | None:
 
 
 def delete_endpoint(name: str) -> None:
-    """Stop the local endpoint NAME (Session.delete_endpoint); UserError when none runs."""
-    endpoint = find_endpoint(name)
+    """Stop the local endpoint NAME (Session.delete_endpoint): one in this process, else a registered
+    one (`vizsla endpoints`); UserError when none runs."""
+    from vizsla.endpoints.notebook import find_managed
+
+    endpoint = find_endpoint(name) or find_managed(name)
     if endpoint is None:
         raise UserError(f"no local endpoint named {name!r} is running")
     endpoint.stop()
@@ -120,7 +123,7 @@ class Predictor:
 
         if "endpoint" in kwargs and not endpoint_name:  # the SDK's renamed keyword
             endpoint_name = kwargs.pop("endpoint")
-        self._endpoint: LocalEndpoint | None = None
+        self._endpoint: Any = None  # a LocalEndpoint (this process) or a ManagedEndpoint (registered)
         if isinstance(endpoint_name, LocalEndpoint):
             self._endpoint = endpoint_name
             endpoint_name = endpoint_name.name
@@ -144,10 +147,12 @@ class Predictor:
         accept = getattr(self.deserializer, "ACCEPT", ("*/*",))
         return (accept,) if isinstance(accept, str) else tuple(accept)
 
-    def _local_endpoint(self) -> LocalEndpoint:
+    def _local_endpoint(self) -> Any:
+        from vizsla.endpoints.notebook import find_managed
+
         if self._endpoint is not None and self._endpoint.running:
             return self._endpoint
-        found = find_endpoint(self.endpoint_name)
+        found = find_endpoint(self.endpoint_name) or find_managed(self.endpoint_name)
         if found is not None:
             self._endpoint = found
             return found
@@ -197,8 +202,28 @@ class Predictor:
         return self.deserializer.deserialize(io.BytesIO(response.content), kind)
 
     def delete_endpoint(self, delete_endpoint_config: bool = True) -> None:
-        """Stop the local server."""
+        """Stop the local server (a registered endpoint: drained, its port freed, unregistered)."""
         self._local_endpoint().stop()
+
+    def update_endpoint(
+        self,
+        initial_instance_count: int | None = None,
+        instance_type: str | None = None,
+        model_name: str | Path | None = None,
+        data_capture_config_dict: dict[str, Any] | None = None,
+        wait: bool = True,
+        **_: Any,
+    ) -> None:
+        """Blue/green update of a registered endpoint (deploy(endpoint_name=...) made it): MODEL_NAME is
+        the job or model folder to serve now, INITIAL_INSTANCE_COUNT its workers, DATA_CAPTURE_CONFIG_DICT
+        SageMaker's {"EnableCapture": ..., "InitialSamplingPercentage": ...}."""
+        endpoint = self._local_endpoint()
+        if not hasattr(endpoint, "update"):
+            raise UserError(
+                f"endpoint {self.endpoint_name} runs inside this process and cannot be updated",
+                hint="deploy(endpoint_name=...) creates a registered one, which update_endpoint updates.",
+            )
+        endpoint.update(model_name, workers=initial_instance_count, capture=data_capture_config_dict)
 
     def delete_model(self) -> None:
         """Nothing to delete locally once the endpoint is gone: the model files stay in the job folder."""

@@ -286,14 +286,25 @@ class PyTorch:
             source_dir=source_dir if source_dir is not None else self.source_dir,
             predictor_cls=predictor_cls,
             sagemaker_session=self.sagemaker_session,
+            name=self._job().name,
         )
         return model.deploy(
             initial_instance_count,
             instance_type,
             serializer=serializer,
             deserializer=deserializer,
-            endpoint_name=endpoint_name or self._job().name,
+            endpoint_name=endpoint_name,  # named: a registered endpoint; else one in this process
         )
+
+    def transformer(
+        self, instance_count: int, instance_type: str, entry_point: str | None = None, **kwargs: Any
+    ) -> Any:
+        """A batch Transformer of the job's model through ENTRY_POINT (default: the training script), as
+        the SDK's Framework.transformer (strategy, assemble_with, output_path, accept, env, ... in KWARGS)."""
+        from vizsla.sagemaker.transformer import transformer_for
+
+        return transformer_for(self.model_data, self._job().name, entry_point or self.entry_point,
+                               self.source_dir, instance_count, instance_type, **kwargs)
 
 
 class PyTorchModel:
@@ -344,16 +355,23 @@ class PyTorchModel:
                 f"model_data must be a local model folder (a job's model/), got {self.model_data}"
             )
         name = _endpoint_name(endpoint_name or self.name or path.parent.name)
-        endpoint = LocalEndpoint(
-            path,
-            name=name,
-            entry_point=Path(self.entry_point) if self.entry_point else None,
-            source_dir=Path(self.source_dir) if self.source_dir else None,
-        )
+        endpoint: Any
+        if endpoint_name:  # a named endpoint is registered: `vizsla endpoints` and Predictor(name) see it
+            from vizsla.endpoints.notebook import deploy_managed
+
+            endpoint = deploy_managed(path, name, workers=initial_instance_count or 1,
+                                      entry_point=self.entry_point, source_dir=self.source_dir)
+        else:
+            endpoint = LocalEndpoint(
+                path,
+                name=name,
+                entry_point=Path(self.entry_point) if self.entry_point else None,
+                source_dir=Path(self.source_dir) if self.source_dir else None,
+            )
         self.endpoint_name = name
         if self.predictor_cls is None:
             return Predictor(
-                endpoint,
+                endpoint if isinstance(endpoint, LocalEndpoint) else name,
                 serializer=serializer if serializer is not None else AutoSerializer(),
                 deserializer=deserializer if deserializer is not None else AutoDeserializer(),
             )
@@ -367,6 +385,13 @@ class PyTorchModel:
         if deserializer is not None:
             predictor.deserializer = deserializer
         return predictor
+
+    def transformer(self, instance_count: int, instance_type: str, **kwargs: Any) -> Any:
+        """A batch Transformer of this model through its entry point (the SDK's Model.transformer)."""
+        from vizsla.sagemaker.transformer import transformer_for
+
+        return transformer_for(str(self.model_data).removeprefix("file://"), self.name or "model",
+                               self.entry_point, self.source_dir, instance_count, instance_type, **kwargs)
 
 
 def _saved(job_dir: Path) -> tuple[dict[str, Any], dict[str, Any]]:

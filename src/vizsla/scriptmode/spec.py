@@ -14,6 +14,7 @@ from pydantic import ConfigDict, Field, ValidationError, field_validator, model_
 
 from vizsla.base_spec import BaseJobSpec, BaseSpec
 from vizsla.errors import SpecError
+from vizsla.jobdir import JobDir
 from vizsla.profiler.spec import ProfileSpec
 from vizsla.spec import DebugSpec, TrackingSpec
 
@@ -271,5 +272,5 @@ def load_script_job_spec(job_dir: str | Path) -> ScriptJobSpec:
     from vizsla.relocation import placed_spec_mapping
     from vizsla.spec import read_yaml
 
-    path = Path(job_dir) / "spec.yaml"
+    path = JobDir(job_dir).spec
     return build_script_spec(placed_spec_mapping(read_yaml(path), job_dir), source=str(path))

@@ -6,52 +6,22 @@ Every server runs the guarded HTTP protocol (vizsla.serving.connections): slow c
 from __future__ import annotations
 
 import contextlib
-import json
 import logging
 import os
 import socket
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
 import uvicorn
 from uvicorn.config import STARTUP_FAILURE
 
-from vizsla.errors import UserError
-from vizsla.jobdir import JobDir
+from vizsla.jobhealth import resolve_target  # noqa: F401 - its home was here; importers keep working
 from vizsla.serving.metrics import MULTIPROC_ENV
 from vizsla.serving.settings import SETTINGS_ENV, ServeSettings
 
 log = logging.getLogger("vizsla.serving")
 
 DRAIN_S = 25  # SageMaker sends SIGKILL 30 s after SIGTERM
-
-
-def resolve_target(path: Path, *, best: bool) -> Path:
-    """The job or model folder to serve; with BEST, the best trial's job of a tuning job (DIR/result.json)."""
-    from vizsla.jobhealth import check_job_model
-    from vizsla.relocation import recorded_origin, resolved_record
-
-    path = Path(path).expanduser()
-    if not best:
-        check_job_model(path)  # a job whose model/ is gone: one line naming it, before anything starts
-        return path
-    result_file = path / JobDir.RESULT_FILE
-    try:
-        result = json.loads(result_file.read_text(encoding="utf-8"))
-    except (OSError, json.JSONDecodeError) as exc:
-        raise UserError(
-            f"--best needs a tuning job's result.json: cannot read {result_file}: {exc}"
-        ) from None
-    if isinstance(result, dict):  # trial paths relative to the tuning job, or under where it first was
-        result = resolved_record(result, path, recorded_origin(result, "tune_dir"))
-    best_trial = result.get("best") if isinstance(result, dict) else None
-    job_dir = best_trial.get("job_dir") if isinstance(best_trial, dict) else None
-    if not job_dir:
-        raise UserError(f"{result_file} names no best trial (no finished trial yet?)")
-    job_path = Path(job_dir)
-    check_job_model(job_path)
-    return job_path
 
 
 def configure_logging() -> None:

@@ -14,6 +14,7 @@ import logging
 import math
 import os
 import time
+import warnings
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -32,6 +33,7 @@ PARAM_VALUE_LIMIT = 500  # chars: the limit of MLflow servers before 2.x; newer 
 TAG_VALUE_LIMIT = 5000  # chars
 PARAMS_PER_BATCH = 100  # MLflow's limit of params (and tags) in one log_batch call
 METRICS_PER_BATCH = 1000
+DATASET_DIGEST_CHARS = 32  # MLflow stores a dataset digest of at most 36 characters
 RUN_STATUS = {"Completed": "FINISHED", "Stopped": "KILLED", "Failed": "FAILED"}
 
 
@@ -176,11 +178,19 @@ class MlflowRun:
         """The steps at which metric KEY was logged in this run."""
         return {m.step for m in self.client.get_metric_history(self.run_id, key)}
 
-    def log_artifacts(self, job_dir: JobDir | str | Path, result: Mapping[str, Any] | None = None) -> None:
+    def log_artifacts(
+        self,
+        job_dir: JobDir | str | Path,
+        result: Mapping[str, Any] | None = None,
+        *,
+        with_model: bool = True,
+    ) -> None:
         """Upload the job's outputs that exist; one failed upload is logged and does not stop the rest.
-        RESULT, when given, is uploaded as result.json instead of the file (it may be newer)."""
+        RESULT, when given, is uploaded as result.json instead of the file (it may be newer); WITH_MODEL:
+        the model folder too (not when the run's logged model holds it)."""
         job_dir = as_job_dir(job_dir)
-        for local, artifact_path in _artifact_plan(job_dir, skip_result=result is not None):
+        plan = _artifact_plan(job_dir, skip_result=result is not None)
+        for local, artifact_path in plan if with_model else [p for p in plan if p[0] != job_dir.model_dir]:
             try:
                 if local.is_dir():
                     self.client.log_artifacts(self.run_id, str(local), artifact_path)
@@ -191,6 +201,28 @@ class MlflowRun:
         if result is not None:
             text = json.dumps(result, indent=2, default=str) + "\n"
             self.client.log_text(self.run_id, text, job_dir.result.name)
+
+    def log_dataset(self, job_dir: JobDir | str | Path) -> bool:
+        """Record the job's image folder as the run's training input (an `mlflow.data` dataset whose
+        digest is the data report's content digest of every image used); whether one was logged."""
+        from mlflow.data.dataset_source_registry import resolve_dataset_source
+        from mlflow.data.meta_dataset import MetaDataset
+        from mlflow.entities import DatasetInput, InputTag
+
+        report = json.loads(as_job_dir(job_dir).data_report.read_text(encoding="utf-8"))
+        digest, source = report.get("content_digest"), str(report.get("source") or report.get("root"))
+        if not digest:
+            return False
+        uri = source if "://" in source else Path(source).expanduser().resolve().as_uri()
+        with warnings.catch_warnings():  # a file:// URI "can be interpreted in multiple ways": all local
+            warnings.simplefilter("ignore", UserWarning)
+            found = resolve_dataset_source(uri)
+        dataset = MetaDataset(found, name=printable(Path(source.rstrip("/")).name),
+                              digest=digest[:DATASET_DIGEST_CHARS])
+        entity = dataset._to_mlflow_entity()  # noqa: SLF001 - MLflow's own way from a Dataset to its entity
+        tag = InputTag(key="mlflow.data.context", value="training")
+        self.client.log_inputs(self.run_id, datasets=[DatasetInput(entity, tags=[tag])])
+        return True
 
     def log_file(self, path: Path, artifact_path: str | None = None) -> None:
         self.client.log_artifact(self.run_id, str(path), artifact_path)
@@ -314,8 +346,11 @@ def _remember_schema_head() -> None:
 def _create_client(tracking_uri: str) -> MlflowClient:
     """An MlflowClient for this URI, with MLflow quiet and its usage telemetry off unless the user set it."""
     _telemetry_off()
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")  # no bars in a job's output
     quiet_mlflow_logging()
     from mlflow import MlflowClient
 
     quiet_mlflow_logging()  # mlflow's import installs its own handler and level; set ours again after it
-    return MlflowClient(tracking_uri=tracking_uri)
+    # The registry is the tracking store (MLflow would take the process-wide default store instead).
+    registry_uri = os.environ.get("MLFLOW_REGISTRY_URI") or tracking_uri
+    return MlflowClient(tracking_uri=tracking_uri, registry_uri=registry_uri)

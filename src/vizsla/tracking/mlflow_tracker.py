@@ -1,5 +1,11 @@
-"""MLflow mirror of a job as a trainer callback: params at fit start, metrics each epoch, final metrics and
-artifacts at fit end, over the plain `MlflowRun` API (mlflow_run.py).
+"""MLflow mirror of a job as a trainer callback: params and the dataset input at fit start, metrics each
+epoch, final metrics, the MLflow model (a pyfunc LoggedModel, registered when asked) and artifacts at fit end,
+over the plain `MlflowRun` API (mlflow_run.py) and tracking/registry.py.
+
+A final metric whose value the last epoch's record already logged (train_loss of a job whose best epoch is its
+last, ...) is not logged again: a second equal value at the last epoch's step made it appear twice. One that
+differs (the best epoch's weights re-evaluated) is logged at that step with a later time, so the run's latest
+value is the job's result, as result.json has it.
 
 Epoch metrics are sent in one write every METRICS_FLUSH_S at most (and at fit end), so a job of many short
 epochs, such as a tuning trial on cached features, does not pay a store round trip per epoch; a resumed run
@@ -8,6 +14,8 @@ gets the epochs of its history that never reached the store.
 
 from __future__ import annotations
 
+import logging
+import math
 import time
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
@@ -37,6 +45,8 @@ __all__ = [
     "resolve_tracking_uri",
 ]
 
+log = logging.getLogger("vizsla.tracking")
+
 SKIPPED_EPOCH_KEYS = ("kind", "epoch", "time")
 METRICS_FLUSH_S = 10.0  # seconds: epoch metrics wait at most this long for the next write to the store
 
@@ -51,9 +61,17 @@ class MlflowTracker(Callback):
         parent_run_id: str | None = None,
         *,
         reuse_run: bool = True,
+        log_model: bool = True,
+        register: str | None = None,
     ) -> None:
-        """REUSE_RUN: a resumed job continues its run (False: every start is a run of its own)."""
+        """REUSE_RUN: a resumed job continues its run (False: every start is a run of its own). LOG_MODEL:
+        a completed job logs its model (tuning trials do not: the tuning job logs its best trial's);
+        REGISTER: then a version of that registered model is created from it."""
         self.run = MlflowRun(tracking_uri, experiment, parent_run_id, reuse_run=reuse_run)
+        self.log_model = log_model
+        self.register = register
+        self.model_id: str | None = None
+        self.model_version: str | None = None
         self._pending: list[Any] = []  # mlflow Metric entities of epochs not sent yet
         self._flushed_at = 0.0  # time.monotonic() of the last write of epoch metrics
 
@@ -83,6 +101,10 @@ class MlflowTracker(Callback):
         self.run.start(state.job_dir, state.spec.job_name)
         self.run.log_params(_spec_dict(state.spec))
         self._pending, self._flushed_at = [], time.monotonic()
+        try:
+            self.run.log_dataset(state.job_dir)
+        except Exception as exc:  # noqa: BLE001 - tracking never fails the job
+            log.warning("could not record the dataset input in MLflow: %r", exc)
         if self.run.resumed:
             self._log_missing_epochs(state.history)
 
@@ -98,20 +120,48 @@ class MlflowTracker(Callback):
 
         try:
             final: list[Any] = []
+            step = int(state.history[-1].get("epoch", state.epoch)) if state.history else state.epoch
             if state.result is not None:
                 state.result["mlflow"] = self.info()
-                step = int(state.history[-1].get("epoch", state.epoch)) if state.history else state.epoch
                 now = int(time.time() * 1000)  # later than the last epoch's: the final value is the latest
-                values = _numeric_items(state.result.get("metrics") or {})
-                final = [Metric(key, value, now, step) for key, value in values]
+                values = _final_metrics_not_logged(state.result.get("metrics") or {}, state.history)
+                if isinstance(state.result.get("best_epoch"), int):  # whose weights the final metrics are of
+                    values["best_epoch"] = float(state.result["best_epoch"])
+                final = [Metric(key, value, now, step) for key, value in values.items()]
             # One write for the epochs not sent yet, the final metrics and the end tags.
             tags = end_tags(state.status, state.result, state.stop_reason)
             self.run.log_batch(metrics=self._pending + final, tags=tags)
             self._pending = []
+            logged = self._log_model(state, step)
             # The trainer writes result.json after fit_end; the final in-memory version is uploaded instead.
-            self.run.log_artifacts(as_job_dir(state.job_dir), state.result)
+            # The model folder is inside the logged model (runs:/<id>/model) when there is one.
+            self.run.log_artifacts(as_job_dir(state.job_dir), state.result, with_model=not logged)
         finally:
             self.run.end(state.status)
+
+    def _log_model(self, state: TrainState, step: int) -> bool:
+        """Log a completed job's model (and register it when asked); whether it was logged."""
+        job_dir = as_job_dir(state.job_dir)
+        if not self.log_model or state.status != "Completed" or not job_dir.model_dir.is_dir():
+            return False
+        from vizsla.tracking.registry import log_job_model, register_model
+
+        started = time.perf_counter()
+        try:
+            self.model_id = log_job_model(self.client, self.run.run_id or "", job_dir, step=step)
+            if self.register:
+                self.model_version = register_model(self.client, self.register, self.model_id, self.run_id)
+        except Exception as exc:  # noqa: BLE001 - tracking never fails the job
+            log.warning("could not log the model to MLflow: %r", exc)
+            return self.model_id is not None
+        log.info("logged the MLflow model %s in %.1f s%s", self.model_id, time.perf_counter() - started,
+                 f"; registered {self.register} version {self.model_version}" if self.model_version else "")
+        if state.result is not None:
+            record: dict[str, Any] = {**self.info(), "model_id": self.model_id}
+            if self.model_version:
+                record["registered"] = {"name": self.register, "version": self.model_version}
+            state.result["mlflow"] = record
+        return True
 
     def _flush_epochs(self) -> None:
         pending, self._pending = self._pending, []
@@ -145,3 +195,14 @@ def _epoch_metrics(record: Mapping[str, Any], epoch: int) -> list[Any]:
 
 def _spec_dict(spec: Any) -> Mapping[str, Any]:
     return spec.model_dump(mode="json") if hasattr(spec, "model_dump") else dict(spec)
+
+
+def _final_metrics_not_logged(metrics: Mapping[str, Any], history: list[dict[str, Any]]) -> dict[str, float]:
+    """The job's final metrics minus those the last epoch record logged with the same value."""
+    last = history[-1] if history else {}
+
+    def logged(key: str, value: float) -> bool:  # result.json rounds to 6 decimals
+        return isinstance(last.get(key), int | float) and math.isclose(float(last[key]), value, abs_tol=1e-6)
+
+    return {key: value for key, value in _numeric_items(metrics) if not logged(key, value)}
+

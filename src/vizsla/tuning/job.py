@@ -213,8 +213,30 @@ def run_tuning(
     status = "Stopped" if worker.stop.requested else "Completed"
     summary = finalize(study, spec, tune_dir, status=status, reason=reason, wall_s=time.monotonic() - started)
     if parent is not None:
+        _log_best_model(spec, summary)
         _finish_parent_run(parent, summary, tune_dir)
     return summary
+
+
+def _log_best_model(spec: TuneSpec, summary: dict[str, Any]) -> None:
+    """The best trial's MLflow model, which trials defer like their plots (logging one costs about as much
+    as a short trial), registered when the job asks (--register NAME); recorded in the summary."""
+    best = summary.get("best") or {}
+    register = (spec.job_settings.get("tracking") or {}).get("registered_model_name")
+    if not best.get("job_dir") or spec.is_script:
+        return
+    started = time.perf_counter()
+    try:
+        from vizsla.tracking.registry import ensure_job_model, register_model
+
+        client, run_id, model_id = ensure_job_model(best["job_dir"])
+        best["mlflow_model_id"] = model_id
+        log.info("logged the best trial's MLflow model %s in %.1f s", model_id, time.perf_counter() - started)
+        if register:
+            version = register_model(client, register, model_id, run_id)
+            best["registered"] = {"name": register, "version": version}
+    except Exception as exc:  # noqa: BLE001 - tracking never fails the tuning job
+        log.warning("could not log the best trial's MLflow model: %r", exc)
 
 
 def run_worker(
@@ -433,7 +455,8 @@ def _start_parent_run(spec: TuneSpec, tune_dir: TuneDir) -> Any:
 
 def _finish_parent_run(parent: Any, summary: dict[str, Any], tune_dir: TuneDir) -> None:
     best = summary.get("best") or {}
-    metrics = {"best_objective": best.get("value"), "best_test_accuracy": best.get("test_accuracy")}
+    metrics = {"best_objective": best.get("value"), "best_test_accuracy": best.get("test_accuracy"),
+               "best_trial": best.get("number")}
     metrics.update({f"trials_{k.lower()}": v for k, v in (summary.get("counts") or {}).items()})
     try:
         parent.finish(
