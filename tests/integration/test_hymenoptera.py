@@ -34,8 +34,12 @@ def test_head_only_reaches_93_percent_and_is_tracked_in_mlflow(hymenoptera, tmp_
     assert run.data.params["model.name"] == "efficientnet_lite0"
     history = client.get_metric_history(run.info.run_id, "valid_accuracy")
     assert {m.step for m in history} >= {0, 1, 2, 3}, "one point per epoch"
-    # the run's latest value is the final one: the best epoch's model, as in result.json
-    assert run.data.metrics["valid_accuracy"] == pytest.approx(result["metrics"]["valid_accuracy"])
+    # each metric logged once an epoch; the result's (the best epoch's model) is the history's at best_epoch
+    assert sorted(m.step for m in history) == [0, 1, 2, 3]
+    best = int(run.data.metrics["best_epoch"])
+    assert best == result["best_epoch"]
+    at_best = next(m.value for m in history if m.step == best)
+    assert at_best == pytest.approx(result["metrics"]["valid_accuracy"], abs=1e-6)
     assert run.data.metrics["test_accuracy"] == pytest.approx(result["metrics"]["test_accuracy"])
 
 

@@ -2,10 +2,9 @@
 epoch, final metrics, the MLflow model (a pyfunc LoggedModel, registered when asked) and artifacts at fit end,
 over the plain `MlflowRun` API (mlflow_run.py) and tracking/registry.py.
 
-A final metric whose value the last epoch's record already logged (train_loss of a job whose best epoch is its
-last, ...) is not logged again: a second equal value at the last epoch's step made it appear twice. One that
-differs (the best epoch's weights re-evaluated) is logged at that step with a later time, so the run's latest
-value is the job's result, as result.json has it.
+A final metric that the epoch records carry too (train_loss, valid_accuracy, ...) is not logged again: the
+history holds it at the best epoch's step (logged as `best_epoch`), and a second value at the last epoch's
+step made it appear twice. Metrics only the result has (test_accuracy, ...) are logged once, at the last step.
 
 Epoch metrics are sent in one write every METRICS_FLUSH_S at most (and at fit end), so a job of many short
 epochs, such as a tuning trial on cached features, does not pay a store round trip per epoch; a resumed run
@@ -15,7 +14,6 @@ gets the epochs of its history that never reached the store.
 from __future__ import annotations
 
 import logging
-import math
 import time
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
@@ -124,7 +122,8 @@ class MlflowTracker(Callback):
             if state.result is not None:
                 state.result["mlflow"] = self.info()
                 now = int(time.time() * 1000)  # later than the last epoch's: the final value is the latest
-                values = _final_metrics_not_logged(state.result.get("metrics") or {}, state.history)
+                in_history = {k for record in state.history for k in record}
+                values = dict(_numeric_items(state.result.get("metrics") or {}, tuple(in_history)))
                 if isinstance(state.result.get("best_epoch"), int):  # whose weights the final metrics are of
                     values["best_epoch"] = float(state.result["best_epoch"])
                 final = [Metric(key, value, now, step) for key, value in values.items()]
@@ -195,14 +194,4 @@ def _epoch_metrics(record: Mapping[str, Any], epoch: int) -> list[Any]:
 
 def _spec_dict(spec: Any) -> Mapping[str, Any]:
     return spec.model_dump(mode="json") if hasattr(spec, "model_dump") else dict(spec)
-
-
-def _final_metrics_not_logged(metrics: Mapping[str, Any], history: list[dict[str, Any]]) -> dict[str, float]:
-    """The job's final metrics minus those the last epoch record logged with the same value."""
-    last = history[-1] if history else {}
-
-    def logged(key: str, value: float) -> bool:  # result.json rounds to 6 decimals
-        return isinstance(last.get(key), int | float) and math.isclose(float(last[key]), value, abs_tol=1e-6)
-
-    return {key: value for key, value in _numeric_items(metrics) if not logged(key, value)}
 
