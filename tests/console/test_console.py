@@ -8,9 +8,6 @@ import contextlib
 import http.client
 import os
 import shutil
-import socket
-import threading
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -20,6 +17,7 @@ import pytest
 
 from vizsla.testing.images import make_image_folder
 from vizsla.testing.jobs import tiny_spec_dict
+from vizsla.testing.servers import serving_in_thread
 
 pytestmark = [pytest.mark.slow, pytest.mark.integration]
 
@@ -82,23 +80,10 @@ def endpoint(runs: Path) -> Iterator[str]:
 
 @pytest.fixture(scope="module")
 def console(runs: Path) -> Iterator[str]:
-    import uvicorn
-
     from vizsla.console import create_console_app
 
-    sock = socket.socket()
-    sock.bind(("127.0.0.1", 0))
-    server = uvicorn.Server(uvicorn.Config(create_console_app(runs), log_level="warning"))
-    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
-    thread.start()
-    while not server.started:
-        time.sleep(0.01)
-    try:
-        yield f"http://127.0.0.1:{sock.getsockname()[1]}"
-    finally:
-        server.should_exit = True
-        thread.join(10)
-        sock.close()
+    with serving_in_thread(create_console_app(runs)) as url:
+        yield url
 
 
 def _wait_for(browser: Any, element_id: str) -> None:

@@ -5,9 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import contextlib
 import json
-import socket
 import threading
 import time
 from collections import Counter
@@ -23,6 +21,7 @@ from vizsla.endpoints.proxy import Backend, EndpointMetrics, ProxyApp, Router, p
 from vizsla.endpoints.spec import CaptureSpec, EndpointConfig, parse_variant
 from vizsla.endpoints.stats import parse_metrics
 from vizsla.errors import UserError
+from vizsla.testing.servers import serving_in_thread as serving
 
 
 def echo_backend(name: str, delay_s: float = 0.0) -> Any:
@@ -49,26 +48,6 @@ def echo_backend(name: str, delay_s: float = 0.0) -> Any:
         await send({"type": "http.response.body", "body": answer})
 
     return app
-
-
-@contextlib.contextmanager
-def serving(app: Any) -> Iterator[str]:
-    """APP under uvicorn on a free loopback port in a thread; its URL."""
-    import uvicorn
-
-    sock = socket.socket()
-    sock.bind(("127.0.0.1", 0))
-    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="auto"))
-    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
-    thread.start()
-    while not server.started:
-        time.sleep(0.01)
-    try:
-        yield f"http://127.0.0.1:{sock.getsockname()[1]}"
-    finally:
-        server.should_exit = True
-        thread.join(10)
-        sock.close()
 
 
 @pytest.fixture
