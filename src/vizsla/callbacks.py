@@ -43,7 +43,7 @@ class TrainState:
     scheduler: Any = None
     device: Any = None
     epoch: int = 0  # 0-based index of the current epoch
-    global_step: int = 0  # optimizer steps done so far, across epochs
+    global_step: int = 0  # train batches done so far, across epochs (optimizer steps unless accumulating)
     batch_index: int = 0
     mode: str = "train"  # "train" | "eval" | "predict"
     split: str | None = None  # split being evaluated at eval_end ("valid", "test")

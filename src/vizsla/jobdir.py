@@ -71,6 +71,15 @@ class JobDir:
     def last_checkpoint(self) -> Path:
         return self.checkpoints / "last.pt"
 
+    @property
+    def best_checkpoints(self) -> Path:
+        """checkpoints/best.json: the weight files of the K best epochs and their metric (--keep-best)."""
+        return self.checkpoints / "best.json"
+
+    def best_checkpoint(self, epoch: int) -> Path:
+        """checkpoints/best-epochNNN.pt: the weights of EPOCH (0-based, as metrics.jsonl numbers it)."""
+        return self.checkpoints / f"best-epoch{epoch:03d}.pt"
+
     # outputs
     @property
     def model_dir(self) -> Path:
@@ -112,6 +121,10 @@ class JobDir:
             return self.debug_store(str((content.get("debug") or {}).get("out_dir") or "") or None)
         except Exception:  # noqa: BLE001 - an unreadable spec still leaves the default location
             return self.debug
+
+    def stage(self, name: str) -> JobDir:
+        """The job folder of one stage of a staged job (stages/NAME/: a whole job of its own)."""
+        return JobDir(self.root / "stages" / name)
 
     @property
     def profile(self) -> Path:

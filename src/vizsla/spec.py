@@ -39,6 +39,14 @@ class DataSpec(BaseSpec):
     )
     augment: bool = Field(True, description="Random resized crop + horizontal flip on the train split.")
     hflip: bool = Field(True, description="Use horizontal flips when augmenting (turn off for digits/text).")
+    auto_augment: str | None = Field(
+        None,
+        description="timm auto-augment policy for training on images, e.g. rand-m9-mstd0.5-inc1 "
+        "(RandAugment), trivialaugment, augmix-m5-w4-d2, original (AutoAugment); off by default.",
+    )
+    random_erasing: float = Field(
+        0.0, ge=0, le=1, description="Probability of timm's random erasing of a train image (0: off)."
+    )
     storage_options: dict[str, Any] = Field(
         default_factory=dict, description="fsspec storage options for remote roots (e.g. endpoint_url)."
     )
@@ -49,6 +57,14 @@ class DataSpec(BaseSpec):
         if any(f < 0 for f in value) or abs(sum(value) - 1.0) > 1e-6 or value[0] <= 0:
             raise ValueError("split_fractions must be >= 0, sum to 1 and give train a share")
         return value
+
+    @field_validator("auto_augment")
+    @classmethod
+    def _known_policy(cls, value: str | None) -> str | None:
+        """A policy timm (or torchvision, for trivialaugment) builds; none/off turn it off."""
+        from vizsla.data.augment import check_policy
+
+        return check_policy(value)
 
 
 class ModelSpec(BaseSpec):
@@ -85,25 +101,81 @@ class TrainSpec(BaseSpec):
     )
     lr: float = Field(1e-3, gt=0, description="Peak learning rate of the head.")
     backbone_lr_scale: float = Field(
-        0.1, gt=0, le=1, description="Backbone LR = lr x this, for full and staged fine-tuning."
+        0.1,
+        gt=0,
+        le=1,
+        description="Backbone LR = lr x this (its top layer's, with layer_decay), for full fine-tuning and "
+        "for the fine-tuning stage of staged, whose trained head moves at that LR too.",
     )
     weight_decay: float = Field(1e-4, ge=0, description="Decoupled weight decay (AdamW) or L2 (SGD).")
-    optimizer: Literal["adamw", "sgd"] = Field("adamw", description="adamw or sgd.")
-    momentum: float = Field(0.9, ge=0, lt=1, description="SGD momentum.")
-    schedule: Literal["cosine", "onecycle", "constant"] = Field(
-        "cosine", description="LR schedule: cosine, onecycle or constant."
+    optimizer: str = Field(
+        "adamw", description="Any optimizer of timm's create_optimizer_v2: adamw, sgd, lamb, lion, adan, ..."
     )
-    warmup_epochs: float = Field(0.0, ge=0, description="Linear warmup length in epochs (cosine/constant).")
+    momentum: float = Field(0.9, ge=0, lt=1, description="SGD momentum.")
+    schedule: Literal["cosine", "onecycle", "constant", "step", "multistep", "poly", "tanh"] = Field(
+        "cosine",
+        description="LR schedule, stepped every optimizer step: cosine, constant, step, multistep, poly or "
+        "tanh (timm's create_scheduler_v2), or onecycle.",
+    )
+    warmup_epochs: float | None = Field(
+        None, ge=0, description="Linear warmup length in epochs; auto: none for head-only, see the recipe "
+        "(docs/finetuning.md) for full and staged."
+    )
     label_smoothing: float = Field(
         0.1, ge=0, lt=1, description="Label smoothing of the cross-entropy (0.1: timm's default)."
     )
     grad_clip_norm: float | None = Field(None, gt=0, description="Clip the gradient L2 norm to this value.")
     finetune: Literal["head", "full", "staged"] = Field(
         "head",
-        description="head: train the head on a frozen backbone; full: train everything; staged: head first, "
-        "then all with a lower backbone LR.",
+        description="head: train the head on a frozen backbone; full: train everything; staged: the head "
+        "alone first (on cached features), then everything from it, keeping the better of the two.",
     )
-    staged_head_epochs: int = Field(1, ge=1, description="Head-only epochs before unfreezing (staged).")
+    staged_head_epochs: int = Field(
+        10, ge=1, description="Epochs of the head stage of a staged job (on cached features: seconds)."
+    )
+    finetune_image_size: int | None = Field(
+        None,
+        gt=0,
+        description="Crop size of the train images while fine-tuning (full, staged); evaluation and the "
+        "exported model keep the model's size. E.g. 160 for 224-px models on a CPU: ~2x cheaper epochs.",
+    )
+    layer_decay: float | None = Field(
+        None,
+        gt=0,
+        le=1,
+        description="Layer-wise LR decay (timm): each backbone layer's LR is this x the next one's; "
+        "auto: 0.8 for staged and full fine-tuning.",
+    )
+    freeze_below_lr_scale: float | None = Field(
+        None,
+        ge=0,
+        lt=1,
+        description="Backbone layers whose layer-decayed LR scale is below this stay frozen (timm's "
+        "layer_decay_no_opt_scale): the backward pass stops above them. auto: see the recipe.",
+    )
+    bn_policy: Literal["auto", "train", "frozen"] = Field(
+        "auto",
+        description="BatchNorm of a trained backbone: train updates its statistics, frozen keeps the "
+        "pretrained ones; auto: frozen below 32 images per process.",
+    )
+    mixup: float = Field(0.0, ge=0, description="Mixup alpha (timm Mixup; 0: off). Images only.")
+    cutmix: float = Field(0.0, ge=0, description="CutMix alpha (timm Mixup; 0: off). Images only.")
+    mixup_prob: float = Field(
+        1.0, ge=0, le=1, description="Probability of mixing a batch when mixup or cutmix is on."
+    )
+    ema_decay: float | None = Field(
+        None,
+        gt=0,
+        lt=1,
+        description="Keep an exponential moving average of the weights (timm ModelEmaV3) with this "
+        "decay, e.g. 0.999; evaluated and saved instead of the raw weights.",
+    )
+    accumulate_steps: int = Field(
+        1, ge=1, description="Gradient accumulation: optimizer step every N batches (effective batch x N)."
+    )
+    keep_best_checkpoints: int = Field(
+        0, ge=0, description="Also keep the weights of the K best epochs in checkpoints/best-*.pt (0: none)."
+    )
     early_stopping_patience: int | None = Field(
         None, ge=1, description="Stop after this many epochs without improvement of the valid metric."
     )
@@ -136,6 +208,24 @@ class TrainSpec(BaseSpec):
         "images (2x fp32 on CPU, accuracy kept; falls back to fp32 if its features drift), or fp32.",
     )
     compile: bool = Field(False, description="torch.compile the model for full fine-tuning.")
+
+    @field_validator("optimizer")
+    @classmethod
+    def _known_optimizer(cls, value: str) -> str:
+        """A name timm's create_optimizer_v2 knows (timm is imported only for names other than the usual)."""
+        name = value.strip().lower()
+        if name in ("adamw", "sgd"):
+            return name
+        from timm.optim import list_optimizers
+
+        known = list_optimizers()
+        if name not in known:
+            import difflib
+
+            close = difflib.get_close_matches(name, known, n=3)
+            hint = f"; did you mean {', '.join(close)}" if close else "; e.g. adamw, sgd, lamb, lion, adan"
+            raise ValueError(f"{value!r} is not an optimizer of timm's create_optimizer_v2{hint}")
+        return name
 
 
 class DistributedSpec(BaseSpec):

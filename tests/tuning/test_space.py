@@ -62,6 +62,19 @@ def sample(space, n=500, seed=0):
         ("train.lr", "train.lr"),
         ("model.head", "model.head"),
         ("Weight-Decay", "train.weight_decay"),
+        ("layer-decay", "train.layer_decay"),
+        ("lr_layer_decay", "train.layer_decay"),
+        ("mixup_alpha", "train.mixup"),
+        ("cutmix-alpha", "train.cutmix"),
+        ("model-ema-decay", "train.ema_decay"),
+        ("grad_accum_steps", "train.accumulate_steps"),
+        ("gradient_accumulation_steps", "train.accumulate_steps"),
+        ("bn_policy", "train.bn_policy"),
+        ("head_epochs", "train.staged_head_epochs"),
+        ("aa", "data.auto_augment"),
+        ("reprob", "data.random_erasing"),
+        ("opt", "train.optimizer"),
+        ("sched", "train.schedule"),
     ],
 )
 def test_resolve_path_names_and_aliases(name, path):
@@ -212,3 +225,13 @@ def test_trial_spec_dict_validates_as_a_job_spec():
     assert spec.train.weight_decay == 1e-5 and spec.model.name == "resnet18"
     assert spec.output == "runs/tune/trials/trial-0001"
     assert training["train"] == {"epochs": 5}  # the static part is not changed in place
+
+
+def test_none_written_as_text_unsets_an_optional_field():
+    assert coerce_value("train.layer_decay", "none") is None
+    assert coerce_value("data.auto_augment", "None") is None
+    assert coerce_value("train.ema_decay", "null") is None
+    assert coerce_value("train.schedule", "none") == "none"  # not optional: the spec reports the value
+    training = {"data": {"root": "/data/flowers"}, "train": {"layer_decay": 0.7, "ema_decay": 0.999}}
+    spec = build_spec(trial_spec_dict(training, {"layer_decay": "none", "aa": "none"}, "out"), source="trial")
+    assert spec.train.layer_decay is None and spec.data.auto_augment is None and spec.train.ema_decay == 0.999

@@ -139,7 +139,7 @@ def test_bad_ranges_name_the_hyperparameter(rng, message):
 
 def test_values_the_job_spec_refuses_are_reported_before_tuning():
     cases = [
-        ({"optimizer": ["adamw", "adam"]}, "'adam' is not valid for train.optimizer"),
+        ({"optimizer": ["adamw", "adamm"]}, "'adamm' is not an optimizer of timm"),
         ({"epochs": {"type": "Continuous", "min": 1, "max": 5}}, "use type: Integer"),
         (
             {"head_dropout": {"type": "Continuous", "min": 0.0, "max": 1.0}},

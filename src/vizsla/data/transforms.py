@@ -84,22 +84,53 @@ class ToNormalizedTensor:
         return f"{type(self).__name__}(offset={offset}, scale={scale})"
 
 
-def create_transform(preprocessing: dict[str, Any], *, train: bool, augment: bool,
-                     hflip: bool) -> Callable[[Any], Any]:
-    """PIL RGB image -> normalized float32 CHW tensor; random crop/flip only for train with augment."""
+def create_transform(
+    preprocessing: dict[str, Any],
+    *,
+    train: bool,
+    augment: bool,
+    hflip: bool,
+    auto_augment: str | None = None,
+    random_erasing: float = 0.0,
+) -> Callable[[Any], Any]:
+    """PIL RGB image -> normalized float32 CHW tensor; random crop/flip only for train with augment.
+
+    With train and augment, AUTO_AUGMENT (a timm policy string, see vizsla.data.augment) runs on the
+    cropped PIL image and RANDOM_ERASING (probability) on the normalized tensor, in timm's order.
+    """
     from torchvision.transforms import v2
 
     height, width = _input_hw(preprocessing)
     mean, std = _norm_stats(preprocessing)
-    interpolation = _interpolation(str(preprocessing.get("interpolation", "bilinear")))
-    if train and augment:
-        crop = v2.RandomResizedCrop((height, width), scale=TRAIN_CROP_SCALE, ratio=TRAIN_CROP_RATIO,
-                                    interpolation=interpolation, antialias=True)
-        steps: list[Any] = [crop]
-        if hflip:
-            steps.append(v2.RandomHorizontalFlip(p=0.5))
-    else:
-        steps = [v2.Resize(eval_resize_size(preprocessing), interpolation=interpolation, antialias=True),
-                 v2.CenterCrop((height, width))]
+    interpolation = str(preprocessing.get("interpolation", "bilinear"))
+    mode = _interpolation(interpolation)
+    if not (train and augment):
+        return v2.Compose([v2.Resize(eval_resize_size(preprocessing), interpolation=mode, antialias=True),
+                           v2.CenterCrop((height, width)), ToNormalizedTensor(mean, std)])
+    steps: list[Any] = [v2.RandomResizedCrop((height, width), scale=TRAIN_CROP_SCALE, ratio=TRAIN_CROP_RATIO,
+                                             interpolation=mode, antialias=True)]
+    if hflip:
+        steps.append(v2.RandomHorizontalFlip(p=0.5))
+    policy = _checked_policy(auto_augment)
+    if policy is None and random_erasing <= 0:
+        return v2.Compose([*steps, ToNormalizedTensor(mean, std)])  # the fast path: torch RNG only
+    from vizsla.data.augment import TorchSeeded, create_erasing, create_policy
+
+    if policy is not None:
+        size = (3, height, width)
+        steps.append(create_policy(policy, size, mean=mean, std=std, interpolation=interpolation))
     steps.append(ToNormalizedTensor(mean, std))
-    return v2.Compose(steps)
+    if random_erasing > 0:
+        steps.append(create_erasing(random_erasing))
+    return TorchSeeded(v2.Compose(steps))
+
+
+def _checked_policy(auto_augment: str | None) -> str | None:
+    """The canonical policy string, or SpecError (a spec validates it already; a direct caller may not)."""
+    from vizsla.data.augment import normalize_policy
+    from vizsla.errors import SpecError
+
+    try:
+        return normalize_policy(auto_augment)
+    except ValueError as exc:
+        raise SpecError(str(exc), hint="set data.auto_augment (--auto-augment) to one of those") from None

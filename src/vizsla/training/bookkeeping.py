@@ -11,6 +11,7 @@ from vizsla.disk import is_disk_full, writing
 from vizsla.errors import DiskFullError, UserError
 from vizsla.infra.io import append_jsonl
 from vizsla.jobdir import JobDir
+from vizsla.training import stages
 from vizsla.training.checkpoint import rng_state, save_checkpoint
 from vizsla.training.metrics import ClassificationMeter
 from vizsla.training.setup import Job
@@ -86,7 +87,8 @@ def track_best(job: Job, state: TrainState, record: dict[str, Any]) -> bool:
     if not _better(metric, value, job.best.get("value")):
         job.epochs_without_improvement += 1
         return False
-    job.best = {"name": metric, "value": value, "epoch": record["epoch"]}
+    previous, job.best = job.best, {"name": metric, "value": value, "epoch": record["epoch"]}
+    stages.note_improvement(job, previous)
     job.epochs_without_improvement = 0
     if head_only(job):
         job.best_state = {k: v.detach().to("cpu", copy=True) for k, v in trained_state(job).items()}
@@ -117,6 +119,7 @@ def save_epoch_checkpoint(
         "optimizer": job.optimizer.state_dict(),
         "scheduler": job.scheduler.state_dict(),
         "scaler": job.scaler.state_dict(),
+        "ema": job.ema.state_dict() if job.ema is not None else None,  # the weight average (ema.py)
         "next_epoch": next_epoch,
         "epoch_position": position,
         "global_step": state.global_step,
@@ -215,7 +218,11 @@ def build_result(
     The times are those of now; `record_times` updates them once the job's finalize phase has ended."""
     metrics: dict[str, float] = {}
     best_epoch = job.best.get("epoch")
-    if state.history:
+    from_head_stage = stages.head_result(job) if stages.head_won(job) else {}
+    if from_head_stage:  # model/ is the head stage's model: its figures, as a head-only job reports them
+        metrics.update(from_head_stage.get("metrics") or {})
+        final = {}
+    elif state.history:
         best_record = next((r for r in state.history if r["epoch"] == best_epoch), state.history[-1])
         metrics.update({k: best_record[k] for k in ("train_loss", "train_accuracy") if k in best_record})
     for split, meter in final.items():
@@ -250,6 +257,12 @@ def build_result(
             "num_workers": job.runtime.num_workers,
         },
     }
+    staged = stages.summary(job)
+    if staged is not None:
+        result["stages"] = staged
+    for key in ("per_class", "confusion_matrix"):
+        if key in from_head_stage:
+            result[key] = from_head_stage[key]
     if "test" in final:
         matrix = final["test"].confusion
         result["per_class"] = {"split": "test", **final["test"].per_class(job.data.classes)}

@@ -195,12 +195,13 @@ def resolved_spec(spec: JobSpec, runtime: Runtime, ctx: DistContext | None = Non
     world = ctx.world_size if ctx is not None else 1
     # A distributed job records "cuda": each process takes its local rank's GPU, also on resume.
     device = "cuda" if world > 1 and runtime.device.type == "cuda" else str(runtime.device)
-    train = spec.train.model_copy(
-        update={
-            "device": device,
-            "precision": runtime.precision,
-            "channels_last": runtime.channels_last,
-        }
+    from vizsla.training.recipe import resolve_train
+
+    train = resolve_train(
+        spec.train.model_copy(
+            update={"device": device, "precision": runtime.precision, "channels_last": runtime.channels_last}
+        ),
+        per_process_batch=spec.train.batch_size // max(1, world),
     )
     data_update: dict[str, object] = {"num_workers": runtime.num_workers}
     if "://" not in spec.data.root:  # a local path: absolute, so the job resumes from any folder

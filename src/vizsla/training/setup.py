@@ -19,6 +19,7 @@ from vizsla.infra.io import atomic_write_text
 from vizsla.jobdir import JobDir
 from vizsla.names import printable
 from vizsla.spec import JobSpec
+from vizsla.training.accumulation import optimizer_steps_per_epoch
 from vizsla.training.checkpoint import load_checkpoint, restore_rng_state
 from vizsla.training.distributed import (
     SINGLE,
@@ -54,8 +55,16 @@ class Loaders:
         data_spec = job_spec.data
         draft = draft_size_for(preprocessing)  # the same reduced-size decode as the feature cache
         train_tf = create_transform(
-            preprocessing, train=True, augment=data_spec.augment, hflip=data_spec.hflip
+            train_preprocessing(preprocessing, job_spec), train=True, augment=data_spec.augment,
+            hflip=data_spec.hflip,
+            auto_augment=data_spec.auto_augment, random_erasing=data_spec.random_erasing,
         )
+        if ctx.is_main:
+            from vizsla.data.augment import describe
+
+            log.info("train augmentation: %s", describe(
+                augment=data_spec.augment, hflip=data_spec.hflip, auto_augment=data_spec.auto_augment,
+                random_erasing=data_spec.random_erasing))
         eval_tf = create_transform(preprocessing, train=False, augment=False, hflip=False)
         self.datasets = {
             split: ImageFolderDataset(
@@ -105,6 +114,16 @@ class Loaders:
         return self._loader(
             split, shuffle=False, epoch=0, batch_size=2 * self.batch_size, select=eval_selector(self.ctx)
         )
+
+
+def train_preprocessing(preprocessing: dict, spec: JobSpec) -> dict:
+    """The preprocessing of the train images: the model's, at `finetune_image_size` when set (cheaper
+    epochs; evaluation, export and serving keep the model's size, which FixRes found to test better than
+    the train size)."""
+    size = spec.train.finetune_image_size
+    if size is None or spec.train.finetune == "head":
+        return preprocessing
+    return {**preprocessing, "input_size": [3, size, size]}
 
 
 def train_selector(num_samples: int, global_batch: int, ctx: DistContext, *, min_per_rank: int) -> Any:
@@ -218,6 +237,10 @@ class Job:
     # Where the checkpoint resumed stopped inside its epoch ({"batches", "meter"}); None: at its start
     position: dict[str, Any] | None = None
     stop: Any = None  # the job's StopSignals (signals.py): whether a signal asked it to stop
+    # The optional techniques (training/components.py), set by `restore_state`; no-op objects when off
+    mixing: Any = None  # mixup/cutmix of train batches and the loss they need (mixing.py)
+    ema: Any = None  # the weight average validated and exported instead of the raw weights (ema.py)
+    keep_best: Any = None  # the K best epochs' checkpoints (keep_best.py)
 
 
 def _check_job_dir(job_dir: JobDir, resume: bool) -> None:
@@ -267,20 +290,34 @@ def record_setup_failure(job_dir: JobDir, spec: JobSpec, exc: BaseException, tim
 
 
 def create_optimizer(model: Any, spec: JobSpec) -> torch.optim.Optimizer:
+    """timm's create_optimizer_v2 over Vizsla's parameter groups (backbone layers, head; decay/no-decay).
+
+    A staged job's optimizer is its fine-tuning stage's: the head arrives trained (see stages.py), so it
+    moves at the backbone's top LR instead of the head-only LR."""
+    from timm.optim import create_optimizer_v2
+
     from vizsla.models import param_groups
 
     train = spec.train
     lr = train.lr * spec.distributed.lr_scale(train.batch_size)  # the resolved spec records it
     groups = param_groups(
-        model, lr=lr, backbone_lr_scale=train.backbone_lr_scale, weight_decay=train.weight_decay
+        model,
+        lr=lr,
+        backbone_lr_scale=train.backbone_lr_scale,
+        weight_decay=train.weight_decay,
+        layer_decay=train.layer_decay if train.finetune != "head" else None,
+        head_lr=lr * train.backbone_lr_scale if train.finetune == "staged" else None,
+        freeze_below=train.freeze_below_lr_scale if train.finetune != "head" else None,
     )
-    if train.optimizer == "sgd":
-        return torch.optim.SGD(groups, lr=lr, momentum=train.momentum, nesterov=True)
-    # A head on cached features: AdamW's fused kernel (one kernel a step instead of a loop over parameters).
-    # Elsewhere the default: at lr=10 (the broken training of SageMaker Debugger's demos,
-    # tests/debugger/test_broken_trainings.py) a run with the fused kernel no longer trips the demo's rules.
-    fused = uses_feature_cache(spec) and _fused_adamw_supported(model)
-    return torch.optim.AdamW(groups, lr=lr, fused=fused)
+    extra: dict[str, Any] = {}
+    if train.optimizer == "adamw":
+        # A head on cached features: AdamW's fused kernel (one kernel a step instead of a loop over
+        # parameters). Elsewhere the default: at lr=10 (the broken training of SageMaker Debugger's demos,
+        # tests/debugger/test_broken_trainings.py) a run with the fused kernel no longer trips their rules.
+        extra["fused"] = uses_feature_cache(spec) and _fused_adamw_supported(model)
+    return create_optimizer_v2(
+        groups, opt=train.optimizer, lr=lr, weight_decay=train.weight_decay, momentum=train.momentum, **extra
+    )
 
 
 def _fused_adamw_supported(model: Any) -> bool:
@@ -316,6 +353,12 @@ def create_job(
     job_dir = JobDir(spec.output)
     check_model_name(spec.model.name)  # a misspelt model is refused before the job folder is written
     runtime = resolve_runtime(spec, ctx)
+    if ctx.enabled and ctx.is_main and spec.train.finetune == "staged":
+        from vizsla.training import stages
+
+        # Before the process group exists: the stage is a one-process job, and its collectives would
+        # otherwise talk to the job's group. The other processes wait for rank 0 in the rendezvous.
+        stages.run_head_stage(resolved_spec(spec, runtime, ctx), progress=progress)
     distributed.init_process_group(
         ctx, distributed.resolve_backend(spec.distributed.backend, runtime.device), spec.distributed.timeout_s
     )
@@ -384,7 +427,9 @@ def _build_job(
         if features is not None
         else Loaders(spec, data, model.preprocessing, runtime, ctx)
     )
-    scheduler = create_scheduler(optimizer, spec.train, loaders.steps_per_epoch)
+    scheduler = create_scheduler(
+        optimizer, spec.train, optimizer_steps_per_epoch(loaders.steps_per_epoch, spec.train.accumulate_steps)
+    )
     scaler = torch.amp.GradScaler(runtime.device.type, enabled=runtime.precision == "fp16")
     checkpoint = _load_checkpoint_once(job_dir, resume, ctx)
     started_at = collectives.broadcast_object(checkpoint["started_at"] if checkpoint else timer.start_time)
@@ -551,6 +596,9 @@ def create_features(
 def restore_state(job: Job, state: TrainState) -> None:
     """Continue from the checkpoint: weights, optimizer, schedule, counters, history and RNG streams."""
     state.spec = job.spec
+    from vizsla.training.components import attach_components
+
+    attach_components(job)  # before fit_start: the weight average copies the model before hooks attach
     ckpt = job.checkpoint
     if ckpt is None:
         return
@@ -574,14 +622,28 @@ def restore_state(job: Job, state: TrainState) -> None:
 
 
 def apply_finetune_policy(job: Job, epoch: int) -> None:
-    """Freeze or unfreeze the backbone for this epoch according to --finetune."""
+    """Freeze or unfreeze the backbone for this epoch according to --finetune: frozen for head, trained for
+    full, and for staged (its head stage ran before the first epoch, see stages.py)."""
     from vizsla.models import set_backbone_trainable
 
-    policy = job.spec.train.finetune
-    trainable = policy == "full" or (policy == "staged" and epoch >= job.spec.train.staged_head_epochs)
-    if trainable and policy == "staged" and backbone_frozen(job):
-        log.info("epoch %d: unfreezing the backbone (staged fine-tuning)", epoch + 1)
-    set_backbone_trainable(job.model, trainable)
+    set_backbone_trainable(job.model, job.spec.train.finetune != "head")
+    if job.spec.train.finetune != "head":
+        from vizsla.models.freezing import freeze_unoptimized
+
+        frozen = freeze_unoptimized(job.model, job.optimizer)  # the layers below freeze_below_lr_scale
+        if frozen and epoch == 0:
+            total = sum(1 for _ in job.model.backbone.parameters())
+            log.info("fine-tuning %d of the backbone's %d parameter tensors: the layers whose LR scale is "
+                     "below %g stay frozen", total - frozen, total, job.spec.train.freeze_below_lr_scale)
+
+
+def apply_bn_policy(job: Job) -> None:
+    """A trained backbone with bn_policy frozen keeps its BatchNorm layers in eval mode (pretrained
+    running statistics, no update from small, noisy batches); its affine weights still train."""
+    if job.spec.train.bn_policy == "frozen":
+        from vizsla.models.freezing import batchnorm_to_eval
+
+        batchnorm_to_eval(job.model.backbone)
 
 
 def backbone_frozen(job: Job) -> bool:

@@ -16,7 +16,8 @@ from vizsla.disk import as_disk_full_error, is_disk_full
 from vizsla.errors import DiskFullError
 from vizsla.infra import collectives
 from vizsla.spec import JobSpec
-from vizsla.training import bookkeeping, distributed, setup
+from vizsla.training import bookkeeping, distributed, setup, stages
+from vizsla.training.accumulation import GradientAccumulation
 from vizsla.training.metrics import ClassificationMeter
 from vizsla.training.progress import epoch_text, result_lines, settings_text
 from vizsla.training.signals import JobStopped, StopSignals
@@ -96,6 +97,13 @@ def _no_job_callbacks(_state: TrainState) -> list[Callback]:
     return []
 
 
+def run_stage(spec: JobSpec, *, progress: bool) -> dict:
+    """Run one stage of a staged job (see stages.py) as a job of its own, in this process alone and
+    without tools, while the outer job's process group and signal handlers stay as they are."""
+    return _run(spec, distributed.SINGLE, callbacks=(), factory=_no_job_callbacks, resume=False,
+                progress=progress, timer=PhaseTimer())
+
+
 def _train(
     job: setup.Job, ctx: distributed.DistContext, callbacks: Iterable[Callback], factory: CallbackFactory
 ) -> dict:
@@ -111,6 +119,9 @@ def _train(
     )
     # Callbacks run in every process; state.rank tells them apart (rank 0 speaks for the job).
     runner = CallbackRunner([*factory(state), *callbacks])
+    if stages.is_staged(job) and job.checkpoint is None:  # a resumed staged job has its head and best
+        with job.timer.phase("head_stage"):  # before this job's progress display: the stage shows its own
+            stages.start_from_head_stage(job, state, progress=job.progress.enabled)
     with setup.thread_budget(job), job.progress:
         if job.stop is not None:
             job.stop.watch(state)  # a signal now stops the loop at its next step, with a checkpoint
@@ -212,7 +223,7 @@ def evaluate_best(
     """Evaluate the best epoch's weights (exported in model/) on valid and test.
 
     A job stopped by a signal skips it (the stop must be quick; `--resume` evaluates at its end)."""
-    if not job.best:
+    if not job.best or stages.head_won(job):  # the head stage's model: its own figures (stages.py)
         return {}
     if job.best_unsaved:  # head-only: the best head was kept in memory; model/ is written now
         bookkeeping.save_best_model(job)
@@ -253,9 +264,11 @@ def fit(job: setup.Job, state: TrainState, runner: CallbackRunner) -> None:
         meter = train_one_epoch(job, state, runner)
         if meter is None:  # stopped mid-epoch; the checkpoint holds where
             break
+        job.ema.use_average()  # the weight average is validated, ranked and exported (ema.py)
         try:
             valid = evaluate(job, state, runner, "valid")
         except EvaluationStopped:  # trained, not validated: `--resume` validates this epoch
+            job.ema.use_trained()
             save_stopped_epoch(job, state, len(job.loaders.train(epoch)), meter)
             break
         train_metrics = meter.summary("train")
@@ -274,6 +287,8 @@ def fit(job: setup.Job, state: TrainState, runner: CallbackRunner) -> None:
         if job.dist.is_main:
             bookkeeping.append_metrics(job.job_dir, record)
         improved = bookkeeping.track_best(job, state, record)
+        job.keep_best.consider(job, record)
+        job.ema.use_trained()  # training and its checkpoint go on from the trained weights
         runner.fire("epoch_end", state)
         # A stop asked for at the epoch's end (a tuning trial's pruner runs on rank 0 only) or during
         # evaluation: in a distributed job every process leaves after this same epoch.
@@ -319,6 +334,8 @@ def train_one_epoch(
     model.train()
     if frozen:
         model.backbone.eval()  # frozen BatchNorm statistics stay the pretrained ones
+    else:
+        setup.apply_bn_policy(job)
     position, job.position = job.position, None
     first = position["batches"] if position else 0
     loader = job.loaders.train(state.epoch, start_batch=first)
@@ -329,6 +346,8 @@ def train_one_epoch(
     state.mode = "train"
     # What trains, wrapped in DistributedDataParallel in a distributed job (gradients are all-reduced).
     trained = job.parallel(model.head if cached is not None or frozen else model)
+    accumulation = GradientAccumulation(job.spec.train.accumulate_steps, first, len(loader))
+    pending = False  # gradients accumulated since the last optimizer step (accumulation.py)
     for batch_index, batch in enumerate(loader, start=first):
         if batch is None:  # every image of the batch failed to decode
             if job.dist.enabled:  # skipping would leave the other processes waiting in the all-reduce
@@ -336,12 +355,18 @@ def train_one_epoch(
                     "every image of a batch failed to decode (changed since validation?); "
                     "a distributed job cannot skip a step on one process"
                 )
+            if pending and accumulation.steps_after(batch_index):  # its group steps without it
+                optimizer_step(job)
+                pending = False
             continue
         inputs, targets = setup.to_device(batch, runtime)
+        inputs, soft_targets = job.mixing.mix(inputs, targets)  # mixup/cutmix; targets stay the labels
+        stepping = accumulation.steps_after(batch_index)
         state.batch_index, state.inputs, state.targets = batch_index, inputs, targets
         state.batch_size = int(targets.numel())
         runner.fire("batch_start", state)
-        with runtime.autocast() if cached is None else contextlib.nullcontext():
+        autocast = runtime.autocast() if cached is None else contextlib.nullcontext()
+        with accumulation.sync(trained, stepping), autocast:  # no_sync: see accumulation.py
             if cached is not None:
                 logits = trained(inputs)  # the head; inputs are the backbone's cached features
             elif frozen:
@@ -350,7 +375,7 @@ def train_one_epoch(
                 logits = trained(features.float())
             else:
                 logits = trained(inputs)
-            loss = F.cross_entropy(logits.float(), targets, label_smoothing=job.spec.train.label_smoothing)
+            loss = job.mixing.loss(logits.float(), targets, soft_targets)
         state.outputs, state.loss = logits, loss
         runner.fire("after_forward", state)
         if not math.isfinite(loss.item()):
@@ -358,29 +383,41 @@ def train_one_epoch(
                 f"loss is {loss.item()} at epoch {state.epoch} step {state.global_step}; "
                 "lower the learning rate or turn on gradient clipping"
             )
-        optimizer.zero_grad(set_to_none=True)
-        job.scaler.scale(loss).backward()
+        if not pending:  # the first batch of a group: the last step's gradients are spent
+            optimizer.zero_grad(set_to_none=True)
+        job.scaler.scale(loss * accumulation.loss_scale(batch_index)).backward()
         runner.fire("after_backward", state)
-        if job.spec.train.grad_clip_norm:
-            job.scaler.unscale_(optimizer)
-            torch.nn.utils.clip_grad_norm_(model.parameters(), job.spec.train.grad_clip_norm)
-        job.scaler.step(optimizer)
-        job.scaler.update()
-        job.scheduler.step()
-        state.global_step += 1
-        meter.update(logits, targets, loss.item() * state.batch_size)
+        pending = not stepping
+        if stepping:
+            optimizer_step(job)
+        state.global_step += 1  # batches, not optimizer steps: the tools number their steps by it
+        counted = job.mixing.accuracy_targets(targets, soft_targets)  # a mixed batch: its dominant labels
+        meter.update(logits, counted, loss.item() * state.batch_size)
         runner.fire("batch_end", state)
         job.progress.step(loss.item())
         stop = agreed_stop(job, state)
         if job.dist.is_main and state.global_step % job.spec.train.log_every_n_steps == 0:
             log_step(job, state, loss.item())
-        if stop:
+        if stop and not pending:  # a stop inside a group waits for its step (accumulation.py)
             state.inputs = state.targets = state.outputs = state.loss = None
             save_stopped_epoch(job, state, batch_index + 1, meter)
             return None
     state.inputs = state.targets = state.outputs = state.loss = None
     reduce_meter(meter)
     return meter
+
+
+def optimizer_step(job: setup.Job) -> None:
+    """Apply the gradients of a group of batches: clip them, step (through the fp16 scaler), then advance
+    the schedule and the weight average."""
+    optimizer = job.optimizer
+    if job.spec.train.grad_clip_norm:
+        job.scaler.unscale_(optimizer)
+        torch.nn.utils.clip_grad_norm_(job.model.parameters(), job.spec.train.grad_clip_norm)
+    job.scaler.step(optimizer)
+    job.scaler.update()
+    job.scheduler.step()
+    job.ema.update()
 
 
 def log_step(job: setup.Job, state: TrainState, loss: float) -> None:

@@ -2,8 +2,10 @@
 
 The learning-rate and batch-size ranges are the seed dog-breed project's (its notebook's
 `ContinuousParameter(0.001, 0.1)` and `CategoricalParameter([32, 64, 128, 256, 512])`); the others are the
-usual fine-tuning ranges. The chosen ranges are printed and saved in the tuning job's tune.yaml, so a job
-started from names is as reproducible as one started from a YAML file.
+usual fine-tuning ranges, and timm's training recipes' for its options (layer decay 0.6-1.0, mixup alpha
+up to 0.8, cutmix alpha up to 1.0, EMA decay 0.99-0.9999, random erasing up to 0.5). The chosen ranges are
+printed and saved in the tuning job's tune.yaml, so a job started from names is as reproducible as one
+started from a YAML file.
 """
 
 from __future__ import annotations
@@ -22,9 +24,27 @@ DEFAULT_RANGES: dict[str, dict[str, Any]] = {
     "train.epochs": {"type": "Integer", "min": 2, "max": 20},
     "train.label_smoothing": {"type": "Continuous", "min": 0.0, "max": 0.2},
     "train.warmup_epochs": {"type": "Continuous", "min": 0.0, "max": 2.0},
-    "train.optimizer": {"type": "Categorical", "values": ["adamw", "sgd"]},
-    "train.schedule": {"type": "Categorical", "values": ["cosine", "onecycle", "constant"]},
+    "train.optimizer": {"type": "Categorical", "values": ["adamw", "sgd", "lamb", "lion"]},
+    "train.schedule": {
+        "type": "Categorical",
+        "values": ["cosine", "onecycle", "constant", "step", "multistep", "poly", "tanh"],
+    },
+    "train.layer_decay": {"type": "Continuous", "min": 0.6, "max": 1.0},
+    "train.mixup": {"type": "Continuous", "min": 0.0, "max": 0.8},
+    "train.cutmix": {"type": "Continuous", "min": 0.0, "max": 1.0},
+    "train.mixup_prob": {"type": "Continuous", "min": 0.5, "max": 1.0},
+    # dense near 1: 1 - decay is sampled log-uniformly, an average over 100 to 10,000 steps
+    "train.ema_decay": {"type": "Continuous", "min": 0.99, "max": 0.9999, "scaling": "ReverseLogarithmic"},
+    "train.accumulate_steps": {"type": "Integer", "min": 1, "max": 4},
+    "train.bn_policy": {"type": "Categorical", "values": ["train", "frozen"]},
+    "train.staged_head_epochs": {"type": "Integer", "min": 1, "max": 20},
     "model.head_dropout": {"type": "Continuous", "min": 0.0, "max": 0.5},
+    # "none" is off (the spec reads it as no policy); RandAugment as timm's ImageNet recipes use it
+    "data.auto_augment": {
+        "type": "Categorical",
+        "values": ["none", "rand-m9-mstd0.5-inc1", "trivialaugment"],
+    },
+    "data.random_erasing": {"type": "Continuous", "min": 0.0, "max": 0.5},
 }
 _NAMES = re.compile(r"^[A-Za-z_][\w.\-]*(\s*,\s*[A-Za-z_][\w.\-]*)*$")
 
@@ -59,6 +79,8 @@ def describe(ranges: dict[str, dict[str, Any]]) -> str:
         if spec["type"] == "Categorical":
             lines.append(f"{name}: one of {spec['values']}")
         else:
-            scale = " (log scale)" if spec.get("scaling") == "Logarithmic" else ""
+            scale = {"Logarithmic": " (log scale)", "ReverseLogarithmic": " (log scale of 1 - x)"}.get(
+                spec.get("scaling", ""), ""
+            )
             lines.append(f"{name}: {spec['type'].lower()} {spec['min']:g} to {spec['max']:g}{scale}")
     return "; ".join(lines)

@@ -45,7 +45,28 @@ ALIASES = {
     "scheduler": "train.schedule",
     "lr_scheduler": "train.schedule",
     "mini_batch_size": "train.batch_size",
+    # timm's train.py, torchvision's reference scripts, Hugging Face and Lightning
+    "opt": "train.optimizer",
+    "sched": "train.schedule",
+    "smoothing": "train.label_smoothing",
+    "drop": "model.head_dropout",
+    "layer_lr_decay": "train.layer_decay",
+    "lr_layer_decay": "train.layer_decay",
+    "layerwise_lr_decay": "train.layer_decay",
+    "mixup_alpha": "train.mixup",
+    "cutmix_alpha": "train.cutmix",
+    "model_ema_decay": "train.ema_decay",
+    "ema": "train.ema_decay",
+    "grad_accum_steps": "train.accumulate_steps",
+    "gradient_accumulation_steps": "train.accumulate_steps",
+    "accumulate_grad_batches": "train.accumulate_steps",
+    "head_epochs": "train.staged_head_epochs",
+    "aa": "data.auto_augment",
+    "autoaugment": "data.auto_augment",
+    "reprob": "data.random_erasing",
+    "random_erase": "data.random_erasing",
 }
+NONE_TEXT = ("none", "null")  # how YAML-less hyperparameters (SageMaker's are strings) write "not set"
 # Not hyperparameters: where a job writes, what it reads, and how it is recorded stay fixed for a tuning job.
 REFUSED = {
     "data.root": "the dataset is the same for every trial (set it in training.data.root or --data)",
@@ -126,6 +147,13 @@ def _is_int_field(path: str) -> bool:
     return False
 
 
+def _is_optional(path: str) -> bool:
+    """True for fields that take None (a categorical range cannot hold None, so 'none' stands for it)."""
+    annotation = _annotation(path)
+    union = isinstance(annotation, types.UnionType) or typing.get_origin(annotation) is typing.Union
+    return union and type(None) in typing.get_args(annotation)
+
+
 def coerce_value(path: str, value: Any) -> Any:
     """A value as users write it -> what the JobSpec field takes (head '256,128' -> [256, 128], 5.0 -> 5)."""
     if path == "model.head":
@@ -140,6 +168,8 @@ def coerce_value(path: str, value: Any) -> Any:
         return value
     if path == "train.finetune" and isinstance(value, bool):
         return "head" if value else "full"  # freeze: true -> a frozen backbone
+    if isinstance(value, str) and value.strip().lower() in NONE_TEXT and _is_optional(path):
+        return None  # e.g. layer_decay: [none, 0.65] compares the spec's default with a value
     if isinstance(value, float) and value.is_integer() and _is_int_field(path):
         return int(value)
     return value
