@@ -100,12 +100,13 @@ class TrainSpec(BaseSpec):
         32, ge=1, description="Images per optimizer step: the global batch, shared by all processes of a job."
     )
     lr: float = Field(1e-3, gt=0, description="Peak learning rate of the head.")
-    backbone_lr_scale: float = Field(
-        0.1,
+    backbone_lr_scale: float | None = Field(
+        None,
         gt=0,
         le=1,
         description="Backbone LR = lr x this (its top layer's, with layer_decay), for full fine-tuning and "
-        "for the fine-tuning stage of staged, whose trained head moves at that LR too.",
+        "for the fine-tuning stage of staged, whose trained head moves at that LR too; auto: 0.1 for full, "
+        "0.3 for staged.",
     )
     weight_decay: float = Field(1e-4, ge=0, description="Decoupled weight decay (AdamW) or L2 (SGD).")
     optimizer: str = Field(
