@@ -119,8 +119,8 @@ class TrainSpec(BaseSpec):
         "tanh (timm's create_scheduler_v2), or onecycle.",
     )
     warmup_epochs: float | None = Field(
-        None, ge=0, description="Linear warmup length in epochs; auto: none for head-only, see the recipe "
-        "(docs/finetuning.md) for full and staged."
+        None, ge=0, description="Linear warmup length in epochs; auto: 1 for staged, none for head and "
+        "full."
     )
     label_smoothing: float = Field(
         0.1, ge=0, lt=1, description="Label smoothing of the cross-entropy (0.1: timm's default)."
@@ -145,7 +145,7 @@ class TrainSpec(BaseSpec):
         gt=0,
         le=1,
         description="Layer-wise LR decay (timm): each backbone layer's LR is this x the next one's; "
-        "auto: 0.8 for staged and full fine-tuning.",
+        "auto: 0.8 for staged, none (one backbone LR) for full.",
     )
     freeze_below_lr_scale: float | None = Field(
         None,
@@ -157,7 +157,7 @@ class TrainSpec(BaseSpec):
     bn_policy: Literal["auto", "train", "frozen"] = Field(
         "auto",
         description="BatchNorm of a trained backbone: train updates its statistics, frozen keeps the "
-        "pretrained ones; auto: frozen below 32 images per process.",
+        "pretrained ones; auto: frozen for staged, train for full.",
     )
     mixup: float = Field(0.0, ge=0, description="Mixup alpha (timm Mixup; 0: off). Images only.")
     cutmix: float = Field(0.0, ge=0, description="CutMix alpha (timm Mixup; 0: off). Images only.")

@@ -103,10 +103,13 @@ def test_learning_rate_10_trips_and_stop_ends_the_job_early(tmp_path: Path, tiny
     )
     # lr=10 drives the logits to ~1e3: the softmax saturates and the gradients really vanish (to exactly 0 at
     # some steps), which VanishingGradient and, within its first 10 steps, PoorWeightInitialization report.
+    # When the rule thread lags (a busy machine) two evaluations pass before the stop, and Overfit reports
+    # the blown-up validation loss far above the training loss: a consequence too (it tripped in 3 of 4
+    # runs of this test alone before the fine-tuning changes as well).
     assert_only(
         rules,
         {"ExplodingTensor", "LossNotDecreasing"},
-        consequences=frozenset({"VanishingGradient", "PoorWeightInitialization"}),
+        consequences=frozenset({"VanishingGradient", "PoorWeightInitialization", "Overfit"}),
     )
     assert result["status"] == "Stopped"
     assert result["stop_reason"].startswith(

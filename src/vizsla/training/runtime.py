@@ -200,8 +200,7 @@ def resolved_spec(spec: JobSpec, runtime: Runtime, ctx: DistContext | None = Non
     train = resolve_train(
         spec.train.model_copy(
             update={"device": device, "precision": runtime.precision, "channels_last": runtime.channels_last}
-        ),
-        per_process_batch=spec.train.batch_size // max(1, world),
+        )
     )
     data_update: dict[str, object] = {"num_workers": runtime.num_workers}
     if "://" not in spec.data.root:  # a local path: absolute, so the job resumes from any folder

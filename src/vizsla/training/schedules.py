@@ -69,6 +69,12 @@ class TimmSchedule:
         self.curve.step_update(self.num_updates)
         self._apply()
 
+    @property
+    def base_lrs(self) -> list[float]:
+        """Each group's peak lr, under torch LRScheduler's name (callbacks written for torch's schedulers
+        read and set it); the same list as `peaks`."""
+        return self.peaks
+
     def get_last_lr(self) -> list[float]:
         """The lrs the next optimizer update uses, one per param group."""
         return [group["lr"] for group in self.optimizer.param_groups]

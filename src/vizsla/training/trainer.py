@@ -350,14 +350,7 @@ def train_one_epoch(
     pending = False  # gradients accumulated since the last optimizer step (accumulation.py)
     for batch_index, batch in enumerate(loader, start=first):
         if batch is None:  # every image of the batch failed to decode
-            if job.dist.enabled:  # skipping would leave the other processes waiting in the all-reduce
-                raise RuntimeError(
-                    "every image of a batch failed to decode (changed since validation?); "
-                    "a distributed job cannot skip a step on one process"
-                )
-            if pending and accumulation.steps_after(batch_index):  # its group steps without it
-                optimizer_step(job)
-                pending = False
+            pending = skip_undecodable_batch(job, accumulation, batch_index, pending)
             continue
         inputs, targets = setup.to_device(batch, runtime)
         inputs, soft_targets = job.mixing.mix(inputs, targets)  # mixup/cutmix; targets stay the labels
@@ -405,6 +398,21 @@ def train_one_epoch(
     state.inputs = state.targets = state.outputs = state.loss = None
     reduce_meter(meter)
     return meter
+
+
+def skip_undecodable_batch(job: setup.Job, accumulation: GradientAccumulation, batch_index: int,
+                           pending: bool) -> bool:
+    """Skip a batch none of whose images decoded; its accumulation group steps without it. Returns
+    whether gradients are still pending."""
+    if job.dist.enabled:  # skipping would leave the other processes waiting in the all-reduce
+        raise RuntimeError(
+            "every image of a batch failed to decode (changed since validation?); "
+            "a distributed job cannot skip a step on one process"
+        )
+    if pending and accumulation.steps_after(batch_index):
+        optimizer_step(job)
+        return False
+    return pending
 
 
 def optimizer_step(job: setup.Job) -> None:
