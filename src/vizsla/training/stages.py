@@ -105,7 +105,7 @@ def start_from_head_stage(job: Job, state: TrainState, *, progress: bool) -> Non
     payload: tuple[dict[str, Any], dict[str, float]] | None = None
     if job.dist.is_main:
         result = run_head_stage(job.spec, progress=progress)
-        head = _stage_head(_stage_dir(head_stage_spec(job.spec)).model_dir)
+        head = _stage_head(job.job_dir.stage(HEAD_STAGE).model_dir)
         payload = (head, {k: float(v) for k, v in (result.get("metrics") or {}).items()})
         log.info("head stage: valid %s after %s epoch(s)", _valid_text(result),
                  result.get("epochs_completed"))
@@ -142,7 +142,7 @@ def _bar(job: Job, state: TrainState, metric: str, reported: float) -> float:
 def head_result(job: Job) -> dict[str, Any]:
     """What result.json takes from the head stage when its model is the job's: its metrics (train, valid,
     test of its best epoch) and its test split's per-class figures and confusion matrix."""
-    result = _stage_dir(head_stage_spec(job.spec)).read_result() or {}
+    result = job.job_dir.stage(HEAD_STAGE).read_result() or {}
     return {key: result[key] for key in ("metrics", "per_class", "confusion_matrix") if key in result}
 
 
@@ -150,7 +150,7 @@ def summary(job: Job) -> dict[str, Any] | None:
     """result.json's `stages`: each stage's valid figure and which one model/ holds."""
     if not is_staged(job) or not job.best:
         return None
-    stage_dir = _stage_dir(head_stage_spec(job.spec))
+    stage_dir = job.job_dir.stage(HEAD_STAGE)
     head_result = stage_dir.read_result() if stage_dir.exists() else None
     return {
         "head": {
