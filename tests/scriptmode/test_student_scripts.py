@@ -309,10 +309,11 @@ def test_python_field_in_a_script_spec_yaml(tmp_path):
     assert os.path.basename(spec.python) == "python"
 
 
-def test_script_train_passes_no_debug_hook_and_python_and_prints_warnings(tmp_path, capsys):
+def test_script_train_passes_no_debug_hook_and_python_and_prints_warnings(tmp_path, capsys, monkeypatch):
     """cli/script_train.train_script: what `vizsla train --no-debug-hook --python PATH` hands it."""
     import typer
 
+    import vizsla.scriptmode.runner as runner
     from vizsla.cli.script_train import train_script
 
     options = dict(
@@ -323,9 +324,20 @@ def test_script_train_passes_no_debug_hook_and_python_and_prints_warnings(tmp_pa
     )  # fmt: skip
     (tmp_path / "data").mkdir()
     source = _source(tmp_path, HOOK_SCRIPT)
-    with pytest.raises(typer.Exit):
-        train_script(source_dir=source, output=tmp_path / "off", no_debug_hook=True, **options)
+    seen = {}
+
+    def failed_run(spec, **kwargs):  # the child's side is test_no_debug_hook_fails_like_...'s
+        seen["spec"] = spec
+        reason = "FileNotFoundError: [Errno 2] No such file or directory: debughookconfig.json"
+        return {"status": "Failed", "job_dir": spec.output, "failure_reason": reason, "stderr_tail": [reason]}
+
+    with monkeypatch.context() as patch:
+        patch.setattr(runner, "run_script_job", failed_run)
+        with pytest.raises(typer.Exit):
+            train_script(source_dir=source, output=tmp_path / "off", no_debug_hook=True, **options)
+    assert seen["spec"].debug_hook is False
     assert "FileNotFoundError" in capsys.readouterr().err
+    options["max_run"] = 300  # a child that hangs fails this test in minutes, as Stopped, not at the timeout
     python = _wrapper(tmp_path)
     train_script(source_dir=source, output=tmp_path / "on", python=str(python), **options)
     saved = (tmp_path / "on" / "spec.yaml").read_text()
