@@ -8,7 +8,8 @@ other, each on the same photos:
   images/s is the transform's own figure (summary.json: the loop, model loading excluded), the wall time
   with start-up is printed too;
 - serve: `vizsla serve JOB` (bench_serving.py's server runner) and 8 concurrent clients posting each photo
-  once (bench_serving.py's load client), after a warm-up: answers/s;
+  once (bench_serving.py's load client), after a warm-up: answers/s; once at serve's default runtime
+  (the target's baseline) and once at the runtime the transform chose (the same model on both sides);
 - plain: torchvision ImageFolder (PIL decode, Resize + CenterCrop + ToTensor + Normalize from the model's
   preprocessing) + DataLoader (batch 32, one worker a core) + the job's model in eval mode under
   inference_mode, as a script scoring a folder is usually written: images/s.
@@ -104,8 +105,9 @@ def accuracy(root: Path, predicted: dict[Path, str]) -> float:
     return sum(t == label for t, label in pairs) / len(pairs) if pairs else float("nan")
 
 
-def run_ours(job: Path, root: Path, files: list[Path], tmp: Path) -> tuple[float, dict[Path, str]]:
-    """`vizsla transform` over FILES (a CSV of paths): its images/s and the predicted label per photo."""
+def run_ours(job: Path, root: Path, files: list[Path], tmp: Path) -> tuple[float, dict[Path, str], str]:
+    """`vizsla transform` over FILES (a CSV of paths) at its defaults: its images/s, the predicted label
+    per photo and the runtime it chose."""
     listing = tmp / "photos.csv"
     listing.write_text("path\n" + "".join(f"{p}\n" for p in files))
     out = tmp / "transform-out"
@@ -125,7 +127,7 @@ def run_ours(job: Path, root: Path, files: list[Path], tmp: Path) -> tuple[float
     for line in (out / "predictions.jsonl").read_text().splitlines():
         row = json.loads(line)
         predicted[base / row["path"]] = row["label"]
-    return float(summary["images_per_s"]), predicted
+    return float(summary["images_per_s"]), predicted, str(summary["runtime"])
 
 
 class Payloads:
@@ -141,16 +143,18 @@ class Payloads:
         return str(self.files[index]), self.files[index].read_bytes()
 
 
-def run_serve(job: Path, files: list[Path], clients: int, tmp: Path) -> tuple[float, dict[Path, str]]:
-    """Answers/s of `vizsla serve` with CLIENTS posting every photo once (after a warm-up)."""
+def run_serve(job: Path, files: list[Path], clients: int, tmp: Path,
+              runtime: str = "onnx") -> tuple[float, dict[Path, str]]:
+    """Answers/s of `vizsla serve --runtime RUNTIME` with CLIENTS posting every photo once (after a
+    warm-up)."""
     port = free_port()
-    server = Server("serve", [sys.executable, "-m", "vizsla", "serve", str(job), "--port", str(port)],
-                    port, tmp / "serve.log")
+    server = Server("serve", [sys.executable, "-m", "vizsla", "serve", str(job), "--port", str(port),
+                              "--runtime", runtime], port, tmp / f"serve-{runtime}.log")
     payloads = Payloads(files)
     with running(server):
         asyncio.run(drive(server.url, payloads, clients, 4 * clients, 600))  # warm-up, not counted
         result = asyncio.run(drive(server.url, payloads, clients, len(files), 3600))
-    print(f"serve at {clients} clients: {result.ok} ok, {sum(result.errors.values())} failed in "
+    print(f"serve ({runtime}) at {clients} clients: {result.ok} ok, {sum(result.errors.values())} failed in "
           f"{result.wall_s:.1f} s -> {result.throughput:.1f} images/s", flush=True)
     return result.throughput, {Path(name): label for name, label in result.top1.items()}
 
@@ -202,18 +206,23 @@ def main(argv: list[str] | None = None) -> int:
     print_config("plain", {"batch_size": args.batch_size, "workers": len(os.sched_getaffinity(0))})
     with work_dir() as tmp:
         job = Path(args.job) if args.job else train(root, tmp / "job")
-        ours, ours_labels = run_ours(job, root, files, tmp)
-        serve, serve_labels = run_serve(job, files, args.clients, tmp)
+        ours, ours_labels, ours_runtime = run_ours(job, root, files, tmp)
+        serve, serve_labels = run_serve(job, files, args.clients, tmp)  # its default runtime
+        same, same_labels = run_serve(job, files, args.clients, tmp, ours_runtime)  # the transform's
         plain, plain_labels = run_plain(job, files, args.batch_size)
         reference = job_test_accuracy(job)
         accuracies = {name: accuracy(root, labels) for name, labels in
-                      (("ours", ours_labels), ("serve", serve_labels), ("plain", plain_labels))}
+                      (("ours", ours_labels), ("serve", serve_labels), ("same", same_labels),
+                       ("plain", plain_labels))}
     print_table("images/s on the same photos", [
         Row("transform vs serve (8 clients)", ours, serve, "images/s"),
+        Row(f"transform vs serve --runtime {ours_runtime}", ours, same, "images/s"),
         Row("transform vs plain PyTorch loop", ours, plain, "images/s"),
         Row("test accuracy: transform vs the job's", accuracies["ours"], reference, kind="accuracy"),
         Row("test accuracy: plain loop vs the job's", accuracies["plain"], reference, kind="accuracy"),
         Row("test accuracy: serve vs the job's", accuracies["serve"], reference, kind="accuracy"),
+        Row(f"test accuracy: serve --runtime {ours_runtime} vs the job's", accuracies["same"], reference,
+            kind="accuracy"),
     ])
     check_target("transform images/s / serve images/s", ours / serve if serve else 0.0, SERVE_TARGET)
     check_target("transform images/s / plain loop images/s", ours / plain if plain else 0.0, PLAIN_TARGET)

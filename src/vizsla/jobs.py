@@ -65,7 +65,7 @@ def job_callbacks(state: TrainState) -> list[Callback]:
             tracking.uri,
             tracking.experiment,
             parent_run_id=tracking.parent_run_id,
-            log_model=now,
+            log_model=now and tracking.log_model,
             register=tracking.registered_model_name if now else None,
         )
         callbacks.append(tracker)

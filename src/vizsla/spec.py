@@ -278,6 +278,11 @@ class TrackingSpec(BaseSpec):
     parent_run_id: str | None = Field(
         None, description="MLflow run to nest this job's run under (a tuning job sets it for its trials)."
     )
+    log_model: bool = Field(
+        True,
+        description="Log the job's model as an MLflow model of its run (runs:/<run id>/model: a pyfunc "
+        "taking images); a tuning job logs each completed trial's after its study.",
+    )
     registered_model_name: str | None = Field(
         None,
         description="Register the job's MLflow model under this name (a new version; a tuning job "
@@ -288,6 +293,12 @@ class TrackingSpec(BaseSpec):
         description="Write the epoch curves (losses, accuracies, lr, images/s) as TensorBoard event files "
         "in DIR/tensorboard (tensorboard --logdir DIR/tensorboard).",
     )
+
+    @model_validator(mode="after")
+    def _check_register(self) -> TrackingSpec:
+        if self.registered_model_name and not self.log_model:
+            raise ValueError("registered_model_name needs log_model: a version is made from the logged model")
+        return self
 
 
 DEBUG_REDUCTIONS = ("mean", "std", "min", "max", "l1", "l2", "zero_fraction", "nan_count", "inf_count")

@@ -87,8 +87,8 @@ def test_vizsla_serve_answers_from_a_model_registered_under_an_alias(tracked_job
 
 
 @pytest.mark.slow
-def test_a_tuning_job_logs_and_registers_its_best_trials_model_only(mlflow_server: str,
-                                                                    tmp_path: Path) -> None:
+def test_a_tuning_job_logs_every_trials_model_and_registers_the_best(mlflow_server: str,
+                                                                     tmp_path: Path) -> None:
     from vizsla.testing.images import make_image_folder
     from vizsla.testing.jobs import tiny_spec_dict
     from vizsla.tuning.job import run_tuning
@@ -111,10 +111,21 @@ def test_a_tuning_job_logs_and_registers_its_best_trials_model_only(mlflow_serve
     assert parent.data.metrics["best_trial"] == best["number"]
     assert parent.data.metrics["best_objective"] == pytest.approx(best["value"])
     best_run = run_id_of(Path(best["job_dir"]))
+    trial_runs = {run_id_of(folder) for folder in (tmp_path / "tune" / "trials").iterdir()}
     models = client.search_logged_models(experiment_ids=[parent.info.experiment_id])
-    assert [m.source_run_id for m in models] == [best_run]  # the other trial logged none
-    (version,) = client.search_model_versions("name = 'tuned'")
+    assert sorted(m.source_run_id for m in models) == sorted(trial_runs) and best_run in trial_runs
+    assert summary["trial_models_logged"] == 2
+    assert json.loads((tmp_path / "tune" / "result.json").read_text())["best"]["mlflow_model_id"] in {
+        m.model_id for m in models if m.source_run_id == best_run
+    }
+    (version,) = client.search_model_versions("name = 'tuned'")  # only the best trial's is registered
     assert version.run_id == best_run
+
+    again = run_tuning(spec.model_copy(update={"max_jobs": 2}), progress=False)  # resumed: nothing new
+    assert again["trial_models_logged"] == 2
+    assert len(client.search_logged_models(experiment_ids=[parent.info.experiment_id])) == 2
+    assert again["best"]["registered"] == {"name": "tuned", "version": "1"}
+    assert len(client.search_model_versions("name = 'tuned'")) == 1
 
 
 def test_register_without_tracking_is_refused_before_anything_runs(tiny_folder: Path, tmp_path: Path) -> None:
@@ -122,3 +133,38 @@ def test_register_without_tracking_is_refused_before_anything_runs(tiny_folder: 
                                "--no-tracking", "--register", "pets")
     assert code == 2 and "--register needs the job's MLflow run" in message
     assert not (tmp_path / "job").exists()
+
+
+def test_no_log_model_keeps_the_run_without_a_model_and_refuses_register(tiny_folder: Path,
+                                                                        tmp_path: Path) -> None:
+    store = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    code, message = invoke_cli("train", "--data", str(tiny_folder), "--output", str(tmp_path / "refused"),
+                               "--tracking-uri", store, "--no-log-model", "--register", "pets")
+    assert code == 2 and "registered_model_name needs log_model" in message, message
+    assert not (tmp_path / "refused").exists()
+
+    code, message = invoke_cli("train", "--data", str(tiny_folder), "--output", str(tmp_path / "job"),
+                               "--tracking-uri", store, "--no-log-model", "--epochs", "1", "--quiet")
+    assert code == 0, message
+    client = MlflowClient(store)
+    run = client.get_run(run_id_of(tmp_path / "job"))
+    assert run.info.status == "FINISHED" and run.data.metrics  # the run itself is whole
+    assert client.search_logged_models(experiment_ids=[run.info.experiment_id]) == []
+
+
+@pytest.mark.slow
+def test_vizsla_transform_scores_a_folder_with_a_registered_models_alias(tracked_job: Path,
+                                                                         mlflow_server: str,
+                                                                         tmp_path: Path) -> None:
+    code, output = invoke_cli("models", "register", str(tracked_job), "batch", "--alias", "champion")
+    assert code == 0, output
+    photos = tracked_job.parent.parent / "data" / "train"  # photo_folder's real or generated images
+    code, output = invoke_cli("transform", "models:/batch@champion", "--data", str(photos),
+                              "--output", str(tmp_path / "out"), "--tracking-uri", mlflow_server, "--quiet")
+    assert code == 0, output
+    summary = json.loads((tmp_path / "out" / "summary.json").read_text())
+    count = sum(1 for p in photos.rglob("*") if p.is_file())
+    assert summary["predicted"] == count and summary["rejected"] == 0
+    labels = json.loads((tracked_job / "model" / "labels.json").read_text())
+    lines = (tmp_path / "out" / summary["predictions"]).read_text().splitlines()
+    assert len(lines) == count and all(json.loads(line)["label"] in labels for line in lines), lines[:2]

@@ -66,7 +66,7 @@ def test_each_out_file_holds_what_the_endpoint_answers_for_that_image(head_job, 
 
     out = tmp_path / "out"
     run_transform(_spec(head_job, photos, out, top_k=3, all_scores=True), progress=False)
-    settings = ServeSettings(model_path=head_job, default_topk=3)
+    settings = ServeSettings(model_path=head_job, default_topk=3, runtime="auto")  # the transform's default
     with running_server(settings) as (url, _app):
         for key in ("cat/cat_000.jpg", "dog/dog_001.png", "fox/fox_004.jpg"):
             served = httpx.post(

@@ -178,6 +178,10 @@ NO_TRACKING = flag(
 )
 QUIET = flag("quiet", "--quiet -q", kind=bool, default=False, help="No progress bars.")
 REGISTER = flag("register", "--register", "tracking.registered_model_name")
+NO_LOG_MODEL = flag(
+    "no_log_model", "--no-log-model", "tracking.log_model", kind=bool, default=False, convert=sets(False),
+    help="Log no MLflow model (the run keeps its metrics and files; saves the model's copy in the store).",
+)
 TENSORBOARD = flag("tensorboard", "--tensorboard", "tracking.tensorboard", kind=bool, default=False,
                    convert=sets(True))
 

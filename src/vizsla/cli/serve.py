@@ -63,8 +63,9 @@ SERVE_FLAGS = (  # name, flag, ServeSettings field, type, default, help
            "Model/endpoint name in /endpoints/NAME and /v2/models/NAME."),
     _serve(
         "runtime", "--runtime", "runtime", str, "onnx",
-        "onnx (ONNX Runtime, checked against torch), torch, or onnx-int8 (the model `vizsla export "
-        "--quantize int8` wrote, with its measured accuracy change).",
+        "onnx (ONNX Runtime, checked against torch), torch, onnx-int8 (a head-only job's model on the int8 "
+        "backbone its feature extraction ran, else the model `vizsla export --quantize int8` wrote, with "
+        "its measured accuracy change), or auto (that int8 backbone when there is one, else onnx).",
     ),
     _serve(
         "handler", "--handler --entry-point", "handler_path", Path, None,
@@ -144,9 +145,10 @@ def serve(**options: Any) -> None:
     runtime, handler, name = options["runtime"], options["handler"], options["name"]
     if runtime == "onnx-int8" and handler is None:  # before any worker starts: a clear error, once
         from vizsla.models.io import resolve_model_dir
-        from vizsla.serving.runtime import int8_files
+        from vizsla.serving.runtime import has_feature_int8, int8_files
 
-        int8_files(resolve_model_dir(target), target)
+        if not has_feature_int8(target):
+            int8_files(resolve_model_dir(target), target)
     console = Console(stderr=True)
     console.print(
         f"serving {target} as [bold]{name}[/bold]: loading the model (a first start exports it to ONNX "

@@ -123,6 +123,7 @@ TRAIN_FLAGS = (
         o.EXPERIMENT,
         o.NO_TRACKING,
         o.REGISTER,
+        o.NO_LOG_MODEL,
         o.TENSORBOARD,
         o.QUIET,
     ),

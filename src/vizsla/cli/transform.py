@@ -37,6 +37,7 @@ TRANSFORM_FLAGS = (
     _flag("data", "--data -d", str, ...),
     _flag("output", "--output -o", str, ...),
     _flag("best", "--best", bool, False),
+    _flag("tracking_uri", "--tracking-uri"),
     _flag("runtime", "--runtime"),
     _flag("format", "--format"),
     _flag("top_k", "--top-k", int),

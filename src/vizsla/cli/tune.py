@@ -61,6 +61,7 @@ TUNE_FLAGS = (  # grouped by help panel, in the order the panels are shown
         _tune("study_name", "--study-name", "study_name"),
         o.NO_TRACKING,
         o.REGISTER,
+        o.NO_LOG_MODEL,
         o.TENSORBOARD,
         o.QUIET,
     ),
@@ -157,7 +158,8 @@ def _new_spec(console: Console, options: dict[str, Any]) -> TuneSpec:
     if options["minimize"] is not None and options["objective_type"] is None:
         options["objective_type"] = "Minimize" if options["minimize"] else "Maximize"
     script = _script_overrides(training, options)
-    trial_flags = (*TRAINING, o.NO_TRACKING, o.REGISTER, o.TENSORBOARD)  # register: the best trial's model
+    # --register: the best trial's model; --no-log-model: no trial logs one
+    trial_flags = (*TRAINING, o.NO_TRACKING, o.REGISTER, o.NO_LOG_MODEL, o.TENSORBOARD)
     overrides = nest(given(TUNING, options) | given(trial_flags, options, "training."))
     if script is not None:
         overrides.pop("training", None)

@@ -12,7 +12,7 @@ from vizsla.base_spec import BaseSpec
 from vizsla.errors import UserError
 
 NAME_PATTERN = r"^[a-zA-Z0-9](-*[a-zA-Z0-9])*$"  # SageMaker's EndpointName / VariantName pattern
-RUNTIMES = ("onnx", "torch", "onnx-int8")
+RUNTIMES = ("onnx", "torch", "onnx-int8", "auto")
 
 
 class VariantSpec(BaseSpec):

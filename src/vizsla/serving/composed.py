@@ -123,6 +123,27 @@ def _digest_from_record(model_dir: Path, arch: str) -> str | None:
 
 def _digest_from_job(model_dir: Path, arch: str) -> str | None:
     """The backbone digest in the feature cache of the completed head-only job that wrote MODEL_DIR."""
+    inputs = _job_cache_inputs(model_dir, arch)
+    return str(inputs["backbone"]) if inputs else None
+
+
+def feature_int8_export(model_dir: Path, export: BackboneExport) -> Path | None:
+    """The int8 backbone the job's feature extraction ran (static int8 on its calibration images, checked
+    against fp32 then), when it ran one and the file is still cached: the model whose features trained
+    the head and gave the job's metrics. None otherwise (fp32 extraction, another job's folder)."""
+    config = read_json(model_dir / CONFIG_FILE)
+    inputs = _job_cache_inputs(model_dir, str(config.get("arch"))) if isinstance(config, dict) else None
+    if not inputs or inputs.get("precision") != "int8" or str(inputs.get("backbone")) != export.digest:
+        return None
+    calibration = str(inputs.get("calibration") or "")
+    # vizsla.data.extract.int8_model_path without its torch import
+    path = export.path.with_name(f"{export.path.stem}.int8-{calibration[:16]}.onnx")
+    return path if calibration and path.is_file() else None
+
+
+def _job_cache_inputs(model_dir: Path, arch: str) -> dict[str, Any] | None:
+    """The `inputs` of the feature cache of the completed head-only job that wrote MODEL_DIR (backbone
+    digest, precision, calibration key), else None."""
     from vizsla.jobdir import JobDir
 
     job = JobDir(model_dir.parent)
@@ -148,7 +169,7 @@ def _digest_from_job(model_dir: Path, arch: str) -> str | None:
     inputs = meta.get("inputs") if isinstance(meta, dict) else None
     if not isinstance(inputs, dict) or inputs.get("arch") != arch or not inputs.get("backbone"):
         return None
-    return str(inputs["backbone"])
+    return inputs
 
 
 def find_backbone_export(model_dir: Path, config: dict[str, Any]) -> BackboneExport | None:

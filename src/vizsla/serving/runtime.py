@@ -153,10 +153,11 @@ def load_served_model(
     from vizsla.serving.composed import find_model_dir, head_only_job
 
     found = find_model_dir(path)
-    if runtime == "onnx" and found is not None:
-        served = _composed_served_model(found, threads)
+    if runtime in ("auto", "onnx", "onnx-int8") and found is not None:
+        served = _composed_served_model(found, threads, runtime)
         if served is not None:
             return served
+    runtime = "onnx" if runtime == "auto" else runtime
     from vizsla.models.io import load_model, resolve_model_dir
 
     model_dir = resolve_model_dir(path)
@@ -196,12 +197,17 @@ def load_served_model(
     return ServedModel(list(model.labels), preprocessing, "onnx", model_dir, ort_runner, check)
 
 
-def _composed_served_model(model_dir: Path, threads: int) -> ServedModel | None:
-    """A head-only model on its job's cached backbone export + numpy head, or None (then torch loads it)."""
+def _composed_served_model(model_dir: Path, threads: int, runtime: str = "onnx") -> ServedModel | None:
+    """A head-only model on its job's cached backbone export + numpy head, or None (then torch loads it).
+
+    RUNTIME auto and onnx-int8 take the int8 backbone the job's feature extraction ran when there is one
+    (the model its metrics measured); auto falls back to the fp32 export, onnx-int8 to `vizsla export
+    --quantize int8`'s model (None here)."""
     from vizsla.serving.composed import (
         CONFIG_FILE,
         NumpyHead,
         composed_runner,
+        feature_int8_export,
         find_backbone_export,
         read_json,
     )
@@ -211,27 +217,35 @@ def _composed_served_model(model_dir: Path, threads: int) -> ServedModel | None:
         export = find_backbone_export(model_dir, config) if isinstance(config, dict) else None
         if export is None:
             return None
-        runner = composed_runner(export.path, NumpyHead.from_model_dir(model_dir, config), threads)
+        int8 = feature_int8_export(model_dir, export) if runtime in ("auto", "onnx-int8") else None
+        if int8 is None and runtime == "onnx-int8":
+            return None
+        runner = composed_runner(int8 or export.path, NumpyHead.from_model_dir(model_dir, config), threads)
     except Exception as exc:  # a garbled record, config or export: the torch path reports it properly
         log.warning(
             "cannot serve from the backbone export (%s: %s); loading with torch", type(exc).__name__, exc
         )
         return None
+    used = int8 or export.path
     log.info(
-        "reusing the backbone export %s (checked when the job extracted its features; digest from the %s): "
+        "reusing the %sbackbone export %s (checked when the job extracted its features; digest from the %s): "
         "no export, no torch at start",
-        export.path,
+        "int8 " if int8 else "",
+        used,
         "job's feature cache" if export.source == "job" else "model's backbone.json",
     )
     check = {
         "agree": True,
-        "reused_backbone": str(export.path),
+        "reused_backbone": str(used),
         "backbone_digest": export.digest,
         "digest_source": export.source,
         "checked": "at feature extraction",
     }
+    if int8 is not None:
+        check["precision"] = "int8: the backbone the job's features (so its metrics) came from"
     return ServedModel(
-        list(config["labels"]), dict(config["preprocessing"]), "onnx", model_dir, runner, check
+        list(config["labels"]), dict(config["preprocessing"]), "onnx-int8" if int8 else "onnx", model_dir,
+        runner, check,
     )
 
 
@@ -279,6 +293,23 @@ def int8_files(model_dir: Path, path: str | Path) -> tuple[Path, Path]:
             hint=f"Quantise it first (it measures the accuracy change): vizsla export {path} --quantize int8",
         )
     return model_file, report_file
+
+
+def has_feature_int8(path: str | Path) -> bool:
+    """Whether PATH is a head-only job's model whose feature extraction ran an int8 backbone that is still
+    cached (runtime onnx-int8 / auto then serve it without `vizsla export --quantize int8`)."""
+    from vizsla.serving.composed import (
+        CONFIG_FILE,
+        feature_int8_export,
+        find_backbone_export,
+        find_model_dir,
+        read_json,
+    )
+
+    found = find_model_dir(path)
+    config = read_json(found / CONFIG_FILE) if found is not None else None
+    export = find_backbone_export(found, config) if found is not None and isinstance(config, dict) else None
+    return export is not None and feature_int8_export(found, export) is not None
 
 
 def _int8_served_model(

@@ -13,7 +13,7 @@ if TYPE_CHECKING:
     from vizsla.serving.connections import ConnectionLimits
 
 SETTINGS_ENV = "VIZSLA_SERVE_SETTINGS"
-RUNTIMES = ("onnx", "torch", "onnx-int8")
+RUNTIMES = ("onnx", "torch", "onnx-int8", "auto")
 MIB = 1024 * 1024
 
 

@@ -134,6 +134,18 @@ def _link_version(client: MlflowClient, model_id: str, name: str, version: str) 
     client.set_logged_model_tags(model_id, {MLFLOW_MODEL_VERSIONS: json.dumps(versions)})
 
 
+def registered_version(client: MlflowClient, model_id: str, name: str) -> str | None:
+    """The version of NAME already made from MODEL_ID (its LoggedModel's tag), or None: a resumed tuning
+    job does not register its best trial's model twice."""
+    import json
+
+    from mlflow.utils.mlflow_tags import MLFLOW_MODEL_VERSIONS
+
+    tag = client.get_logged_model(model_id).tags.get(MLFLOW_MODEL_VERSIONS)
+    versions = [v for v in (json.loads(tag) if tag else []) if v.get("name") == name]
+    return str(versions[-1]["version"]) if versions else None
+
+
 def set_alias(client: MlflowClient, name: str, version: str, alias: str) -> None:
     """Point ALIAS of registered model NAME at VERSION; RegistryError naming what is missing."""
     from mlflow.exceptions import MlflowException

@@ -42,7 +42,7 @@ def resolve_model(spec: TransformSpec) -> tuple[Path, Path | None, Path | None]:
     without --entry-point its training entry point (as the SageMaker SDK's estimator.transformer())."""
     from vizsla.jobhealth import resolve_target
 
-    target = resolve_target(spec.model, best=spec.best)
+    target = resolve_target(spec.model, best=spec.best, tracking_uri=spec.tracking_uri)
     if not target.exists():
         raise UserError(f"model not found: {target}", hint="pass a training job folder, a model folder, "
                         "or a tuning job folder with --best")

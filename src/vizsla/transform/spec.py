@@ -28,8 +28,16 @@ class TransformSpec(BaseSpec):
 
     noun: ClassVar[str] = "transform spec"
 
-    model: str = Field(description="Training job folder, model folder, or tuning job folder with --best.")
+    model: str = Field(
+        description="Training job folder, model folder, tuning job folder with --best, or a registered "
+        "model: models:/NAME@ALIAS or models:/NAME/VERSION."
+    )
     best: bool = Field(False, description="MODEL is a tuning job: use its best trial's model.")
+    tracking_uri: str | None = Field(
+        None,
+        description="The MLflow store a models:/ MODEL is registered in; default $MLFLOW_TRACKING_URI, else "
+        "./runs/mlflow.db.",
+    )
     data: str = Field(
         description="Images to classify: a folder (recursive), an fsspec URI (s3://bucket/prefix), a "
         'SageMaker ManifestFile (JSON: [{"prefix": ...}, "rel/path", ...]) or a CSV of paths.'
@@ -48,10 +56,13 @@ class TransformSpec(BaseSpec):
         description="fsspec storage options for a remote DATA (JSON), e.g. "
         '{"client_kwargs": {"endpoint_url": "http://127.0.0.1:9000"}}.',
     )
-    runtime: Literal["onnx", "onnx-int8", "torch"] = Field(
-        "onnx",
-        description="onnx (ONNX Runtime, checked against torch), onnx-int8 (the model `vizsla export "
-        "--quantize int8` wrote) or torch, as `vizsla serve --runtime`.",
+    runtime: Literal["auto", "onnx", "onnx-int8", "torch"] = Field(
+        "auto",
+        description="auto: a head-only job's model on the int8 backbone its feature extraction ran (the "
+        "model whose features trained the head and gave the job's metrics; about twice fp32's speed on a "
+        "CPU), any other model on onnx. onnx (ONNX Runtime fp32, checked against torch), onnx-int8 (that "
+        "int8 backbone, else the model `vizsla export --quantize int8` wrote) or torch, as `vizsla serve "
+        "--runtime`.",
     )
     format: Literal["jsonl", "csv"] = Field(
         "jsonl", description="The one predictions file: predictions.jsonl or predictions.csv."
