@@ -323,7 +323,8 @@ def test_mlflow_run_has_params_metric_series_tags_and_files(tmp_path):
     history = client.get_metric_history(run.info.run_id, "test_loss")
     assert sorted((m.step, m.value) for m in history) == [(0, 0.5), (1, 0.25), (2, 0.1667)]
     files = {f.path for f in client.list_artifacts(run.info.run_id)}
-    assert {"result.json", "train.log", "spec.yaml", "metrics.jsonl", "output", "model"} <= files
+    assert {"result.json", "train.log", "spec.yaml", "metrics.jsonl", "output"} <= files
+    assert result["mlflow_model"]["logged"] and "model" not in files  # model/ is in the run's MLflow model
     assert {f.path for f in client.list_artifacts(run.info.run_id, "output")} == {"output/success"}
 
     # A re-run (--resume) starts the script over: a run of its own, its series not piled onto the first's.

@@ -198,6 +198,9 @@ METRIC_DEFINITIONS = flag(
     convert=_metric_definitions,
 )
 PYTHON = flag("python", "--python", "python", ScriptJobSpec)
+INFERENCE_ENTRY_POINT = flag(
+    "inference_entry_point", "--inference-entry-point", "inference_entry_point", ScriptJobSpec
+)
 
 # --- flags of a training job, run by Vizsla's trainer or as a script ----------------------------------------
 

@@ -22,7 +22,7 @@ from vizsla.jobdir import JobDir
 SCRIPT_JOB_FLAGS = (  # the flags of `vizsla train` that fill a ScriptJobSpec (all have the same field paths)
     o.NAME, o.OUTPUT, o.ENTRY_POINT, o.SOURCE_DIR, o.CHANNELS, o.HYPERPARAMETERS, o.METRIC_DEFINITIONS,
     o.INSTALL_REQUIREMENTS, o.MAX_RUN, o.TRACKING_URI, o.EXPERIMENT, o.NO_TRACKING, o.DEBUG, o.RULES,
-    o.PROFILE, o.NO_DEBUG_HOOK, o.PYTHON,
+    o.PROFILE, o.NO_DEBUG_HOOK, o.PYTHON, o.INFERENCE_ENTRY_POINT,
 )  # fmt: skip
 
 

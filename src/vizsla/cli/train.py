@@ -98,6 +98,7 @@ SCRIPT_ONLY = (  # options a built-in job refuses
     o.SOURCE_DIR,
     o.NO_DEBUG_HOOK,
     o.PYTHON,
+    o.INFERENCE_ENTRY_POINT,
 )
 TRAIN_FLAGS = (
     *in_panel(
@@ -174,6 +175,7 @@ TRAIN_FLAGS = (
         o.MAX_RUN,
         o.NO_DEBUG_HOOK,
         o.PYTHON,
+        o.INFERENCE_ENTRY_POINT,
     ),
     EXTRA,
     *in_panel("Distributed (torchrun)", *DISTRIBUTED),

@@ -63,7 +63,8 @@ class ScriptTracker:
             for match in matches:
                 run.log_metrics({match.name: match.value}, match.index, match.time)
             run.set_tags(end_tags(result["status"], result))
-            run.log_artifacts(self.job, result)
+            logged = self._log_model(result)  # the model folder then travels inside the logged model
+            run.log_artifacts(self.job, result, with_model=not logged)
             for path in files:
                 if path.is_file():
                     run.log_file(path, _artifact_dir(self.job, path))
@@ -74,6 +75,14 @@ class ScriptTracker:
                 run.end(result["status"])
             except Exception as exc:  # noqa: BLE001
                 log.warning("could not close the MLflow run: %r", exc)
+
+    def _log_model(self, result: dict[str, Any]) -> bool:
+        """A Completed job's MLflow model (tracking/script_model.py), recorded in RESULT; whether logged."""
+        if result["status"] != "Completed" or not getattr(self.spec.tracking, "log_model", True):
+            return False
+        from vizsla.tracking.script_model import log_finished_script_model
+
+        return log_finished_script_model(self.run.client, self.run.run_id or "", self.job, self.spec, result)
 
 
 def _previous_run_id(job: JobDir) -> str | None:

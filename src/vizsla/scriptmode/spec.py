@@ -122,6 +122,12 @@ class ScriptJobSpec(BaseJobSpec):
     source_dir: str | None = Field(
         None, description="Folder of the script and its modules (its cwd); default: the entry point's folder."
     )
+    inference_entry_point: str | None = Field(
+        None,
+        description="Your inference script (model_fn, input_fn, predict_fn, output_fn), relative to the "
+        "source dir, logged with the model as the job's MLflow model; default: inference.py of the source "
+        "dir, else code/inference.py in the saved model, else a TorchScript model.pt.",
+    )
     channels: dict[str, str] = Field(
         default_factory=dict,
         description="Input channels NAME=PATH_OR_URI (a local folder or fsspec URI), each given to the "
@@ -166,6 +172,13 @@ class ScriptJobSpec(BaseJobSpec):
         "for scripts written for the 1.x containers, as framework_version/py_version pick a container); the "
         "SageMaker contract and shims stay in place. Default: the interpreter running Vizsla.",
     )
+
+    @field_validator("inference_entry_point")
+    @classmethod
+    def _relative_inference_entry_point(cls, value: str | None) -> str | None:
+        if value is not None and (Path(value).is_absolute() or ".." in Path(value).parts):
+            raise ValueError(f"{value!r} must be a path inside the source dir, e.g. inference.py")
+        return value
 
     @field_validator("channels")
     @classmethod

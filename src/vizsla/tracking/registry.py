@@ -191,8 +191,17 @@ def ensure_job_model(job_dir: str | Path) -> tuple[MlflowClient, str, str]:
     from vizsla.tracking.mlflow_run import _create_client
 
     client = _create_client(tracking_uri)
-    model_id = job_model_id(client, run_id) or log_job_model(client, run_id, job)
+    model_id = job_model_id(client, run_id) or _log_model_of(client, run_id, job)
     return client, run_id, model_id
+
+
+def _log_model_of(client: MlflowClient, run_id: str, job: JobDir) -> str:
+    """log_job_model, or for a script job its model folder with its inference code (script_model.py)."""
+    from vizsla.tracking.script_model import is_script_job, log_script_job_model
+
+    if is_script_job(job):
+        return log_script_job_model(client, run_id, job)
+    return log_job_model(client, run_id, job)
 
 
 def registry_client(tracking_uri: str | None) -> MlflowClient:
@@ -254,9 +263,22 @@ def resolve_registry_uri(uri: str, tracking_uri: str | None = None, cache: Path 
     folder = next((p.parent for p in sorted(target.rglob("pyfunc.json")) if p.parent.name == MODEL_ARTIFACT),
                   target / "artifacts" / MODEL_ARTIFACT)  # artifacts/ may sit one level down
     if not (folder / "config.json").is_file():
+        _refuse_script_model(target, uri, version)
         raise RegistryError(f"{uri} (version {version.version}) is not a vizsla model: no {MODEL_ARTIFACT} "
                             f"in its artifacts ({target})")
     return folder
+
+
+def _refuse_script_model(target: Path, uri: str, version: Any) -> None:
+    """A script job's model (script_model.py) is served from its job folder, not from the registry."""
+    from vizsla.tracking.script_model import MODEL_TYPE
+    from vizsla.tracking.script_pyfunc import MANIFEST_ARTIFACT
+
+    if any(target.rglob(f"{MANIFEST_ARTIFACT}.json")):
+        raise RegistryError(f"{uri} (version {version.version}) is a script job's model ({MODEL_TYPE}): "
+                            "`vizsla serve` does not serve it from the registry",
+                            hint="serve the job folder: vizsla serve JOB --entry-point inference.py, or load "
+                            "it with mlflow.pyfunc.load_model")
 
 
 def _download(location: str, store: str, version: Any, cache: Path | None) -> Path:
