@@ -325,9 +325,33 @@ def test_int8_that_drifts_falls_back_to_fp32_and_is_remembered(data, cache, monk
     assert (features.backend, features.precision) == ("onnx", "fp32")
     assert features.key == feature_key(model, data, augment=False, backend="onnx", precision="fp32",
                                        cache_dir=cache)
-    assert list((cache / "onnx").glob("*.int8.failed"))
+    assert list((cache / "onnx").glob("*.int8-*.failed")) and not list((cache / "onnx").glob("*.int8.failed"))
     monkeypatch.setattr(quantize, "INT8_MIN_COSINE", 0.0)
     assert _build(model, data, cache, precision="auto", batch_size=12).hit  # not retried: fp32 at once
+
+
+def test_int8_drift_on_one_data_set_does_not_turn_int8_off_for_another(data, cache, tmp_path, monkeypatch):
+    """Drift is a property of the images too (tiny digits drift, photos do not): only the calibration set
+    that drifted falls back to fp32; a quantiser that fails on the backbone itself turns int8 off for all."""
+    from vizsla.data import quantize
+    from vizsla.testing.images import make_image_folder
+
+    model = _model()
+    monkeypatch.setattr(quantize, "INT8_MIN_COSINE", 1.01)
+    assert _build(model, data, cache, precision="auto", batch_size=12).precision == "fp32"
+    monkeypatch.setattr(quantize, "INT8_MIN_COSINE", 0.0)
+    other = make_image_folder(tmp_path / "other", classes=CLASSES, per_class=5, seed=11)
+    features = _build(model, _data(other, tmp_path / "job2", cache), cache, precision="auto", batch_size=12)
+    assert (features.backend, features.precision) == ("onnx", "int8")
+
+    def broken(*args: object, **kwargs: object) -> bytes:
+        raise RuntimeError("this backbone cannot be quantised")
+
+    monkeypatch.setattr(quantize, "quantize_bytes", broken)
+    third = make_image_folder(tmp_path / "third", classes=CLASSES, per_class=5, seed=12)
+    assert _build(model, _data(third, tmp_path / "job3", cache), cache, precision="auto",
+                  batch_size=12).precision == "fp32"
+    assert list((cache / "onnx").glob("*.int8.failed"))  # now every data set skips int8 at once
 
 
 class _StopAfter:

@@ -77,9 +77,33 @@ def int8_model_path(onnx_path: Path, calibration_key: str) -> Path:
     return onnx_path.with_name(f"{onnx_path.stem}.int8-{calibration_key[:16]}.onnx")
 
 
-def _int8_failure_marker(onnx_path: Path) -> Path:
-    """Remembers that int8 failed for this backbone (any calibration set): later runs use fp32 at once."""
-    return onnx_path.with_name(f"{onnx_path.stem}.int8.failed")
+class Int8DriftError(ValueError):
+    """The int8 model's features drifted from fp32's on this calibration set (a property of the images as
+    much as of the backbone: another data set may quantise well)."""
+
+
+def _int8_failure_marker(onnx_path: Path, calibration_key: str | None = None) -> Path:
+    """Remembers that int8 failed, so later runs use fp32 at once: for this backbone and every data set
+    when quantising itself failed, for this calibration set only when its features drifted."""
+    if calibration_key is None:
+        return onnx_path.with_name(f"{onnx_path.stem}.int8.failed")
+    return onnx_path.with_name(f"{onnx_path.stem}.int8-{calibration_key[:16]}.failed")
+
+
+def int8_failed(onnx_path: Path, calibration_key: str) -> bool:
+    """Whether int8 failed before for this backbone export and calibration set (or for every set)."""
+    return _int8_failure_marker(onnx_path, calibration_key).is_file() or _int8_failed_everywhere(onnx_path)
+
+
+def _int8_failed_everywhere(onnx_path: Path) -> bool:
+    """The backbone-wide marker, except one that earlier versions wrote for a drift (they kept drift per
+    backbone: one odd data set then turned int8 off for every other)."""
+    marker = _int8_failure_marker(onnx_path)
+    try:
+        reason = marker.read_text(encoding="utf-8", errors="replace")
+    except OSError:
+        return False
+    return not reason.startswith("ValueError: int8 features")
 
 
 class Calibration(Protocol):
@@ -111,7 +135,7 @@ def resolve_backend(
     wants_onnx = backend == "onnx" or (backend == "auto" and device.type == "cpu")
     if wants_onnx and device.type == "cpu" and _onnxruntime_available():
         if onnx_path is None or not _failure_marker(onnx_path).is_file():
-            int8_failed = onnx_path is not None and _int8_failure_marker(onnx_path).is_file()
+            int8_failed = onnx_path is not None and _int8_failed_everywhere(onnx_path)
             return "onnx", "int8" if precision in ("auto", "int8") and not int8_failed else "fp32"
     if backend == "onnx":
         log.warning("ONNX extraction is unavailable here (%s); using torch", _onnx_unavailable_reason(
@@ -238,7 +262,7 @@ def _int8_extractor(fp32: OnnxExtractor, fp32_bytes: bytes, onnx_path: Path,
     int8 = OnnxExtractor(model_bytes, "int8")
     cosine = feature_cosine(fp32(torch.from_numpy(images)), int8(torch.from_numpy(images)))
     if not cosine >= INT8_MIN_COSINE:
-        raise ValueError(f"int8 features differ from fp32: mean cosine {cosine:.4f} < {INT8_MIN_COSINE}")
+        raise Int8DriftError(f"int8 features differ from fp32: mean cosine {cosine:.4f} < {INT8_MIN_COSINE}")
     atomic_write_bytes(path, model_bytes)
     log.info("quantised the backbone to int8 on %d calibration images in %.1f s (feature cosine %.4f "
              "vs fp32): %s", len(images), time.perf_counter() - started, cosine, path)
@@ -273,9 +297,12 @@ def create_extractor(backbone: nn.Module, *, input_hw: tuple[int, int], model_ke
                 return _int8_extractor(fp32, path.read_bytes(), path, calibration)
             except Exception as exc:  # the quantiser raises anything; fp32 always works
                 reason = f"{type(exc).__name__}: {exc}"
-                log.warning("int8 extraction unavailable for this backbone (%s); using fp32", reason)
+                drift = isinstance(exc, Int8DriftError)
+                log.warning("int8 extraction unavailable for this %s (%s); using fp32",
+                            "data set" if drift else "backbone", reason)
                 with contextlib.suppress(OSError):
-                    atomic_write_text(_int8_failure_marker(path), reason[:2000] + "\n")
+                    marker = _int8_failure_marker(path, calibration.key if drift else None)
+                    atomic_write_text(marker, reason[:2000] + "\n")
                 return fp32
     return TorchExtractor(backbone, torch_precision(device))
 

@@ -36,6 +36,7 @@ from vizsla.data.extract import (
     backbone_digest,
     create_extractor,
     device_of,
+    int8_failed,
     onnx_model_path,
     resolve_backend,
 )
@@ -248,6 +249,8 @@ def _plan(
         if precision == "int8"
         else None
     )
+    if calibration is not None and int8_failed(onnx_path, calibration.key):
+        precision, calibration = "fp32", None  # its features drifted on these images before
     plan = {
         "augment": augment,
         "hflip": bool(settings["hflip"]),

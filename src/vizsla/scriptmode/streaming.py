@@ -106,20 +106,31 @@ class OutputStreams:
             self.metrics_file.close()
 
     def _read(self, pipe: IO[bytes], stream: str) -> None:
+        """Drain PIPE to its end whatever a line does to us: a reader that stopped would leave the script
+        blocked on a full pipe forever (one failure per stream is logged, the lines keep flowing)."""
         console = sys.stdout if stream == "stdout" else sys.stderr
+        failed = False
         for raw in iter(lambda: pipe.readline(MAX_LINE_BYTES), b""):
-            line = raw.decode("utf-8", errors="replace").rstrip("\r\n")
-            with self.lock:
-                self.write_line(line, console)
-                self.errors[stream].feed(line)
-                if stream == "stderr":
-                    self.stderr_tail.append(line)
-                for match in self.matcher.match(line):
-                    self.matches.append(match)
-                    self.metrics_file.write(json.dumps(match.record()) + "\n")
-                    self.metrics_file.flush()
-                    self.pending.put(match)
+            try:
+                self._take(raw.decode("utf-8", errors="replace").rstrip("\r\n"), stream, console)
+            except Exception as exc:  # noqa: BLE001 - e.g. a full disk under train.log
+                if not failed:
+                    log.warning("cannot record the script's %s line (%r); still draining it", stream, exc)
+                failed = True
         pipe.close()
+
+    def _take(self, line: str, stream: str, console: IO[str]) -> None:
+        """One line into train.log, the console, the error and stderr tails, and the metric matches."""
+        with self.lock:
+            self.write_line(line, console)
+            self.errors[stream].feed(line)
+            if stream == "stderr":
+                self.stderr_tail.append(line)
+            for match in self.matcher.match(line):
+                self.matches.append(match)
+                self.metrics_file.write(json.dumps(match.record()) + "\n")
+                self.metrics_file.flush()
+                self.pending.put(match)
 
 
 def kill_group(pid: int, sig: signal.Signals) -> None:
