@@ -35,7 +35,7 @@ import os
 
 import torch
 
-import net
+import script_model_net as net  # a name no other test's code uses: handlers share sys.modules
 
 parser = argparse.ArgumentParser()
 parser.add_argument("--steps", type=int, default=3)
@@ -59,7 +59,7 @@ import os
 
 import torch
 
-import net
+import script_model_net as net  # a name no other test's code uses: handlers share sys.modules
 
 
 def model_fn(model_dir):
@@ -81,10 +81,11 @@ BODIES = [b"[1, 2, 3, 4]", b"[[0, 0, 0, 0], [0.5, -1, 2, 0.25]]"]
 
 
 def source_folder(root: Path, *, inference: str | None = "inference.py") -> Path:
-    """train.py and net.py (the model both scripts build), INFERENCE beside them, and a data folder."""
+    """train.py and script_model_net.py (the model both scripts build), INFERENCE beside them, and a data
+    folder."""
     root.mkdir(parents=True)
     (root / "train.py").write_text(TRAIN)
-    (root / "net.py").write_text(NET)
+    (root / "script_model_net.py").write_text(NET)
     if inference:
         (root / inference).parent.mkdir(parents=True, exist_ok=True)
         (root / inference).write_text(INFERENCE)
@@ -117,7 +118,8 @@ def handler_answers(job: Path, bodies: list[bytes]) -> list:
 
 @pytest.fixture(scope="module")
 def script_job(mlflow_server: str, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The student layout: train.py, net.py and inference.py side by side; tracked on the server."""
+    """The student layout: train.py, script_model_net.py and inference.py side by side; tracked on the
+    server."""
     root = tmp_path_factory.mktemp("script-model")
     run_job(source_folder(root / "src"), root / "job", mlflow_server)
     return root / "job"
@@ -137,7 +139,8 @@ def test_the_logged_model_answers_as_the_jobs_inference_script(script_job: Path,
     assert model.predict(None, BODIES[0]) == expected[:1]  # one body, its type sniffed
     assert model.predict(None, BODIES) == expected
     code = Path(model.handler.source).parent  # the logged code: the modules, never the data folder
-    assert sorted(p.name for p in code.rglob("*") if p.is_file()) == ["inference.py", "net.py", "train.py"]
+    logged = sorted(p.name for p in code.rglob("*") if p.is_file())
+    assert logged == ["inference.py", "script_model_net.py", "train.py"]
     with pytest.raises(ValueError, match="request 1: a body must be bytes or text, not int"):
         model.predict(None, [BODIES[0], 3])
 

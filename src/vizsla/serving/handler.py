@@ -336,9 +336,10 @@ def load_user_module(path: Path, source_dir: Path | None = None) -> Any:
 
     prepare_handler_process()  # smdebug / sagemaker importable, this interpreter's bin first on PATH
     folders = [path.parent] + ([Path(source_dir).expanduser().resolve()] if source_dir else [])
-    for folder in reversed(folders):
-        if str(folder) not in sys.path:
-            sys.path.insert(0, str(folder))
+    for folder in reversed(folders):  # first on sys.path, even when an earlier handler put it further down
+        if str(folder) in sys.path:
+            sys.path.remove(str(folder))
+        sys.path.insert(0, str(folder))
     try:
         spec.loader.exec_module(module)
     except Exception as exc:
