@@ -127,12 +127,11 @@ def _digest_from_job(model_dir: Path, arch: str) -> str | None:
     return str(inputs["backbone"]) if inputs else None
 
 
-def feature_int8_export(model_dir: Path, export: BackboneExport) -> Path | None:
+def feature_int8_export(model_dir: Path, config: dict[str, Any], export: BackboneExport) -> Path | None:
     """The int8 backbone the job's feature extraction ran (static int8 on its calibration images, checked
     against fp32 then), when it ran one and the file is still cached: the model whose features trained
     the head and gave the job's metrics. None otherwise (fp32 extraction, another job's folder)."""
-    config = read_json(model_dir / CONFIG_FILE)
-    inputs = _job_cache_inputs(model_dir, str(config.get("arch"))) if isinstance(config, dict) else None
+    inputs = _job_cache_inputs(model_dir, str(config.get("arch")))
     if not inputs or inputs.get("precision") != "int8" or str(inputs.get("backbone")) != export.digest:
         return None
     calibration = str(inputs.get("calibration") or "")

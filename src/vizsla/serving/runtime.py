@@ -217,7 +217,7 @@ def _composed_served_model(model_dir: Path, threads: int, runtime: str = "onnx")
         export = find_backbone_export(model_dir, config) if isinstance(config, dict) else None
         if export is None:
             return None
-        int8 = feature_int8_export(model_dir, export) if runtime in ("auto", "onnx-int8") else None
+        int8 = feature_int8_export(model_dir, config, export) if runtime in ("auto", "onnx-int8") else None
         if int8 is None and runtime == "onnx-int8":
             return None
         runner = composed_runner(int8 or export.path, NumpyHead.from_model_dir(model_dir, config), threads)
@@ -309,7 +309,7 @@ def has_feature_int8(path: str | Path) -> bool:
     found = find_model_dir(path)
     config = read_json(found / CONFIG_FILE) if found is not None else None
     export = find_backbone_export(found, config) if found is not None and isinstance(config, dict) else None
-    return export is not None and feature_int8_export(found, export) is not None
+    return export is not None and feature_int8_export(found, config, export) is not None
 
 
 def _int8_served_model(

@@ -72,12 +72,17 @@ def log_job_model(client: MlflowClient, run_id: str, job_dir: JobDir, *, step: i
 
 def _requirements() -> list[str]:
     """What the pyfunc imports: vizsla (its serving runtime, no torch) and the libraries under it."""
-    import importlib.metadata
-
     from vizsla.tracking.pyfunc_model import PIP_REQUIREMENTS
 
+    return pinned_requirements(("vizsla", *PIP_REQUIREMENTS))
+
+
+def pinned_requirements(names: tuple[str, ...]) -> list[str]:
+    """NAME==version as installed here for each of NAMES (a package not installed: its bare name)."""
+    import importlib.metadata
+
     pinned = []
-    for name in ("vizsla", *PIP_REQUIREMENTS):
+    for name in names:
         try:
             pinned.append(f"{name}=={importlib.metadata.version(name)}")
         except importlib.metadata.PackageNotFoundError:

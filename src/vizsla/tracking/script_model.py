@@ -161,16 +161,10 @@ def _skipped(path: Path) -> bool:
 
 def requirements(code_dir: Path | None) -> list[str]:
     """vizsla, torch, numpy, pandas (pinned as installed here) and the code's own requirements.txt."""
-    import importlib.metadata
-
+    from vizsla.tracking.registry import pinned_requirements
     from vizsla.tracking.script_pyfunc import PIP_REQUIREMENTS
 
-    pinned = []
-    for name in ("vizsla", *PIP_REQUIREMENTS):
-        try:
-            pinned.append(f"{name}=={importlib.metadata.version(name)}")
-        except importlib.metadata.PackageNotFoundError:
-            pinned.append(name)
+    pinned = pinned_requirements(("vizsla", *PIP_REQUIREMENTS))
     listed = code_dir / "requirements.txt" if code_dir else None
     if listed is not None and listed.is_file():
         for line in listed.read_text(encoding="utf-8", errors="replace").splitlines():

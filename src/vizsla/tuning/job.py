@@ -231,12 +231,15 @@ def _log_trial_models(spec: TuneSpec, summary: dict[str, Any], tune_dir: TuneDir
     started = time.perf_counter()
     best_dir = Path(best["job_dir"]).resolve() if best.get("job_dir") else None
     folders = sorted(_completed_trial_folders(tune_dir), key=lambda folder: folder.resolve() != best_dir)
+    try:
+        from vizsla.tracking.registry import ensure_job_model, register_model, registered_version
+    except ImportError as exc:  # tracking never fails the tuning job
+        log.warning("could not log the trials' MLflow models: %r", exc)
+        return
     logged = 0
     for folder in folders:
         is_best = folder.resolve() == best_dir
         try:
-            from vizsla.tracking.registry import ensure_job_model, register_model, registered_version
-
             client, run_id, model_id = ensure_job_model(folder)
             logged += 1
             if is_best:
