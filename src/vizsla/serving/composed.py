@@ -272,11 +272,16 @@ class NumpyHead:
         return cls(layers, str(head_cfg["activation"]))
 
     def __call__(self, features: np.ndarray) -> np.ndarray:
+        """Logits for a batch of features, on one BLAS thread (vizsla.infra.blas: OpenBLAS's spinning
+        threads would take the cores the backbone and the decoders run on)."""
+        from vizsla.infra.blas import one_blas_thread
+
         values = np.asarray(features, dtype=np.float32)
-        for index, (weight_t, bias) in enumerate(self.layers):
-            if index:
-                values = _activation(self.activation, values)
-            values = values @ weight_t + bias
+        with one_blas_thread():
+            for index, (weight_t, bias) in enumerate(self.layers):
+                if index:
+                    values = _activation(self.activation, values)
+                values = values @ weight_t + bias
         return values
 
 
