@@ -16,8 +16,8 @@ status is 0 whatever the figures, as in every benchmark here; non-zero only when
    cache: head-only `--finetune head --epochs 10` (bench_workflow's train step), staged `--finetune staged
    --epochs 6 --finetune-image-size 160` (--flowers-epochs, --flowers-train-size: what fits 2 CPU cores,
    ~5 minutes an epoch; evaluation stays at the model's 224 px. 3 epochs left the valid curve rising,
-   92.2/94.8/95.9%, and 5 epochs by hand gave +2.92 points) and frozen features + scikit-learn LogisticRegression
-   (bench_workflow.reference).
+   92.2/94.8/95.9%, and 5 epochs by hand gave +2.92 points) and frozen features + scikit-learn
+   LogisticRegression (bench_workflow.reference).
 
 Ours runs through `vizsla.jobs.run_job(spec)` in this process with MLflow tracking off, so its times
 exclude the interpreter's start and the imports (`warm_up_imports`). `--quick` is a smoke run: 1 epoch of
