@@ -3,15 +3,11 @@ step): the same weights as the whole batch at once."""
 
 from __future__ import annotations
 
-import subprocess
-import sys
-
 import pytest
 import torch
-import yaml
 
 from vizsla.jobdir import JobDir
-from vizsla.testing.jobs import tiny_spec_dict
+from vizsla.testing.jobs import tiny_spec_dict, train_with_torchrun
 
 pytestmark = pytest.mark.slow
 
@@ -27,15 +23,7 @@ def test_two_processes_accumulating_two_batches_step_like_the_whole_batch(tmp_pa
                               keep_best_checkpoints=1, **options)
         spec["data"]["augment"] = False  # a linear head over fixed features: steps are plain averages
         spec["model"]["head_dropout"] = 0.0
-        config = tmp_path / f"{name}.yaml"
-        config.write_text(yaml.safe_dump(spec))
-        proc = subprocess.run(
-            [sys.executable, "-m", "vizsla", "train", "--config", str(config), "--nproc-per-node", "2",
-             "--quiet"],
-            capture_output=True, text=True, timeout=600,
-        )  # fmt: skip
-        assert proc.returncode == 0, proc.stderr[-3000:]
-        return JobDir(spec["output"])
+        return train_with_torchrun(spec, tmp_path / f"{name}.yaml")
 
     whole = train("whole", batch_size=32)
     accumulated = train("accumulated", batch_size=16, accumulate_steps=2)

@@ -3,31 +3,19 @@ fine-tunes from that head (sent by broadcast), and the job never ends below the 
 
 from __future__ import annotations
 
-import subprocess
-import sys
-
 import pytest
 import torch
-import yaml
 
 from vizsla.jobdir import JobDir
 from vizsla.models import load_model
-from vizsla.testing.jobs import tiny_spec_dict
+from vizsla.testing.jobs import tiny_spec_dict, train_with_torchrun
 
 pytestmark = pytest.mark.slow
 
 
 def _train_two_processes(tmp_path, data, name: str, **train) -> JobDir:
     spec = tiny_spec_dict(data, tmp_path / name, finetune="staged", staged_head_epochs=2, epochs=1, **train)
-    config = tmp_path / f"{name}.yaml"
-    config.write_text(yaml.safe_dump(spec))
-    proc = subprocess.run(
-        [sys.executable, "-m", "vizsla", "train", "--config", str(config), "--nproc-per-node", "2",
-         "--quiet"],
-        capture_output=True, text=True, timeout=600,
-    )  # fmt: skip
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    return JobDir(spec["output"])
+    return train_with_torchrun(spec, tmp_path / f"{name}.yaml")
 
 
 def test_a_two_process_staged_job_fine_tunes_every_rank_from_one_head_stage(tmp_path):

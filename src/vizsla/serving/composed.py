@@ -26,6 +26,8 @@ from typing import Any
 
 import numpy as np
 
+from vizsla.infra import blas
+
 log = logging.getLogger("vizsla.serving")
 
 CONFIG_FILE = "config.json"  # vizsla.models.io's names; that module imports torch, so they are repeated
@@ -274,10 +276,8 @@ class NumpyHead:
     def __call__(self, features: np.ndarray) -> np.ndarray:
         """Logits for a batch of features, on one BLAS thread (vizsla.infra.blas: OpenBLAS's spinning
         threads would take the cores the backbone and the decoders run on)."""
-        from vizsla.infra.blas import one_blas_thread
-
         values = np.asarray(features, dtype=np.float32)
-        with one_blas_thread():
+        with blas.one_blas_thread():
             for index, (weight_t, bias) in enumerate(self.layers):
                 if index:
                     values = _activation(self.activation, values)

@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from vizsla.jobdir import JobDir
 
 
 def tiny_spec_dict(data: Path, output: Path, **train: Any) -> dict[str, Any]:
@@ -15,6 +18,27 @@ def tiny_spec_dict(data: Path, output: Path, **train: Any) -> dict[str, Any]:
         "train": {"epochs": 2, "batch_size": 8, "lr": 0.01, "finetune": "full", "precision": "fp32", **train},
         "tracking": {"enabled": False},
     }
+
+
+def train_with_torchrun(spec: dict[str, Any], config: Path, *, nproc: int = 2,
+                        timeout_s: float = 600.0) -> JobDir:
+    """Write SPEC to CONFIG and run `vizsla train --config CONFIG --nproc-per-node NPROC --quiet` (a real
+    torchrun job); assert it exits 0 (its stderr tail otherwise) and return its JobDir."""
+    import subprocess
+    import sys
+
+    import yaml
+
+    from vizsla.jobdir import JobDir
+
+    config.write_text(yaml.safe_dump(spec))
+    proc = subprocess.run(
+        [sys.executable, "-m", "vizsla", "train", "--config", str(config), "--nproc-per-node", str(nproc),
+         "--quiet"],
+        capture_output=True, text=True, timeout=timeout_s,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return JobDir(spec["output"])
 
 
 def wait_for_first_epoch(metrics: Path, timeout_s: float = 300.0, poll_s: float = 0.1) -> None:
