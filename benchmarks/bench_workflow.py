@@ -5,7 +5,10 @@ deploy the best model, ask it once) runs on a dogImages-sized folder (default: .
 8,189 photos, 102 classes) with default settings and a cold cache (a fresh VIZSLA_CACHE_DIR and job folder):
 
     1. train   vizsla train --data D --output W/train --finetune head --epochs 10
-    2. warm    the same command into W/warm (the feature cache is now warm): the fixed cost of one job
+    2. warm    the same command into W/warm (the feature cache is now warm): the fixed cost of one job.
+               Step 1 started the resident worker (vizsla.resident: torch, timm, MLflow loaded once, a
+               forked process per job) and ran in it, as any user's first `vizsla train`; this one runs in
+               it too. VIZSLA_RESIDENT=0 measures every job in a process of its own.
     3. tune    vizsla tune --data D --output W/tune --space lr,batch_size --finetune head --epochs 10
                  --max-jobs 16 --max-parallel 2   (the seed notebook's ranges: lr 0.001-0.1 log, batch size
                  32-512, as examples/dog-breed-space.yaml writes them)
@@ -94,6 +97,16 @@ def run_step(name: str, command: list[str], log: Path) -> float:
         raise SystemExit(f"{name} failed with exit code {code} (log: {log})")
     print(f"{name}: {seconds:.1f} s", flush=True)
     return seconds
+
+
+def print_resident_worker(*logs: Path) -> None:
+    """Which step started the resident worker (vizsla.resident) that later `vizsla train` steps ran in."""
+    from vizsla.resident import control
+
+    starters = [log.stem for log in logs if "started a resident worker" in log.read_text()]
+    running = control.workers(Path(os.environ["VIZSLA_RUNTIME_DIR"]))
+    print(f"resident worker: started by {', '.join(starters) or 'no step'}; running: "
+          f"{', '.join(str(w.pid) for w in running) or 'none'} (VIZSLA_RESIDENT=0 runs every job alone)")
 
 
 def _read(path: Path) -> dict[str, Any]:
@@ -232,6 +245,7 @@ def main(argv: list[str] | None = None) -> int:
         trained = _read(work / "train" / "result.json")
         times["warm job"] = run_step("warm job", [VIZSLA, "train", *common, "--output", str(work / "warm")],
                                      work / "warm.log")
+        print_resident_worker(work / "train.log", work / "warm.log")
         times["tune"] = run_step(
             "tune",
             [VIZSLA, "tune", *common, "--output", str(work / "tune"), "--space", SPACE,

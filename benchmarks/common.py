@@ -181,18 +181,28 @@ class Timer:
 
 @contextlib.contextmanager
 def fresh_cache_dir(prefix: str = "vizsla-bench-cache-") -> Iterator[Path]:
-    """A new, empty VIZSLA_CACHE_DIR for one 'ours' run, so every cache it uses is built inside the timing."""
-    previous = os.environ.get("VIZSLA_CACHE_DIR")
+    """A new, empty VIZSLA_CACHE_DIR for one 'ours' run, so every cache it uses is built inside the timing.
+
+    Its `vizsla train` commands start their resident worker as a user's would (vizsla.resident), in a
+    runtime folder of this run's own; the workers are stopped on the way out, so none outlives the run."""
+    from vizsla.resident import control
+
+    previous = {name: os.environ.get(name) for name in ("VIZSLA_CACHE_DIR", "VIZSLA_RUNTIME_DIR")}
     path = Path(tempfile.mkdtemp(prefix=prefix))
+    runtime = Path(tempfile.mkdtemp(prefix="vizsla-bench-run-"))
     os.environ["VIZSLA_CACHE_DIR"] = str(path)
+    os.environ["VIZSLA_RUNTIME_DIR"] = str(runtime)
     try:
         yield path
     finally:
-        if previous is None:
-            os.environ.pop("VIZSLA_CACHE_DIR", None)
-        else:
-            os.environ["VIZSLA_CACHE_DIR"] = previous
+        control.stop(runtime)
+        for name, value in previous.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
         shutil.rmtree(path, ignore_errors=True)
+        shutil.rmtree(runtime, ignore_errors=True)
 
 
 @contextlib.contextmanager

@@ -13,6 +13,9 @@ SHARED_DATASETS = REPO_ROOT.parent / "shared" / "datasets"
 
 # Never reach for a model hub from tests: weights come from installed packages or files.
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
+# Every `vizsla train` a test starts runs in a process of its own and leaves no resident worker behind
+# (vizsla.resident); tests/resident turns it on for its own commands.
+os.environ["VIZSLA_RESIDENT"] = "0"
 
 
 @pytest.fixture(autouse=True, scope="session")

@@ -1,5 +1,5 @@
 """`python -m vizsla` (also what `torchrun -m vizsla` runs)."""
 
-from vizsla.cli.app import main
+from vizsla.cli.entry import main
 
 main()

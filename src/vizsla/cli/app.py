@@ -58,6 +58,7 @@ def _mount() -> None:
         train,
         transform,
         tune,
+        workers,
     )
 
     app.command("train", help=train.train.__doc__)(train.train)
@@ -76,6 +77,10 @@ def _mount() -> None:
     app.command("console", help=console.console.__doc__)(console.console)
     app.add_typer(
         models.app, name="models", help="Model names you can train; MLflow's registry (register, alias)."
+    )
+    app.add_typer(
+        workers.app, name="workers",
+        help="The resident workers that keep `vizsla train`'s imports loaded: list and stop them.",
     )
 
 
@@ -103,14 +108,18 @@ def _exit_now(code: int) -> None:
     os._exit(code)
 
 
-def main() -> None:
-    """Entry point: click handles usage errors (exit 2); a UserError prints one clear message and exits 2."""
+def run(argv: list[str]) -> int:
+    """Run the command ARGV (without the program name) and return its exit code: click's usage errors are
+    2, a UserError prints one clear message and is its exit code. Also what a resident worker's child runs."""
     try:
-        app()
+        app(args=argv)
     except SystemExit as exc:
-        if exc.code in (0, None) and len(sys.argv) > 1 and sys.argv[1] in FAST_EXIT_COMMANDS:
-            _exit_now(0)
-        raise
+        if exc.code is None:
+            return 0
+        if isinstance(exc.code, int):
+            return exc.code
+        print(exc.code, file=sys.stderr)
+        return 1
     except UserError as exc:
         console = Console(stderr=True, highlight=False)
         console.print("[bold red]error:[/bold red] ", end="")
@@ -118,4 +127,19 @@ def main() -> None:
         console.print(exc.message, markup=False, soft_wrap=True)
         if exc.hint:
             console.print(exc.hint, markup=False, soft_wrap=True)
-        sys.exit(exc.exit_code)
+        return exc.exit_code
+    return 0
+
+
+def finish(argv: list[str], code: int) -> None:
+    """Leave with CODE: without interpreter teardown after a fast-exit command that succeeded."""
+    if code == 0 and argv and argv[0] in FAST_EXIT_COMMANDS:
+        _exit_now(0)
+    sys.exit(code)
+
+
+def main() -> None:
+    """Entry point (the `vizsla` command's is vizsla.cli.entry.main, which this runs)."""
+    from vizsla.cli import entry
+
+    entry.main()

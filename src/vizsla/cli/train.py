@@ -17,6 +17,7 @@ from rich.markup import escape
 from vizsla.cli import options as o
 from vizsla.cli.options import command, flag, given, in_panel, nest
 from vizsla.errors import UserError
+from vizsla.infra.process import process_start_time
 from vizsla.jobdir import JobDir
 from vizsla.scriptmode.spec import ScriptDistribution
 
@@ -24,17 +25,30 @@ LAUNCHED_BY_VIZSLA = "VIZSLA_LAUNCHER_PID"  # set by `--nproc-per-node` for the 
 JOB_STARTED = "VIZSLA_JOB_STARTED"  # the launcher's start (epoch seconds), for the processes it starts
 
 
+_client_started: float | None = None  # set in a resident worker's child: when the `vizsla` command began
+
+
+def started_at(when: float) -> None:
+    """In a resident worker's child (vizsla.resident): the command began at WHEN in the client process,
+    whose start the job's time counts from, not the fork's."""
+    global _client_started
+    _client_started = when
+
+
 def command_started() -> float:
     """When this `vizsla train` began, in epoch seconds: the job's time counts from it.
 
-    The launcher's start for the processes `--nproc-per-node` started, this process's start in a `vizsla`
-    process (interpreter and imports included), else now (the command called in-process, as tests do)."""
+    The launcher's start for the processes `--nproc-per-node` started, the client's start in a resident
+    worker's child, this process's start in a `vizsla` process (interpreter and imports included), else now
+    (the command called in-process, as tests do)."""
     inherited = os.environ.get(JOB_STARTED)
     if inherited and os.environ.get(LAUNCHED_BY_VIZSLA):
         with contextlib.suppress(ValueError):
             return float(inherited)
+    if _client_started is not None:
+        return _client_started
     if _is_vizsla_process():
-        started = _process_start()
+        started = process_start_time()
         if started is not None:
             return started
     return time.time()
@@ -44,22 +58,6 @@ def _is_vizsla_process() -> bool:
     """Whether this process is the `vizsla` command (`vizsla ...` or `python -m vizsla ...`)."""
     main_spec = getattr(sys.modules.get("__main__"), "__spec__", None)
     return Path(sys.argv[0]).name == "vizsla" or getattr(main_spec, "name", None) == "vizsla.__main__"
-
-
-def _process_start() -> float | None:
-    """This process's start in epoch seconds; None when the system cannot tell."""
-    try:  # Linux: start tick (field 22 of /proc/self/stat) on the boot clock; psutil's rounds to 1 s
-        fields = Path("/proc/self/stat").read_text().rsplit(")", 1)[1].split()
-        age = time.clock_gettime(time.CLOCK_BOOTTIME) - int(fields[19]) / os.sysconf("SC_CLK_TCK")
-        return time.time() - age
-    except (OSError, ValueError, IndexError, AttributeError):
-        pass
-    try:
-        import psutil
-
-        return float(psutil.Process().create_time())
-    except Exception:  # noqa: BLE001 - no start time: the caller counts from now
-        return None
 
 
 # --- the options of `vizsla train`: flag -> JobSpec field, whose description is the help -----------------

@@ -1,0 +1,237 @@
+"""The resident worker: load the heavy modules once, then fork a child per command; exit when idle.
+
+`python -m vizsla.resident.server SOCKET SYS_PATH_JSON`, started by vizsla.resident.client with the
+command's environment. The worker itself never runs torch code: a process that forks must not have started
+OpenMP's or CUDA's threads, so only imports happen here, and every job runs in a fresh child."""
+
+from __future__ import annotations
+
+import contextlib
+import importlib
+import json
+import logging
+import os
+import signal
+import socket
+import struct
+import sys
+import threading
+import time
+import traceback
+from pathlib import Path
+from typing import NoReturn
+
+from vizsla.resident import identity, protocol
+
+# What `vizsla train` imports on its way (setup's LATE_IMPORTS and the tracker's are loaded the same way).
+PRELOAD = (
+    "numpy",
+    "PIL.Image",
+    "torch",
+    "torch.optim",
+    "torch._dynamo",  # imported by torch.optim's first step and by torchvision.ops: ~1.5 s
+    "torchvision",
+    "timm",
+    "onnxruntime",
+    "vizsla.cli.app",
+    "vizsla.jobs",
+    "vizsla.training.trainer",
+    "vizsla.training.setup",
+    "vizsla.data.features",
+    "vizsla.models",
+    "vizsla.serving.export",
+    "vizsla.training.plots",
+    "vizsla.training.report",
+    "vizsla.tracking.mlflow_tracker",
+    "vizsla.tracking.registry",
+)
+
+
+def main() -> None:
+    path = Path(sys.argv[1])
+    sys.path[:] = json.loads(sys.argv[2])
+    listener = _bind(path)
+    if listener is None:
+        _say(f"another worker serves {path}: leaving")
+        return
+    inode = os.stat(path).st_ino
+    pid_file = path.with_suffix(".pid")
+    pid_file.write_text(f"{os.getpid()}\n")
+    signal.signal(signal.SIGTERM, _stop)
+    try:
+        _preload()
+        _serve(listener, path, inode)
+    finally:
+        if _still_ours(path, inode):  # a worker that replaced this one keeps its socket and pid file
+            with contextlib.suppress(OSError):
+                path.unlink()
+            with contextlib.suppress(OSError):
+                pid_file.unlink()
+        _say("stopped")
+
+
+def _bind(path: Path) -> socket.socket | None:
+    """Listen on PATH; None when a live worker already does (two commands may start one at once)."""
+    listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        listener.bind(str(path))
+    except OSError:
+        probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        try:
+            probe.connect(str(path))
+            return None
+        except OSError:
+            with contextlib.suppress(OSError):
+                path.unlink()
+            listener.bind(str(path))
+        finally:
+            probe.close()
+    os.chmod(path, 0o600)
+    listener.listen(64)  # commands that come while the imports run wait here
+    return listener
+
+
+def _preload() -> None:
+    started = time.perf_counter()
+    for name in PRELOAD:
+        try:
+            importlib.import_module(name)
+        except Exception as exc:  # noqa: BLE001 - a module that fails loads (and fails) in the job instead
+            _say(f"could not preload {name}: {exc!r}")
+    from vizsla.training import setup
+
+    for name in setup.LATE_IMPORTS:
+        with contextlib.suppress(Exception):
+            importlib.import_module(name)
+    try:
+        from vizsla.tracking import registry
+        from vizsla.tracking.mlflow_tracker import preload_mlflow
+
+        if preload_mlflow():  # only with telemetry off: its client may start threads, which a fork must not
+            registry.preload_requirements_check()
+    except Exception as exc:  # noqa: BLE001 - the job's tracker imports it itself
+        _say(f"could not preload MLflow: {exc!r}")
+    threads = threading.active_count()
+    _say(f"preloaded in {time.perf_counter() - started:.1f} s ({threads} Python thread(s))")
+
+
+def _serve(listener: socket.socket, path: Path, inode: int) -> None:
+    idle_s = identity.idle_seconds()
+    listener.settimeout(1.0)
+    children: set[int] = set()
+    last_work = time.monotonic()
+    while True:
+        children = {pid for pid in children if not _reaped(pid)}
+        if children:
+            last_work = time.monotonic()
+        elif time.monotonic() - last_work > idle_s:
+            _say(f"{idle_s:g} s without work: exiting")
+            return
+        if not _still_ours(path, inode):
+            _say(f"{path} was removed or replaced: exiting")
+            return
+        try:
+            conn, _ = listener.accept()
+        except TimeoutError:
+            continue
+        if not _same_user(conn):
+            conn.close()
+            continue
+        sys.stdout.flush()  # nothing of the worker's log may reach the child's terminal
+        sys.stderr.flush()
+        pid = os.fork()
+        if pid == 0:
+            listener.close()
+            _run_command(conn)
+        conn.close()
+        children.add(pid)
+        last_work = time.monotonic()
+        _say(f"forked {pid}")
+
+
+def _run_command(conn: socket.socket) -> NoReturn:
+    """In the child: take over the client's streams, environment and folder, tell the pid, run, answer."""
+    try:
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+        conn.settimeout(30.0)
+        request, fds = protocol.receive(conn, max_fds=3)
+        conn.settimeout(None)
+        if len(fds) != 3:
+            os._exit(1)
+        for target, fd in enumerate(fds):
+            os.dup2(fd, target)
+            os.close(fd)
+        for stream in (sys.stdout, sys.stderr):
+            with contextlib.suppress(AttributeError, OSError, ValueError):
+                stream.reconfigure(line_buffering=stream.isatty())
+        os.environ.clear()
+        os.environ.update(request["env"])
+        os.chdir(request["cwd"])
+        argv = [str(arg) for arg in request["argv"]]
+        sys.argv = [str(request["argv0"]), *argv]
+        from vizsla.cli import train
+
+        train.started_at(float(request["started"]))
+        protocol.send(conn, {"pid": os.getpid()})
+    except BaseException:  # noqa: BLE001 - the client runs the command itself when no pid comes
+        os._exit(1)
+    threading.Thread(target=_die_with_client, args=(conn,), daemon=True).start()
+    from vizsla.cli import app
+
+    try:
+        code = app.run(argv)
+    except BaseException:  # noqa: BLE001 - what the interpreter would print for an uncaught exception
+        traceback.print_exc()
+        code = 1
+    logging.shutdown()
+    for stream in (sys.stdout, sys.stderr):
+        with contextlib.suppress(OSError, ValueError):
+            stream.flush()
+    with contextlib.suppress(OSError):
+        protocol.send(conn, {"exit": code})
+    os._exit(code)
+
+
+def _die_with_client(conn: socket.socket) -> None:
+    """The client went away (killed, terminal closed): a job of the command would have died with it."""
+    with contextlib.suppress(OSError):
+        while conn.recv(1):
+            pass
+    os.kill(os.getpid(), signal.SIGKILL)
+
+
+def _reaped(pid: int) -> bool:
+    try:
+        done, _ = os.waitpid(pid, os.WNOHANG)
+    except ChildProcessError:
+        return True
+    return done == pid
+
+
+def _same_user(conn: socket.socket) -> bool:
+    try:
+        creds = conn.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, struct.calcsize("3i"))
+    except OSError:
+        return False
+    _, uid, _ = struct.unpack("3i", creds)
+    return uid == os.getuid()
+
+
+def _still_ours(path: Path, inode: int) -> bool:
+    try:
+        return os.stat(path).st_ino == inode
+    except OSError:
+        return False
+
+
+def _stop(_signum: int, _frame: object) -> None:
+    raise SystemExit(0)
+
+
+def _say(text: str) -> None:
+    print(f"{time.strftime('%Y-%m-%d %H:%M:%S')} [{os.getpid()}] {text}", flush=True)
+
+
+if __name__ == "__main__":
+    main()
