@@ -111,8 +111,36 @@ def _preload() -> None:
             registry.preload_requirements_check()
     except Exception as exc:  # noqa: BLE001 - the job's tracker imports it itself
         _say(f"could not preload MLflow: {exc!r}")
+    kept = _keep_default_backbone()
     threads = threading.active_count()
-    _say(f"preloaded in {time.perf_counter() - started:.1f} s ({threads} Python thread(s))")
+    _say(f"preloaded in {time.perf_counter() - started:.1f} s ({threads} Python thread(s)"
+         f"{', the default backbone built' if kept else ''})")
+
+
+def _keep_default_backbone() -> bool:
+    """Build the backbone of a job with default model and seed once, as the tuning worker's fork server
+    does for its trials (models/templates.py): such a job's child takes it instead of building it (~0.3 s).
+    On one intra-op thread: more would start OpenMP's threads, which a forked child does not get."""
+    try:
+        import torch
+
+        from vizsla.models.templates import keep_backbone
+        from vizsla.spec import ModelSpec, TrainSpec
+        from vizsla.training.runtime import seed_everything
+    except Exception:  # noqa: BLE001 - each job builds its backbone itself
+        return False
+    model, train = ModelSpec(), TrainSpec()
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        seed_everything(train.seed, deterministic=False)  # as the job seeds right before its build
+        keep_backbone(model.name, model.weights, image_size=model.image_size)
+    except Exception as exc:  # noqa: BLE001 - each job builds its backbone itself
+        _say(f"could not build the default backbone: {exc!r}")
+        return False
+    finally:
+        torch.set_num_threads(threads)
+    return True
 
 
 def _serve(listener: socket.socket, path: Path, inode: int) -> None:
