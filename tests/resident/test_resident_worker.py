@@ -78,8 +78,9 @@ def test_the_first_train_starts_the_worker_and_the_next_runs_in_it(runtime: Path
                   "--no-tracking")
     assert first.returncode == 0, first.stderr[-3000:]
     assert STARTED in first.stderr
-    second = train(runtime, "--data", str(data), "--output", str(tmp_path / "b"), "--epochs", "2",
-                   "--no-tracking")
+    # Relative paths are the command's: the job runs in the command's working folder.
+    relative = os.path.relpath(tmp_path / "b", runtime.parent)
+    second = train(runtime, "--data", str(data), "--output", relative, "--epochs", "2", "--no-tracking")
     assert second.returncode == 0, second.stderr[-3000:]
     assert STARTED not in second.stderr
     assert "Completed" in second.stdout + second.stderr  # the job wrote to this command's own streams

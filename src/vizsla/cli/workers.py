@@ -21,13 +21,13 @@ def list_workers() -> None:
     if not found:
         console.print(f"no resident worker runs ({identity.SWITCH}=0 keeps `vizsla train` from starting one)")
         return
-    table = Table("pid", "memory (MiB)", "socket", "log")
+    table = Table("pid", "memory (MiB)", "socket", "log", caption=f"in {found[0].socket.parent}")
     for worker in found:
         try:
             memory = f"{psutil.Process(worker.pid).memory_info().rss / 2**20:.0f}"
         except psutil.Error:
             memory = "?"
-        table.add_row(str(worker.pid), memory, str(worker.socket), str(worker.log))
+        table.add_row(str(worker.pid), memory, worker.socket.name, worker.log.name)
     console.print(table)
 
 
