@@ -31,8 +31,8 @@ def run_in_worker(argv: list[str]) -> int | None:
     waits for its imports, which it would have done itself), and return the exit code; None when no worker
     runs it (none can be started or reached, or this process has no stdin/stdout/stderr to hand over)."""
     path = identity.socket_path()
-    if path is None or not _has_standard_streams():
-        return None
+    if path is None or not _has_standard_streams() or path.with_suffix(".refused").exists():
+        return None  # a worker of this identity found it cannot serve (server.py): no second try
     conn = _connect(path) if path.exists() else None
     if conn is None:
         conn = _start_worker(path)

@@ -60,6 +60,11 @@ def main() -> None:
     signal.signal(signal.SIGTERM, _stop)
     try:
         _preload()
+        if _cuda_initialized():  # a forked child could not use the GPU: the commands run alone from now on
+            reason = "CUDA was initialised while preloading, and a forked child cannot use it"
+            path.with_suffix(".refused").write_text(reason + "\n")
+            _say(f"{reason}: exiting")
+            return
         _serve(listener, path, inode)
     finally:
         if _still_ours(path, inode):  # a worker that replaced this one keeps its socket and pid file
@@ -115,6 +120,14 @@ def _preload() -> None:
     threads = threading.active_count()
     _say(f"preloaded in {time.perf_counter() - started:.1f} s ({threads} Python thread(s)"
          f"{', the default backbone built' if kept else ''})")
+
+
+def _cuda_initialized() -> bool:
+    torch = sys.modules.get("torch")
+    try:
+        return bool(torch is not None and torch.cuda.is_initialized())
+    except Exception:  # noqa: BLE001 - a torch without CUDA support
+        return False
 
 
 def _keep_default_backbone() -> bool:
