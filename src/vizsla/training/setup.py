@@ -309,6 +309,10 @@ def create_optimizer(model: Any, spec: JobSpec) -> torch.optim.Optimizer:
         head_lr=lr * train.backbone_lr_scale if train.finetune == "staged" else None,
         freeze_below=train.freeze_below_lr_scale if train.finetune != "head" else None,
     )
+    if uses_feature_cache(spec):
+        # A head on cached features never runs the backbone: its ~150 frozen tensors in the optimizer only
+        # cost every step a loop over them (~0.1 ms of a ~1.2 ms step, 10% of a head-only job's epochs).
+        groups = [group for group in groups if not group["name"].startswith("backbone")]
     extra: dict[str, Any] = {}
     if train.optimizer == "adamw":
         # A head on cached features: AdamW's fused kernel (one kernel a step instead of a loop over
@@ -602,13 +606,17 @@ def restore_state(job: Job, state: TrainState) -> None:
     ckpt = job.checkpoint
     if ckpt is None:
         return
+    from vizsla.training import checkpoint_groups
     from vizsla.training.bookkeeping import load_trained_state
 
     load_trained_state(job, ckpt["model"])  # a head-only job's checkpoint holds the head alone
     if ckpt.get("best_state") is not None:
         job.best_state, job.best_unsaved = ckpt["best_state"], True
-    job.optimizer.load_state_dict(ckpt["optimizer"])
-    job.scheduler.load_state_dict(ckpt["scheduler"])
+    optimizer_state, scheduler_state = checkpoint_groups.matching_groups(
+        ckpt["optimizer"], ckpt["scheduler"], [group.get("name") for group in job.optimizer.param_groups]
+    )
+    job.optimizer.load_state_dict(optimizer_state)
+    job.scheduler.load_state_dict(scheduler_state)
     job.scaler.load_state_dict(ckpt["scaler"])
     state.epoch, state.global_step = ckpt["next_epoch"], ckpt["global_step"]
     job.position = ckpt.get("epoch_position")  # a job stopped mid-epoch continues with its next batch

@@ -378,7 +378,9 @@ def train_one_epoch(
             )
         if not pending:  # the first batch of a group: the last step's gradients are spent
             optimizer.zero_grad(set_to_none=True)
-        job.scaler.scale(loss * accumulation.loss_scale(batch_index)).backward()
+        scale = accumulation.loss_scale(batch_index)
+        # A group of one batch: no multiply, and none in the backward pass (~0.1 ms of a ~1.3 ms head step)
+        job.scaler.scale(loss * scale if scale != 1.0 else loss).backward()
         runner.fire("after_backward", state)
         pending = not stepping
         if stepping:
