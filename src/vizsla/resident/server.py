@@ -27,23 +27,40 @@ from vizsla.resident import identity, protocol
 PRELOAD = (
     "numpy",
     "PIL.Image",
+    "PIL.JpegImagePlugin",
+    "fsspec",
     "torch",
     "torch.optim",
     "torch._dynamo",  # imported by torch.optim's first step and by torchvision.ops: ~1.5 s
     "torchvision",
     "timm",
+    "timm.optim",
+    "timm.scheduler",
     "onnxruntime",
+    "sqlalchemy.dialects.sqlite",
     "vizsla.cli.app",
+    "vizsla.cli.script_train",
     "vizsla.jobs",
     "vizsla.training.trainer",
     "vizsla.training.setup",
+    "vizsla.training.components",
+    "vizsla.training.recipe",
+    "vizsla.data.prepare",
+    "vizsla.data.sources",
     "vizsla.data.features",
+    "vizsla.data.quantize",
     "vizsla.models",
+    "vizsla.models.classifier",
+    "vizsla.models.io",
     "vizsla.serving.export",
+    "vizsla.serving.composed",
+    "vizsla.serving.runtime",
     "vizsla.training.plots",
     "vizsla.training.report",
     "vizsla.tracking.mlflow_tracker",
     "vizsla.tracking.registry",
+    "vizsla.tracking.pyfunc_model",
+    "vizsla.tuning.space",
 )
 
 
@@ -113,7 +130,7 @@ def _preload() -> None:
         from vizsla.tracking.mlflow_tracker import preload_mlflow
 
         if preload_mlflow():  # only with telemetry off: its client may start threads, which a fork must not
-            registry.preload_requirements_check()
+            registry.preload_model_logging()
     except Exception as exc:  # noqa: BLE001 - the job's tracker imports it itself
         _say(f"could not preload MLflow: {exc!r}")
     kept = _keep_default_backbone()

@@ -70,11 +70,13 @@ def log_job_model(client: MlflowClient, run_id: str, job_dir: JobDir, *, step: i
     return logged.model_id
 
 
-def preload_requirements_check() -> None:
-    """Build the installed-packages map that save_model's requirements check reads (~0.7 s) ahead of a
-    job, in a process that forks jobs (the resident worker: vizsla.resident.server). A private part of
-    MLflow: when it moves, the job builds the map itself, as without the preload."""
+def preload_model_logging() -> None:
+    """Import MLflow's pyfunc flavour and build the installed-packages map that save_model's requirements
+    check reads (~0.7 s) ahead of a job, in a process that forks jobs (the resident worker:
+    vizsla.resident.server). The map is a private part of MLflow: when it moves, the job builds it itself,
+    as without the preload."""
     try:
+        import mlflow.pyfunc  # noqa: F401 - the import is the point
         from mlflow.utils import requirements_utils
 
         requirements_utils._init_packages_to_modules_map()

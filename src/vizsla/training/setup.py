@@ -417,7 +417,7 @@ def _build_job(
     )
     seed_everything(spec.train.seed, spec.train.deterministic)
     model = create_classifier(spec.model, data.classes).to(runtime.device)
-    if runtime.channels_last:
+    if runtime.channels_last and not uses_feature_cache(spec):  # extraction makes a channels_last copy
         model = model.to(memory_format=torch.channels_last)
     if not uses_feature_cache(spec):  # a head on cached features has nothing worth compiling
         model = compile_model(model, runtime)
