@@ -44,7 +44,8 @@ def test_a_process_of_a_distributed_job_stays_a_plain_process(
 
 def test_another_environment_means_another_worker(resident_on: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     first = identity.socket_path()
-    monkeypatch.setenv("OMP_NUM_THREADS", "1")  # read once, when torch loads: a worker cannot change it
+    other = "3" if os.environ.get("OMP_NUM_THREADS") != "3" else "5"
+    monkeypatch.setenv("OMP_NUM_THREADS", other)  # read once, when torch loads: a worker cannot change it
     second = identity.socket_path()
     monkeypatch.setenv("PWD", "/somewhere/else")  # a shell's bookkeeping changes no import
     assert first is not None and second is not None
@@ -81,3 +82,13 @@ def test_another_umask_means_another_worker(resident_on: Path) -> None:
     finally:
         os.umask(previous)
     assert identity.identity() == before
+
+
+def test_other_interpreter_flags_mean_another_worker(
+    resident_on: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import sys
+
+    before = identity.identity()
+    monkeypatch.setattr(sys, "warnoptions", ["error::DeprecationWarning"])  # python -W error::...
+    assert identity.identity() != before

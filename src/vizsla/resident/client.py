@@ -61,7 +61,8 @@ def _start_worker(path: Path) -> socket.socket | None:
     try:
         with open(log, "ab") as output:
             worker = subprocess.Popen(
-                [sys.executable, "-m", "vizsla.resident.server", str(path), json.dumps(sys.path)],
+                [sys.executable, *_interpreter_flags(), "-m", "vizsla.resident.server", str(path),
+                 json.dumps(sys.path)],
                 stdin=subprocess.DEVNULL, stdout=output, stderr=subprocess.STDOUT, cwd="/",
                 start_new_session=True, close_fds=True,
             )
@@ -81,6 +82,14 @@ def _start_worker(path: Path) -> socket.socket | None:
             return conn
         time.sleep(0.02)
     return None
+
+
+def _interpreter_flags() -> list[str]:
+    """This interpreter's command-line flags (-O, -W ..., -X ...), as multiprocessing passes them on."""
+    try:
+        return list(subprocess._args_from_interpreter_flags())  # type: ignore[attr-defined]
+    except Exception:  # noqa: BLE001 - a Python without it: the identity still tells the flags apart
+        return []
 
 
 def _request(argv: list[str]) -> dict[str, Any]:

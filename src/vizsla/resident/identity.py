@@ -77,6 +77,9 @@ def identity() -> str:
     digest = hashlib.sha256()
     env = {k: v for k, v in os.environ.items() if k not in VOLATILE_VARIABLES}
     digest.update(json.dumps([sys.executable, sys.version, sys.path, sorted(env.items())]).encode())
+    # -O, -W, -X ...: the worker is started with the same (vizsla.resident.client)
+    interpreter = [list(sys.flags), sys.warnoptions, sorted(sys._xoptions.items())]
+    digest.update(json.dumps(interpreter, default=str).encode())
     digest.update(json.dumps(_inherited()).encode())
     for entry in sys.path:
         if "site-packages" not in entry and "dist-packages" not in entry:
