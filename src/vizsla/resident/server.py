@@ -23,8 +23,10 @@ from typing import NoReturn
 
 from vizsla.resident import identity, protocol
 
-# What `vizsla train` imports on its way (setup's LATE_IMPORTS and the tracker's are loaded the same way).
-PRELOAD = (
+# What `vizsla train` imports before its data are checked, in two parts: the worker forks the first command
+# (which waited for it) once the first part is loaded, and loads the second while that job runs; a job
+# forked before it imports those modules itself, on a thread beside its data checks, as a local job does.
+JOB_MODULES = (
     "numpy",
     "PIL.Image",
     "PIL.JpegImagePlugin",
@@ -37,7 +39,6 @@ PRELOAD = (
     "timm.optim",
     "timm.scheduler",
     "onnxruntime",
-    "sqlalchemy.dialects.sqlite",
     "vizsla.cli.app",
     "vizsla.cli.script_train",
     "vizsla.jobs",
@@ -52,6 +53,11 @@ PRELOAD = (
     "vizsla.models",
     "vizsla.models.classifier",
     "vizsla.models.io",
+    "vizsla.tuning.space",
+)
+# What a job needs at its end: plots, report, the model's export, MLflow (setup.LATE_IMPORTS too).
+FINISHING_MODULES = (
+    "sqlalchemy.dialects.sqlite",
     "vizsla.serving.export",
     "vizsla.serving.composed",
     "vizsla.serving.runtime",
@@ -60,7 +66,6 @@ PRELOAD = (
     "vizsla.tracking.mlflow_tracker",
     "vizsla.tracking.registry",
     "vizsla.tracking.pyfunc_model",
-    "vizsla.tuning.space",
 )
 
 
@@ -76,11 +81,8 @@ def main() -> None:
     pid_file.write_text(f"{os.getpid()}\n")
     signal.signal(signal.SIGTERM, _stop)
     try:
-        _preload()
-        if _cuda_initialized():  # a forked child could not use the GPU: the commands run alone from now on
-            reason = "CUDA was initialised while preloading, and a forked child cannot use it"
-            path.with_suffix(".refused").write_text(reason + "\n")
-            _say(f"{reason}: exiting")
+        _preload_jobs()
+        if _refused_for_cuda(path):
             return
         _serve(listener, path, inode)
     finally:
@@ -113,18 +115,27 @@ def _bind(path: Path) -> socket.socket | None:
     return listener
 
 
-def _preload() -> None:
-    started = time.perf_counter()
-    for name in PRELOAD:
+def _import(names: tuple[str, ...]) -> None:
+    for name in names:
         try:
             importlib.import_module(name)
         except Exception as exc:  # noqa: BLE001 - a module that fails loads (and fails) in the job instead
             _say(f"could not preload {name}: {exc!r}")
+
+
+def _preload_jobs() -> None:
+    started = time.perf_counter()
+    _import(JOB_MODULES)
+    kept = _keep_default_backbone()
+    _say(f"loaded what jobs start with in {time.perf_counter() - started:.1f} s "
+         f"({threading.active_count()} Python thread(s){', the default backbone built' if kept else ''})")
+
+
+def _preload_finishing() -> None:
+    started = time.perf_counter()
     from vizsla.training import setup
 
-    for name in setup.LATE_IMPORTS:
-        with contextlib.suppress(Exception):
-            importlib.import_module(name)
+    _import(FINISHING_MODULES + setup.LATE_IMPORTS)
     try:
         from vizsla.tracking import registry
         from vizsla.tracking.mlflow_tracker import preload_mlflow
@@ -133,10 +144,19 @@ def _preload() -> None:
             registry.preload_model_logging()
     except Exception as exc:  # noqa: BLE001 - the job's tracker imports it itself
         _say(f"could not preload MLflow: {exc!r}")
-    kept = _keep_default_backbone()
-    threads = threading.active_count()
-    _say(f"preloaded in {time.perf_counter() - started:.1f} s ({threads} Python thread(s)"
-         f"{', the default backbone built' if kept else ''})")
+    _say(f"loaded what jobs end with in {time.perf_counter() - started:.1f} s "
+         f"({threading.active_count()} Python thread(s))")
+
+
+def _refused_for_cuda(path: Path) -> bool:
+    """Whether preloading initialised CUDA, which a forked child cannot use: the commands of this worker's
+    identity then run alone from now on (the client reads the marker)."""
+    if not _cuda_initialized():
+        return False
+    reason = "CUDA was initialised while preloading, and a forked child cannot use it"
+    path.with_suffix(".refused").write_text(reason + "\n")
+    _say(f"{reason}: exiting")
+    return True
 
 
 def _cuda_initialized() -> bool:
@@ -175,10 +195,12 @@ def _keep_default_backbone() -> bool:
 
 def _serve(listener: socket.socket, path: Path, inode: int) -> None:
     idle_s = identity.idle_seconds()
-    listener.settimeout(1.0)
+    finishing_loaded = False
     children: set[int] = set()
     last_work = time.monotonic()
     while True:
+        # A command waiting since the start is forked first; the rest of the preload follows at once.
+        listener.settimeout(1.0 if finishing_loaded else 0.1)
         children = {pid for pid in children if not _reaped(pid)}
         if children:
             last_work = time.monotonic()
@@ -191,6 +213,11 @@ def _serve(listener: socket.socket, path: Path, inode: int) -> None:
         try:
             conn, _ = listener.accept()
         except TimeoutError:
+            if not finishing_loaded:
+                _preload_finishing()
+                finishing_loaded = True
+                if _refused_for_cuda(path):
+                    return
             continue
         if not _same_user(conn):
             conn.close()
