@@ -9,8 +9,9 @@ each job still runs in a process of its own, with the user's environment, workin
 
 - identity: whether a command may use it, and the socket of the server that matches this interpreter,
   environment and code (a changed file, package or variable means another server).
-- client: hand a command to a running server, or start one for the next command.
+- client: hand a command to the matching server, started first when none runs.
 - server: preload, accept, fork a child per command, exit when idle.
+- control: list and stop the workers (`vizsla workers`).
 
 `VIZSLA_RESIDENT=0` turns it off; it exits by itself after `VIZSLA_RESIDENT_IDLE_S` seconds without work.
 """

@@ -1,4 +1,4 @@
-"""The command's side: hand the command to the matching resident worker, or start one for the next command.
+"""The command's side: hand the command to the matching resident worker, started first when none runs.
 
 Runs before any heavy import. The worker's child answers with its pid (signals the user sends to this process
 are passed on to it: Ctrl-C stops the job exactly as it would stop a local one) and then with the exit code.
