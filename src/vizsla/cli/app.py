@@ -94,10 +94,10 @@ _mount()
 FAST_EXIT_COMMANDS = {"train", "tune"}
 
 
-def _exit_now(code: int) -> None:
-    """Flush what the process printed and logged, then leave without interpreter teardown."""
+def flush_outputs() -> None:
+    """Flush what the process logged and printed: before leaving without interpreter teardown (here, and
+    in a resident worker's child, which then tells its client the exit code)."""
     import logging
-    import os
 
     logging.shutdown()
     for stream in (sys.stdout, sys.stderr):
@@ -105,6 +105,13 @@ def _exit_now(code: int) -> None:
             stream.flush()
         except (OSError, ValueError):
             pass
+
+
+def _exit_now(code: int) -> None:
+    """Flush what the process printed and logged, then leave without interpreter teardown."""
+    import os
+
+    flush_outputs()
     os._exit(code)
 
 

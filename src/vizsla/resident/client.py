@@ -70,7 +70,8 @@ def _start_worker(path: Path) -> socket.socket | None:
         return None
     deadline = time.monotonic() + LISTEN_TIMEOUT_S
     while time.monotonic() < deadline and worker.poll() in (None, 0):
-        conn = _connect(path) if path.exists() else None
+        # No stale-socket cleanup here: the new worker may be between its bind and its listen.
+        conn = _connect(path, remove_stale=False) if path.exists() else None
         if conn is not None:
             minutes = identity.idle_seconds() / 60
             print(
@@ -104,7 +105,9 @@ def _request(argv: list[str]) -> dict[str, Any]:
     }
 
 
-def _connect(path: Path) -> socket.socket | None:
+def _connect(path: Path, *, remove_stale: bool = True) -> socket.socket | None:
+    """A connection to the worker at PATH; None when none listens there (REMOVE_STALE: then its socket
+    file, left behind by a worker that died, is removed)."""
     conn = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     try:
         conn.settimeout(5.0)
@@ -112,8 +115,9 @@ def _connect(path: Path) -> socket.socket | None:
         return conn
     except ConnectionRefusedError:  # a worker that died: its socket is left behind
         conn.close()
-        with contextlib.suppress(OSError):
-            path.unlink()
+        if remove_stale:
+            with contextlib.suppress(OSError):
+                path.unlink()
         return None
     except OSError:
         conn.close()

@@ -9,7 +9,6 @@ from __future__ import annotations
 import contextlib
 import importlib
 import json
-import logging
 import os
 import signal
 import socket
@@ -110,8 +109,8 @@ def _bind(path: Path) -> socket.socket | None:
             listener.bind(str(path))
         finally:
             probe.close()
-    os.chmod(path, 0o600)
-    listener.listen(64)  # commands that come while the imports run wait here
+    listener.listen(64)  # at once: a client that finds the socket refused takes it for a dead worker's
+    os.chmod(path, 0o600)  # the folder is the user's alone already (identity.runtime_dir)
     return listener
 
 
@@ -269,10 +268,7 @@ def _run_command(conn: socket.socket) -> NoReturn:
     except BaseException:  # noqa: BLE001 - what the interpreter would print for an uncaught exception
         traceback.print_exc()
         code = 1
-    logging.shutdown()
-    for stream in (sys.stdout, sys.stderr):
-        with contextlib.suppress(OSError, ValueError):
-            stream.flush()
+    app.flush_outputs()
     with contextlib.suppress(OSError):
         protocol.send(conn, {"exit": code})
     os._exit(code)
